@@ -1,0 +1,26 @@
+//! Subcommands of the `tally` binary, one module each.
+
+pub mod generate;
+pub mod rule;
+pub mod run;
+
+use std::io::Write;
+
+/// Whether an error is only a closed stdout (for example `tally ... | head`).
+pub fn is_broken_pipe(err: &anyhow::Error) -> bool {
+    err.chain().any(|cause| {
+        cause
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe)
+    })
+}
+
+/// Prints to stdout, reporting a closed pipe as an error instead of panicking.
+pub fn print(text: &str) -> std::io::Result<()> {
+    let mut out = std::io::stdout().lock();
+    out.write_all(text.as_bytes())?;
+    if !text.ends_with('\n') {
+        out.write_all(b"\n")?;
+    }
+    out.flush()
+}

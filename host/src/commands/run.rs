@@ -1,0 +1,65 @@
+//! `tally run`: the pipeline, end to end.
+
+use anyhow::Context;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use tally::pipeline::{RunOptions, run};
+use tally::rule::Limits;
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// Input files or directories (searched recursively): .jsonl/.ndjson/.json,
+    /// optionally .gz or .zst, and .parquet.
+    #[arg(long = "input", short, required = true, num_args = 1..)]
+    inputs: Vec<PathBuf>,
+    /// The rule component (.wasm) that classifies events.
+    #[arg(long)]
+    rule: PathBuf,
+    /// Output directory; replaced atomically when the run succeeds.
+    #[arg(long)]
+    out: PathBuf,
+    /// Worker threads (default: one per core).
+    #[arg(long)]
+    threads: Option<usize>,
+    /// Events per rule call (and rows per Parquet read).
+    #[arg(long, default_value_t = 16_384, value_parser = clap::value_parser!(u32).range(1..))]
+    batch_size: u32,
+    /// Memory cap of the rule sandbox, in MiB.
+    #[arg(long, default_value_t = 256)]
+    rule_memory_mib: usize,
+    /// Fuel (about one unit per WebAssembly instruction) per event classified.
+    #[arg(long, default_value_t = Limits::default().fuel_per_event)]
+    fuel_per_event: u64,
+    /// Also write the JSON run report to this file.
+    #[arg(long)]
+    report: Option<PathBuf>,
+    /// Print the JSON run report on stdout instead of the summary.
+    #[arg(long)]
+    json: bool,
+    /// Never show progress bars.
+    #[arg(long)]
+    quiet: bool,
+}
+
+pub fn execute(args: Args) -> anyhow::Result<ExitCode> {
+    let options = RunOptions {
+        inputs: args.inputs,
+        rule: args.rule,
+        out: args.out,
+        threads: args.threads,
+        batch_size: args.batch_size as usize,
+        limits: Limits {
+            memory_bytes: args.rule_memory_mib << 20,
+            fuel_per_event: args.fuel_per_event,
+            ..Limits::default()
+        },
+        progress: !args.quiet,
+    };
+    let report = run(&options).context("run failed; the previous output is untouched")?;
+    let json = serde_json::to_string_pretty(&report)? + "\n";
+    if let Some(path) = &args.report {
+        std::fs::write(path, &json).with_context(|| format!("writing {}", path.display()))?;
+    }
+    super::print(&if args.json { json } else { report.to_string() })?;
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,352 @@
+//! Dedup: merges the validated chunks into one table and picks, for every
+//! `event_id`, the surviving record.
+//!
+//! The survivor is the record with the smallest `ingested_at`, ties broken by the
+//! smallest `(occurred_at, creator_id, template_id, brand_id, content_kind,
+//! action, user_tier, country)`, null brand first, strings by bytes. Every other
+//! record with the key is a duplicate, and a conflict as well when its fields
+//! (other than `ingested_at`) differ from the survivor's. The rule is a total
+//! order, so the result does not depend on the order records are seen in, nor on
+//! the thread count. This module owns the merged table; it does not classify.
+
+use crate::event::{ACTIONS, CONTENT_KINDS, USER_TIERS};
+use crate::ingest::Chunk;
+use crate::intern::Interner;
+use crate::validate::{EventColumns, NO_BRAND};
+use hashbrown::{DefaultHashBuilder, HashTable};
+use rayon::prelude::*;
+use std::cmp::Ordering;
+use std::hash::BuildHasher;
+
+/// Every valid record of a run, in input order, with strings shared by all chunks.
+pub struct Table {
+    /// The chunks' columns; string ids point into `strings`.
+    pub chunks: Vec<EventColumns>,
+    /// Global row index of each chunk's first row, plus the total at the end.
+    pub starts: Vec<u32>,
+    /// All creator, template and brand strings; ids are in byte order.
+    pub strings: Interner,
+}
+
+impl Table {
+    /// The chunk and the row within it of global row `g`.
+    pub fn locate(&self, g: u32) -> (&EventColumns, usize) {
+        let chunk = self.starts.partition_point(|&s| s <= g) - 1;
+        (&self.chunks[chunk], (g - self.starts[chunk]) as usize)
+    }
+
+    /// Number of valid records.
+    pub fn len(&self) -> usize {
+        *self.starts.last().unwrap_or(&0) as usize
+    }
+
+    /// Whether there is no valid record.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// The table with its survivors.
+pub struct Deduped {
+    /// All valid records.
+    pub table: Table,
+    /// Global row indices of the surviving records, ascending.
+    pub survivors: Vec<u32>,
+    /// Valid records that lost to a survivor.
+    pub duplicates: u64,
+    /// Duplicates whose fields differ from their survivor's.
+    pub conflicts: u64,
+}
+
+/// What can go wrong while deduplicating.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum DedupError {
+    /// More valid records than one run can address.
+    #[error("{0} valid records is more than one run can hold (at most {max}); split the input", max = u32::MAX)]
+    TooManyRecords(u64),
+}
+
+/// Merges the chunks' strings into one sorted table and rewrites their ids.
+pub fn merge(chunks: Vec<Chunk>) -> Result<(Table, Vec<Chunk>), DedupError> {
+    let total: u64 = chunks.iter().map(|c| c.events.len() as u64).sum();
+    if total >= u32::MAX as u64 {
+        return Err(DedupError::TooManyRecords(total));
+    }
+    let mut global = Interner::new();
+    for chunk in &chunks {
+        for s in chunk.events.strings.iter() {
+            global.intern(s);
+        }
+    }
+    let (strings, order) = global.sorted();
+    let mut columns = Vec::with_capacity(chunks.len());
+    let mut rest = Vec::with_capacity(chunks.len());
+    for mut chunk in chunks {
+        columns.push(std::mem::take(&mut chunk.events));
+        rest.push(chunk);
+    }
+    columns.par_iter_mut().for_each(|events| {
+        let local = std::mem::take(&mut events.strings);
+        let map: Vec<u32> = local
+            .iter()
+            .map(|s| order[global.find(s).expect("every chunk string was interned") as usize])
+            .collect();
+        for id in events.creator.iter_mut().chain(events.template.iter_mut()) {
+            *id = map[*id as usize];
+        }
+        for id in events.brand.iter_mut().filter(|id| **id != NO_BRAND) {
+            *id = map[*id as usize];
+        }
+    });
+    let mut starts = Vec::with_capacity(columns.len() + 1);
+    let mut at = 0u32;
+    for events in &columns {
+        starts.push(at);
+        at += events.len() as u32;
+    }
+    starts.push(at);
+    Ok((
+        Table {
+            chunks: columns,
+            starts,
+            strings,
+        },
+        rest,
+    ))
+}
+
+/// Rank of each enumeration code when its values are compared as bytes.
+fn byte_ranks<const N: usize>(values: &[&str; N]) -> [u8; N] {
+    let mut ranks = [0u8; N];
+    for (i, v) in values.iter().enumerate() {
+        ranks[i] = values
+            .iter()
+            .filter(|w| w.as_bytes() < v.as_bytes())
+            .count() as u8;
+    }
+    ranks
+}
+
+/// Orders records by the survivor rule (smaller is better) and tells conflicts.
+struct Rule {
+    kind: [u8; 5],
+    action: [u8; 4],
+    tier: [u8; 4],
+}
+
+impl Rule {
+    fn new() -> Self {
+        Rule {
+            kind: byte_ranks(&CONTENT_KINDS),
+            action: byte_ranks(&ACTIONS),
+            tier: byte_ranks(&USER_TIERS),
+        }
+    }
+
+    /// Every field but `event_id` and `ingested_at`, in tie-break order.
+    fn fields(&self, c: &EventColumns, r: usize) -> (i64, u32, u32, u64, u8, u8, u8, [u8; 2]) {
+        // Null brand sorts first; string ids are already in byte order.
+        let brand = if c.brand[r] == NO_BRAND {
+            0
+        } else {
+            c.brand[r] as u64 + 1
+        };
+        (
+            c.occurred_at[r],
+            c.creator[r],
+            c.template[r],
+            brand,
+            self.kind[c.content_kind[r] as usize],
+            self.action[c.action[r] as usize],
+            self.tier[c.user_tier[r] as usize],
+            c.country[r],
+        )
+    }
+
+    fn cmp(&self, a: (&EventColumns, usize), b: (&EventColumns, usize)) -> Ordering {
+        a.0.ingested_at[a.1]
+            .cmp(&b.0.ingested_at[b.1])
+            .then_with(|| self.fields(a.0, a.1).cmp(&self.fields(b.0, b.1)))
+    }
+}
+
+/// Number of hash shards deduplicated independently (in parallel).
+const SHARDS: usize = 256;
+
+/// Picks the survivor of every `event_id` and counts duplicates and conflicts.
+pub fn dedup(table: Table) -> Deduped {
+    let hasher = DefaultHashBuilder::default();
+    // Scatter each chunk's rows to shards by the top bits of their key's hash.
+    let scattered: Vec<Vec<Vec<(u64, u32)>>> = table
+        .chunks
+        .par_iter()
+        .zip(&table.starts)
+        .map(|(events, &start)| {
+            let mut shards = vec![Vec::new(); SHARDS];
+            for row in 0..events.len() {
+                let hash = hasher.hash_one(events.event_id(row));
+                shards[(hash >> 56) as usize % SHARDS].push((hash, start + row as u32));
+            }
+            shards
+        })
+        .collect();
+
+    let rule = Rule::new();
+    let per_shard: Vec<(Vec<u32>, u64, u64)> = (0..SHARDS)
+        .into_par_iter()
+        .map(|shard| {
+            let rows = || {
+                scattered
+                    .iter()
+                    .flat_map(|chunk| chunk[shard].iter().copied())
+            };
+            let key = |g: u32| {
+                let (c, r) = table.locate(g);
+                c.event_id(r)
+            };
+            let mut best: HashTable<(u64, u32)> = HashTable::new();
+            for (hash, g) in rows() {
+                match best.find_mut(hash, |&(_, s)| key(s) == key(g)) {
+                    Some(entry) => {
+                        if rule.cmp(table.locate(g), table.locate(entry.1)) == Ordering::Less {
+                            entry.1 = g;
+                        }
+                    }
+                    None => {
+                        best.insert_unique(hash, (hash, g), |&(h, _)| h);
+                    }
+                }
+            }
+            let (mut duplicates, mut conflicts) = (0, 0);
+            for (hash, g) in rows() {
+                let &(_, s) = best
+                    .find(hash, |&(_, s)| key(s) == key(g))
+                    .expect("every row's key was inserted");
+                if s != g {
+                    duplicates += 1;
+                    let ((a, ra), (b, rb)) = (table.locate(g), table.locate(s));
+                    if rule.fields(a, ra) != rule.fields(b, rb) {
+                        conflicts += 1;
+                    }
+                }
+            }
+            (
+                best.into_iter().map(|(_, g)| g).collect(),
+                duplicates,
+                conflicts,
+            )
+        })
+        .collect();
+    drop(scattered);
+
+    let mut survivors = Vec::new();
+    let (mut duplicates, mut conflicts) = (0, 0);
+    for (s, d, c) in per_shard {
+        survivors.extend(s);
+        duplicates += d;
+        conflicts += c;
+    }
+    survivors.par_sort_unstable();
+    Deduped {
+        table,
+        survivors,
+        duplicates,
+        conflicts,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::validate::Value;
+
+    fn record<'a>(
+        id: &'a str,
+        ingested: i64,
+        template: &'a str,
+        brand: Option<&'a str>,
+    ) -> [Value<'a>; 10] {
+        [
+            Value::Str(id),
+            Value::Int(1_777_636_800_000),
+            Value::Int(ingested),
+            Value::Str("cr"),
+            Value::Str(template),
+            brand.map_or(Value::Null, Value::Str),
+            Value::Str("image"),
+            Value::Str("use"),
+            Value::Str("pro"),
+            Value::Str("US"),
+        ]
+    }
+
+    fn chunk(records: &[[Value<'_>; 10]]) -> Chunk {
+        let mut events = EventColumns::new();
+        for r in records {
+            events.push(r).unwrap();
+        }
+        Chunk {
+            source: 0,
+            seq: 0,
+            records: records.len() as u64,
+            events,
+            quarantine: Vec::new(),
+        }
+    }
+
+    fn survivors_of(chunks: Vec<Chunk>) -> (Vec<(String, String, Option<String>)>, u64, u64) {
+        let (table, _) = merge(chunks).unwrap();
+        let d = dedup(table);
+        let rows = d
+            .survivors
+            .iter()
+            .map(|&g| {
+                let (c, r) = d.table.locate(g);
+                (
+                    String::from_utf8(c.event_id(r).to_vec()).unwrap(),
+                    d.table.strings.get(c.template[r]).to_string(),
+                    (c.brand[r] != NO_BRAND).then(|| d.table.strings.get(c.brand[r]).to_string()),
+                )
+            })
+            .collect();
+        (rows, d.duplicates, d.conflicts)
+    }
+
+    #[test]
+    fn earliest_ingest_survives_across_chunks() {
+        let a = chunk(&[record("e1", 20, "late", None), record("e2", 5, "t", None)]);
+        let b = chunk(&[record("e1", 10, "early", None), record("e2", 5, "t", None)]);
+        let (rows, duplicates, conflicts) = survivors_of(vec![a, b]);
+        assert_eq!(rows.len(), 2);
+        assert!(rows.contains(&("e1".into(), "early".into(), None)));
+        assert_eq!(duplicates, 2);
+        assert_eq!(
+            conflicts, 1,
+            "e1 differs in template; e2 is an exact re-send"
+        );
+    }
+
+    #[test]
+    fn ties_break_on_fields_with_null_brand_first_whatever_the_order() {
+        let records = [
+            record("e", 1, "b", Some("x")),
+            record("e", 1, "a", Some("y")),
+            record("e", 1, "a", None),
+        ];
+        for rotation in 0..3 {
+            let mut rotated = records.to_vec();
+            rotated.rotate_left(rotation);
+            let (rows, duplicates, conflicts) = survivors_of(vec![chunk(&rotated)]);
+            assert_eq!(rows, vec![("e".into(), "a".into(), None)]);
+            assert_eq!((duplicates, conflicts), (2, 2));
+        }
+    }
+
+    #[test]
+    fn enumerations_tie_break_by_bytes_not_codes() {
+        let ranks = byte_ranks(&CONTENT_KINDS);
+        // audio < font < image < template < video
+        assert_eq!(ranks, [3, 2, 4, 0, 1]);
+    }
+}

@@ -1,0 +1,257 @@
+//! Ingest: finds the input files and reads them, in parallel, into validated chunks.
+//!
+//! This module owns file discovery, format detection (JSONL, plain or `.gz`/`.zst`,
+//! and Parquet), the split of the input into independent units of work, and the
+//! input fingerprint. Each unit becomes a [`Chunk`]: its valid events as columns
+//! and its quarantined records. It does not deduplicate or classify.
+
+mod jsonl;
+mod parquet;
+
+use crate::validate::{EventColumns, Quarantined};
+use rayon::prelude::*;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// How an input file is encoded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// Newline-delimited JSON, uncompressed.
+    Jsonl,
+    /// Newline-delimited JSON, gzip-compressed.
+    JsonlGz,
+    /// Newline-delimited JSON, zstd-compressed.
+    JsonlZst,
+    /// Apache Parquet.
+    Parquet,
+}
+
+/// One input file of a run.
+#[derive(Debug, Clone)]
+pub struct InputFile {
+    /// The path as found.
+    pub path: PathBuf,
+    /// How it is encoded.
+    pub format: Format,
+    /// Its size in bytes.
+    pub size: u64,
+}
+
+/// The valid events and quarantined records of one unit of input.
+pub struct Chunk {
+    /// Index of the source file.
+    pub source: u32,
+    /// Order of this chunk within its file.
+    pub seq: u32,
+    /// Records read (blank lines excluded).
+    pub records: u64,
+    /// The valid ones.
+    pub events: EventColumns,
+    /// The others.
+    pub quarantine: Vec<Quarantined>,
+}
+
+/// What can go wrong while reading input.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum IngestError {
+    /// An input path does not exist or cannot be listed.
+    #[error("input {path}: {source}")]
+    Open { path: PathBuf, source: io::Error },
+    /// An input file has an extension Tally does not read.
+    #[error(
+        "input {path}: unknown format (expected .jsonl, .ndjson or .json, optionally .gz or .zst, or .parquet)"
+    )]
+    UnknownFormat { path: PathBuf },
+    /// No input files were given or found.
+    #[error("no input files found in {0}")]
+    NoInputs(String),
+    /// Reading or decompressing failed part way (for example a truncated file).
+    #[error("input {path}: read failed: {source} (is the file truncated or corrupt?)")]
+    Read { path: PathBuf, source: io::Error },
+    /// A Parquet file could not be decoded.
+    #[error("input {path}: not a readable Parquet file: {message}")]
+    Parquet { path: PathBuf, message: String },
+}
+
+fn format_of(path: &Path) -> Option<Format> {
+    let name = path.file_name()?.to_str()?.to_ascii_lowercase();
+    let (stem, compressed) = if let Some(stem) = name.strip_suffix(".gz") {
+        (stem, Some(Format::JsonlGz))
+    } else if let Some(stem) = name.strip_suffix(".zst") {
+        (stem, Some(Format::JsonlZst))
+    } else {
+        (name.as_str(), None)
+    };
+    if [".jsonl", ".ndjson", ".json"]
+        .iter()
+        .any(|ext| stem.ends_with(ext))
+    {
+        return Some(compressed.unwrap_or(Format::Jsonl));
+    }
+    (compressed.is_none() && stem.ends_with(".parquet")).then_some(Format::Parquet)
+}
+
+/// Expands the given files and directories (recursively) into a sorted list of
+/// input files. Inside directories, hidden entries and files of other formats are
+/// skipped; a file named explicitly must be of a known format.
+pub fn discover(inputs: &[PathBuf]) -> Result<Vec<InputFile>, IngestError> {
+    let mut files = Vec::new();
+    for input in inputs {
+        let meta = std::fs::metadata(input).map_err(|source| IngestError::Open {
+            path: input.clone(),
+            source,
+        })?;
+        if meta.is_dir() {
+            walk(input, &mut files)?;
+        } else {
+            let format = format_of(input).ok_or_else(|| IngestError::UnknownFormat {
+                path: input.clone(),
+            })?;
+            files.push(InputFile {
+                path: input.clone(),
+                format,
+                size: meta.len(),
+            });
+        }
+    }
+    files.sort_by(|a, b| a.path.cmp(&b.path));
+    files.dedup_by(|a, b| a.path == b.path);
+    if files.is_empty() {
+        let names: Vec<_> = inputs.iter().map(|p| p.display().to_string()).collect();
+        return Err(IngestError::NoInputs(names.join(", ")));
+    }
+    Ok(files)
+}
+
+fn walk(dir: &Path, files: &mut Vec<InputFile>) -> Result<(), IngestError> {
+    let open = |source| IngestError::Open {
+        path: dir.to_path_buf(),
+        source,
+    };
+    for entry in std::fs::read_dir(dir).map_err(open)? {
+        let entry = entry.map_err(open)?;
+        let path = entry.path();
+        if entry.file_name().to_string_lossy().starts_with('.') {
+            continue;
+        }
+        let meta = std::fs::metadata(&path).map_err(|source| IngestError::Open {
+            path: path.clone(),
+            source,
+        })?;
+        if meta.is_dir() {
+            walk(&path, files)?;
+        } else if let Some(format) = format_of(&path) {
+            files.push(InputFile {
+                path,
+                format,
+                size: meta.len(),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// The blake3 hash of each file's contents, computed in parallel.
+pub fn hash_files(files: &[InputFile]) -> Result<Vec<blake3::Hash>, IngestError> {
+    files
+        .par_iter()
+        .map(|file| {
+            let mut hasher = blake3::Hasher::new();
+            hasher
+                .update_mmap(&file.path)
+                .map_err(|source| IngestError::Read {
+                    path: file.path.clone(),
+                    source,
+                })?;
+            Ok(hasher.finalize())
+        })
+        .collect()
+}
+
+/// The input fingerprint: blake3 over the sorted (content hash, size) pairs of the
+/// input files, so it depends on what was read, not on paths or order.
+pub fn fingerprint(files: &[InputFile], hashes: &[blake3::Hash]) -> blake3::Hash {
+    let mut pairs: Vec<([u8; 32], u64)> = hashes
+        .iter()
+        .zip(files)
+        .map(|(h, f)| (*h.as_bytes(), f.size))
+        .collect();
+    pairs.sort();
+    let mut hasher = blake3::Hasher::new();
+    hasher.update(b"tally input fingerprint v1\n");
+    for (hash, size) in pairs {
+        hasher.update(&hash);
+        hasher.update(&size.to_le_bytes());
+    }
+    hasher.finalize()
+}
+
+/// A unit of work handed to the thread pool.
+enum Work {
+    Json(jsonl::Block),
+    RowGroup(parquet::RowGroup),
+    Failed(IngestError),
+}
+
+/// Reads and validates every file into chunks, in parallel, in a deterministic
+/// order (by file, then position). `batch_rows` bounds the rows decoded at once
+/// from Parquet. `progress` receives the number of records read so far.
+pub fn read_all(
+    files: &[InputFile],
+    batch_rows: usize,
+    progress: &(dyn Fn(u64) + Sync),
+) -> Result<Vec<Chunk>, IngestError> {
+    let mut row_groups = Vec::new();
+    for (source, file) in files.iter().enumerate() {
+        if file.format == Format::Parquet {
+            row_groups.extend(parquet::row_groups(source as u32, &file.path)?);
+        }
+    }
+    let json_blocks = files
+        .iter()
+        .enumerate()
+        .filter(|(_, f)| f.format != Format::Parquet)
+        .flat_map(|(source, file)| jsonl::blocks(source as u32, file))
+        .map(|block| block.map_or_else(Work::Failed, Work::Json));
+    let work = row_groups
+        .into_iter()
+        .map(Work::RowGroup)
+        .chain(json_blocks);
+
+    let records = AtomicU64::new(0);
+    let mut chunks = work
+        .par_bridge()
+        .map(|work| {
+            let chunk = match work {
+                Work::Json(block) => Ok(jsonl::parse(block)),
+                Work::RowGroup(rg) => {
+                    parquet::read(&files[rg.source as usize].path, rg, batch_rows)
+                }
+                Work::Failed(err) => Err(err),
+            }?;
+            progress(records.fetch_add(chunk.records, Ordering::Relaxed) + chunk.records);
+            Ok(chunk)
+        })
+        .collect::<Result<Vec<Chunk>, IngestError>>()?;
+    chunks.sort_by_key(|c| (c.source, c.seq));
+    Ok(chunks)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn formats_come_from_extensions() {
+        let f = |name: &str| format_of(Path::new(name));
+        assert_eq!(f("a.jsonl"), Some(Format::Jsonl));
+        assert_eq!(f("a.JSON"), Some(Format::Jsonl));
+        assert_eq!(f("a.ndjson.gz"), Some(Format::JsonlGz));
+        assert_eq!(f("a.jsonl.zst"), Some(Format::JsonlZst));
+        assert_eq!(f("a.parquet"), Some(Format::Parquet));
+        assert_eq!(f("a.parquet.gz"), None);
+        assert_eq!(f("README.md"), None);
+    }
+}

@@ -1,0 +1,115 @@
+//! String interning: each distinct string stored once, addressed by a `u32` id.
+//!
+//! Creators, templates and brands repeat millions of times; the pipeline carries
+//! their ids, not their bytes. Chunks intern locally while they are validated in
+//! parallel, then [`Interner::sorted`] gives ids in byte order so that comparing
+//! ids is comparing strings.
+
+use hashbrown::{DefaultHashBuilder, HashTable};
+use std::hash::BuildHasher;
+
+/// A set of distinct strings with dense ids in insertion order.
+#[derive(Default)]
+pub struct Interner {
+    offsets: Vec<u32>,
+    bytes: Vec<u8>,
+    table: HashTable<u32>,
+    hasher: DefaultHashBuilder,
+}
+
+impl Interner {
+    /// An empty interner.
+    pub fn new() -> Self {
+        Interner {
+            offsets: vec![0],
+            ..Default::default()
+        }
+    }
+
+    /// Number of distinct strings.
+    pub fn len(&self) -> usize {
+        self.offsets.len().saturating_sub(1)
+    }
+
+    /// Whether no string was interned.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The string with id `id`.
+    pub fn get(&self, id: u32) -> &str {
+        let (start, end) = (self.offsets[id as usize], self.offsets[id as usize + 1]);
+        // Only `&str` values are ever interned, so every range is valid UTF-8.
+        std::str::from_utf8(&self.bytes[start as usize..end as usize])
+            .expect("interned strings are UTF-8")
+    }
+
+    /// The id of `value`, interning it if it is new.
+    pub fn intern(&mut self, value: &str) -> u32 {
+        let hash = self.hasher.hash_one(value.as_bytes());
+        let Interner {
+            offsets,
+            bytes,
+            table,
+            hasher,
+        } = self;
+        let slice =
+            |id: u32| &bytes[offsets[id as usize] as usize..offsets[id as usize + 1] as usize];
+        if let Some(&id) = table.find(hash, |&id| slice(id) == value.as_bytes()) {
+            return id;
+        }
+        let id = (offsets.len() - 1) as u32;
+        bytes.extend_from_slice(value.as_bytes());
+        offsets.push(bytes.len() as u32);
+        let (offsets, bytes) = (&*offsets, &*bytes);
+        table.insert_unique(hash, id, |&id| {
+            hasher
+                .hash_one(&bytes[offsets[id as usize] as usize..offsets[id as usize + 1] as usize])
+        });
+        id
+    }
+
+    /// The id of `value`, if it was interned.
+    pub fn find(&self, value: &str) -> Option<u32> {
+        let hash = self.hasher.hash_one(value.as_bytes());
+        self.table
+            .find(hash, |&id| self.get(id).as_bytes() == value.as_bytes())
+            .copied()
+    }
+
+    /// Iterates over the strings in id order.
+    pub fn iter(&self) -> impl Iterator<Item = &str> + '_ {
+        (0..self.len() as u32).map(|id| self.get(id))
+    }
+
+    /// The same strings with ids in byte order, and for each old id its new id.
+    pub fn sorted(&self) -> (Interner, Vec<u32>) {
+        let mut order: Vec<u32> = (0..self.len() as u32).collect();
+        order.sort_unstable_by(|&a, &b| self.get(a).as_bytes().cmp(self.get(b).as_bytes()));
+        let mut sorted = Interner::new();
+        let mut remap = vec![0u32; self.len()];
+        for old in order {
+            remap[old as usize] = sorted.intern(self.get(old));
+        }
+        (sorted, remap)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn interns_once_and_sorts_by_bytes() {
+        let mut interner = Interner::new();
+        let b = interner.intern("b");
+        let a = interner.intern("a");
+        assert_eq!(interner.intern("b"), b);
+        assert_eq!(interner.len(), 2);
+        assert_eq!(interner.get(a), "a");
+        let (sorted, remap) = interner.sorted();
+        assert_eq!(sorted.get(remap[a as usize]), "a");
+        assert_eq!(remap[a as usize], 0);
+        assert_eq!(remap[b as usize], 1);
+    }
+}

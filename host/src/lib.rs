@@ -1,0 +1,45 @@
+//! Tally: streams content-usage events through validation, deduplication,
+//! classification by a sandboxed WebAssembly rule, and aggregation into daily
+//! totals per creator and template, stamped with the rule's content hash.
+//!
+//! The modules follow the data:
+//!
+//! - [`ingest`] finds and reads input files (JSONL, `.gz`, `.zst`, Parquet);
+//! - [`validate`] applies the event contract ([`event`]) and quarantines bad records;
+//! - [`dedup`] merges everything into one table and keeps one record per `event_id`;
+//! - [`classify`] hands columnar batches to the [`rule`] in its sandbox;
+//! - [`aggregate`] sums verdicts into daily rows;
+//! - [`commit`] writes lineage-stamped Parquet and promotes it atomically;
+//! - [`report`] describes the run for people and machines.
+//!
+//! [`pipeline::run`] runs them in order; [`gen`] makes synthetic input.
+//!
+//! ```no_run
+//! use tally::pipeline::{run, RunOptions};
+//! use tally::rule::Limits;
+//!
+//! let report = run(&RunOptions {
+//!     inputs: vec!["events/".into()],
+//!     rule: "creator-pay-v1.wasm".into(),
+//!     out: "out/".into(),
+//!     threads: None,
+//!     batch_size: 16_384,
+//!     limits: Limits::default(),
+//!     progress: false,
+//! })?;
+//! println!("{report}");
+//! # Ok::<(), tally::pipeline::RunError>(())
+//! ```
+
+pub mod aggregate;
+pub mod classify;
+pub mod commit;
+pub mod dedup;
+pub mod event;
+pub mod ingest;
+pub mod intern;
+pub mod pipeline;
+pub mod progress;
+pub mod report;
+pub mod rule;
+pub mod validate;

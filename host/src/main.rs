@@ -1,0 +1,45 @@
+//! The `tally` command line: one `execute()` per subcommand in `commands/`.
+
+mod commands;
+
+use clap::{Parser, Subcommand};
+use std::process::ExitCode;
+
+/// Streams content-usage events through sandboxed WebAssembly rules into
+/// lineage-stamped daily totals.
+#[derive(Parser)]
+#[command(name = "tally", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the pipeline: ingest, validate, dedup, classify, aggregate, commit.
+    Run(commands::run::Args),
+    /// Generate realistic synthetic events (deterministic for a seed).
+    Gen(commands::generate::Args),
+    /// Build and inspect rule components.
+    #[command(subcommand)]
+    Rule(commands::rule::Command),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Run(args) => commands::run::execute(args),
+        Command::Gen(args) => commands::generate::execute(args),
+        Command::Rule(command) => commands::rule::execute(command),
+    };
+    match result {
+        Ok(code) => code,
+        Err(err) => {
+            if commands::is_broken_pipe(&err) {
+                return ExitCode::SUCCESS;
+            }
+            eprintln!("error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

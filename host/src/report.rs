@@ -1,0 +1,256 @@
+//! Report: the figures of a run, as a human summary and as JSON.
+//!
+//! The same [`RunReport`] value is printed for people and serialized for
+//! machines, so the two never disagree. Invariant checks live here too: a run
+//! whose counts do not add up fails before anything is committed.
+
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::fmt;
+
+/// The rule a run used.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RuleSummary {
+    pub hash: String,
+    pub name: String,
+    pub version: String,
+    pub sdk_version: String,
+    pub path: String,
+}
+
+/// One input file.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct InputSummary {
+    pub path: String,
+    pub format: String,
+    pub size: u64,
+    pub blake3: String,
+}
+
+/// Counts in and out of every stage.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Counts {
+    /// Records read (blank lines excluded).
+    pub records: u64,
+    /// Records that broke the contract.
+    pub quarantined: u64,
+    /// Quarantined records per reason code.
+    pub quarantined_by_reason: BTreeMap<String, u64>,
+    /// Valid records.
+    pub valid: u64,
+    /// Valid records that lost to a survivor with the same `event_id`.
+    pub duplicates: u64,
+    /// Duplicates whose fields differ from their survivor's.
+    pub conflicts: u64,
+    /// Surviving (unique) events, each classified once.
+    pub unique: u64,
+    /// Unique events the rule found payable.
+    pub payable: u64,
+    /// Sum of the payable events' rates, in micros.
+    pub amount_micros: i64,
+    /// Unique events per verdict reason.
+    pub by_reason: BTreeMap<String, u64>,
+    /// Daily rows written.
+    pub rows: u64,
+    /// Day partitions written.
+    pub days: u64,
+}
+
+/// Seconds spent in each stage.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Timings {
+    pub ingest: f64,
+    pub dedup: f64,
+    pub classify: f64,
+    pub aggregate: f64,
+    pub commit: f64,
+    pub total: f64,
+}
+
+/// One invariant check.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Check {
+    pub name: String,
+    pub ok: bool,
+    pub detail: String,
+}
+
+/// Everything about a run.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RunReport {
+    pub tally_version: String,
+    pub run_id: String,
+    pub rule: RuleSummary,
+    pub inputs: Vec<InputSummary>,
+    pub input_fingerprint: String,
+    pub output: String,
+    pub threads: usize,
+    pub batch_size: usize,
+    pub counts: Counts,
+    pub timings: Timings,
+    /// Input records per second, end to end.
+    pub records_per_second: f64,
+    pub checks: Vec<Check>,
+}
+
+/// The invariants every run must satisfy.
+pub fn checks(counts: &Counts, row_sums: (u64, u64, i64)) -> Vec<Check> {
+    let c = counts;
+    let check = |name: &str, ok: bool, detail: String| Check {
+        name: name.to_string(),
+        ok,
+        detail,
+    };
+    vec![
+        check(
+            "records = quarantined + duplicates + unique",
+            c.records == c.quarantined + c.duplicates + c.unique,
+            format!(
+                "{} = {} + {} + {}",
+                c.records, c.quarantined, c.duplicates, c.unique
+            ),
+        ),
+        check(
+            "valid = duplicates + unique",
+            c.valid == c.duplicates + c.unique,
+            format!("{} = {} + {}", c.valid, c.duplicates, c.unique),
+        ),
+        check(
+            "payable <= unique",
+            c.payable <= c.unique,
+            format!("{} <= {}", c.payable, c.unique),
+        ),
+        check(
+            "daily rows sum to the classified totals",
+            row_sums == (c.unique, c.payable, c.amount_micros),
+            format!(
+                "rows: {} events, {} payable, {} micros; classified: {} events, {} payable, {} micros",
+                row_sums.0, row_sums.1, row_sums.2, c.unique, c.payable, c.amount_micros
+            ),
+        ),
+    ]
+}
+
+/// `1234567` as `1,234,567`.
+pub fn thousands(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::new();
+    for (i, ch) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(ch);
+    }
+    out
+}
+
+/// Micros as currency units with six decimals.
+pub fn money(micros: i64) -> String {
+    let sign = if micros < 0 { "-" } else { "" };
+    let m = micros.unsigned_abs();
+    format!("{sign}{}.{:06}", thousands(m / 1_000_000), m % 1_000_000)
+}
+
+impl fmt::Display for RunReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let c = &self.counts;
+        let t = &self.timings;
+        writeln!(f, "tally {} run {}", self.tally_version, self.run_id)?;
+        writeln!(
+            f,
+            "rule      {}@{}  blake3 {}",
+            self.rule.name, self.rule.version, self.rule.hash
+        )?;
+        writeln!(
+            f,
+            "input     {} file(s), fingerprint {}",
+            self.inputs.len(),
+            self.input_fingerprint
+        )?;
+        writeln!(f, "records   {:>14}", thousands(c.records))?;
+        writeln!(f, "  quarantined {:>10}", thousands(c.quarantined))?;
+        for (reason, n) in &c.quarantined_by_reason {
+            writeln!(f, "      {reason:<28} {:>10}", thousands(*n))?;
+        }
+        writeln!(
+            f,
+            "  duplicates  {:>10}  ({} conflicting)",
+            thousands(c.duplicates),
+            thousands(c.conflicts)
+        )?;
+        writeln!(f, "  unique      {:>10}", thousands(c.unique))?;
+        for (reason, n) in &c.by_reason {
+            writeln!(f, "      {reason:<28} {:>10}", thousands(*n))?;
+        }
+        writeln!(f, "payable   {:>14}", thousands(c.payable))?;
+        writeln!(
+            f,
+            "amount    {:>14}  ({} micros)",
+            money(c.amount_micros),
+            c.amount_micros
+        )?;
+        writeln!(
+            f,
+            "output    {}: {} rows in {} day partition(s)",
+            self.output,
+            thousands(c.rows),
+            c.days
+        )?;
+        writeln!(
+            f,
+            "time      {:.2}s (ingest {:.2}, dedup {:.2}, classify {:.2}, aggregate {:.2}, commit {:.2}), {} records/s, {} threads",
+            t.total,
+            t.ingest,
+            t.dedup,
+            t.classify,
+            t.aggregate,
+            t.commit,
+            thousands(self.records_per_second as u64),
+            self.threads
+        )?;
+        let failed: Vec<_> = self.checks.iter().filter(|c| !c.ok).collect();
+        if failed.is_empty() {
+            write!(f, "checks    all {} passed", self.checks.len())
+        } else {
+            write!(f, "checks    FAILED:")?;
+            for c in failed {
+                write!(f, " {} ({});", c.name, c.detail)?;
+            }
+            Ok(())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn numbers_read_well() {
+        assert_eq!(thousands(0), "0");
+        assert_eq!(thousands(1234567), "1,234,567");
+        assert_eq!(money(1_500_000), "1.500000");
+        assert_eq!(money(12_345_678_901), "12,345.678901");
+    }
+
+    #[test]
+    fn checks_catch_broken_counts() {
+        let counts = Counts {
+            records: 10,
+            quarantined: 1,
+            valid: 9,
+            duplicates: 2,
+            unique: 7,
+            payable: 3,
+            amount_micros: 90,
+            ..Default::default()
+        };
+        assert!(checks(&counts, (7, 3, 90)).iter().all(|c| c.ok));
+        assert!(!checks(&counts, (7, 3, 91)).iter().all(|c| c.ok));
+        let lost = Counts {
+            unique: 6,
+            ..counts
+        };
+        assert!(!checks(&lost, (6, 3, 90)).iter().all(|c| c.ok));
+    }
+}
