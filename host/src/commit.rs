@@ -70,7 +70,7 @@ impl Lineage {
 #[non_exhaustive]
 pub enum CommitError {
     /// A file operation failed.
-    #[error("{path}: {source}")]
+    #[error("cannot write {path}")]
     Io {
         path: PathBuf,
         source: std::io::Error,

@@ -186,7 +186,9 @@ pub fn dedup(table: Table) -> Deduped {
             let mut shards = vec![Vec::new(); SHARDS];
             for row in 0..events.len() {
                 let hash = hasher.hash_one(events.event_id(row));
-                shards[(hash >> 56) as usize % SHARDS].push((hash, start + row as u32));
+                // Bits of the hash that the tables below use neither for the bucket
+                // (low bits) nor for the tag (top seven).
+                shards[(hash >> 40) as usize % SHARDS].push((hash, start + row as u32));
             }
             shards
         })
@@ -270,7 +272,7 @@ mod tests {
         [
             Value::Str(id),
             Value::Int(1_777_636_800_000),
-            Value::Int(ingested),
+            Value::Int(1_777_636_800_000 + ingested),
             Value::Str("cr"),
             Value::Str(template),
             brand.map_or(Value::Null, Value::Str),
@@ -295,7 +297,10 @@ mod tests {
         }
     }
 
-    fn survivors_of(chunks: Vec<Chunk>) -> (Vec<(String, String, Option<String>)>, u64, u64) {
+    /// `(event_id, template_id, brand_id)` of a survivor.
+    type Survivor = (String, String, Option<String>);
+
+    fn survivors_of(chunks: Vec<Chunk>) -> (Vec<Survivor>, u64, u64) {
         let (table, _) = merge(chunks).unwrap();
         let d = dedup(table);
         let rows = d

@@ -12,7 +12,7 @@
 //! - [`commit`] writes lineage-stamped Parquet and promotes it atomically;
 //! - [`report`] describes the run for people and machines.
 //!
-//! [`pipeline::run`] runs them in order; [`gen`] makes synthetic input.
+//! [`pipeline::run`] runs them in order; [`generate`] makes synthetic input.
 //!
 //! ```no_run
 //! use tally::pipeline::{run, RunOptions};
@@ -36,6 +36,7 @@ pub mod classify;
 pub mod commit;
 pub mod dedup;
 pub mod event;
+pub mod generate;
 pub mod ingest;
 pub mod intern;
 pub mod pipeline;

@@ -39,6 +39,11 @@ impl Progress {
         self.bar.set_position(position);
     }
 
+    /// Advances the position by `delta`.
+    pub fn inc(&self, delta: u64) {
+        self.bar.inc(delta);
+    }
+
     /// Ends the stage and clears its line.
     pub fn finish(self) {
         self.bar.finish_and_clear();

@@ -238,7 +238,8 @@ mod tests {
     #[test]
     fn each_problem_has_its_code() {
         let long = Box::leak("x".repeat(129).into_boxed_str());
-        let cases: Vec<(Box<dyn FnOnce(&mut [Value<'static>; 10])>, &str)> = vec![
+        type Change = Box<dyn FnOnce(&mut [Value<'static>; 10])>;
+        let cases: Vec<(Change, &str)> = vec![
             (Box::new(|f| f[0] = Value::Null), "missing-field:event_id"),
             (Box::new(|f| f[0] = Value::Int(3)), "bad-type:event_id"),
             (Box::new(|f| f[0] = Value::Str("")), "bad-value:event_id"),

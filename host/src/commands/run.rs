@@ -25,8 +25,8 @@ pub struct Args {
     #[arg(long, default_value_t = 16_384, value_parser = clap::value_parser!(u32).range(1..))]
     batch_size: u32,
     /// Memory cap of the rule sandbox, in MiB.
-    #[arg(long, default_value_t = 256)]
-    rule_memory_mib: usize,
+    #[arg(long, default_value_t = 256, value_parser = clap::value_parser!(u32).range(1..=65_536))]
+    rule_memory_mib: u32,
     /// Fuel (about one unit per WebAssembly instruction) per event classified.
     #[arg(long, default_value_t = Limits::default().fuel_per_event)]
     fuel_per_event: u64,
@@ -49,7 +49,7 @@ pub fn execute(args: Args) -> anyhow::Result<ExitCode> {
         threads: args.threads,
         batch_size: args.batch_size as usize,
         limits: Limits {
-            memory_bytes: args.rule_memory_mib << 20,
+            memory_bytes: (args.rule_memory_mib as usize) << 20,
             fuel_per_event: args.fuel_per_event,
             ..Limits::default()
         },

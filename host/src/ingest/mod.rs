@@ -57,7 +57,7 @@ pub struct Chunk {
 #[non_exhaustive]
 pub enum IngestError {
     /// An input path does not exist or cannot be listed.
-    #[error("input {path}: {source}")]
+    #[error("cannot open input {path}")]
     Open { path: PathBuf, source: io::Error },
     /// An input file has an extension Tally does not read.
     #[error(
@@ -68,7 +68,7 @@ pub enum IngestError {
     #[error("no input files found in {0}")]
     NoInputs(String),
     /// Reading or decompressing failed part way (for example a truncated file).
-    #[error("input {path}: read failed: {source} (is the file truncated or corrupt?)")]
+    #[error("reading input {path} failed (is the file truncated or corrupt?)")]
     Read { path: PathBuf, source: io::Error },
     /// A Parquet file could not be decoded.
     #[error("input {path}: not a readable Parquet file: {message}")]

@@ -27,7 +27,7 @@ pub enum BuildError {
     )]
     Componentize { module: PathBuf, message: String },
     /// Reading or writing a file failed.
-    #[error("{path}: {source}")]
+    #[error("cannot access {path}")]
     Io {
         path: PathBuf,
         source: std::io::Error,

@@ -109,7 +109,7 @@ impl fmt::Display for Problem {
 #[non_exhaustive]
 pub enum RuleError {
     /// The file could not be read.
-    #[error("rule {path}: {source}")]
+    #[error("cannot read rule {path}")]
     Read {
         path: PathBuf,
         source: std::io::Error,
@@ -248,7 +248,9 @@ impl Rule {
             return Err(RuleError::CoreModule { path, hash: hex });
         }
         let engine = engine();
-        let component = Component::new(&engine, bytes).map_err(|e| RuleError::Invalid {
+        // Binary only: `Component::new` would also take the text format, hashing
+        // the text and answering garbage with text-parser errors.
+        let component = Component::from_binary(&engine, bytes).map_err(|e| RuleError::Invalid {
             path: path.clone(),
             hash: hex.clone(),
             message: format!("{e:#}"),
@@ -282,7 +284,7 @@ impl Rule {
             pre,
         };
         rule.info = rule.call("metadata", 0, |rule, store| {
-            Ok(rule.tally_rules_classifier().call_metadata(store)?)
+            rule.tally_rules_classifier().call_metadata(store)
         })?;
         Ok(rule)
     }
@@ -307,7 +309,7 @@ impl Rule {
             .fuel_per_call
             .saturating_add(self.limits.fuel_per_event.saturating_mul(events as u64));
         let returned = self.call(&call, fuel, |rule, store| {
-            Ok(rule.tally_rules_classifier().call_classify(store, batch)?)
+            rule.tally_rules_classifier().call_classify(store, batch)
         })?;
         let fail = |problem| RuleError::Call {
             rule: self.label(),
@@ -454,7 +456,7 @@ pub fn inspect(path: &Path) -> Result<Inspection, RuleError> {
         imports: Vec::new(),
     };
     if !is_core_module(&bytes)
-        && let Ok(component) = Component::new(&engine, &bytes)
+        && let Ok(component) = Component::from_binary(&engine, &bytes)
     {
         inspection.exports = exports(&engine, &component);
         inspection.imports = imports(&engine, &component);

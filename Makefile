@@ -1,0 +1,37 @@
+# The two commands that do everything on a fresh machine:
+#   make demo   installs what is missing, builds, generates ~1M events, runs creator-pay v1
+#   make test   formatting, clippy (warnings denied) and every test
+CARGO       ?= cargo
+TALLY       := target/release/tally
+RULES_DIR   := target/rules
+RULES       := $(RULES_DIR)/creator-pay-v1.wasm $(RULES_DIR)/creator-pay-v2.wasm
+DEMO_EVENTS ?= 1000000
+WASM_TARGET := wasm32-unknown-unknown
+
+.PHONY: demo test setup build rules bench
+
+setup:
+	@rustup target list --installed | grep -qx $(WASM_TARGET) || rustup target add $(WASM_TARGET)
+
+build: setup
+	$(CARGO) build --release --workspace --bins
+
+# The reference rules, compiled to wasm32-unknown-unknown and made into components.
+rules: build
+	@mkdir -p $(RULES_DIR)
+	$(TALLY) rule build rules/creator-pay-v1 --out $(RULES_DIR)/creator-pay-v1.wasm
+	$(TALLY) rule build rules/creator-pay-v2 --out $(RULES_DIR)/creator-pay-v2.wasm
+
+demo: rules
+	rm -rf demo/events
+	$(TALLY) gen --events $(DEMO_EVENTS) --seed 42 --format parquet --out demo/events
+	$(TALLY) run --input demo/events --rule $(RULES_DIR)/creator-pay-v1.wasm --out demo/out --report demo/report.json
+
+test: rules
+	$(CARGO) fmt --all --check
+	$(CARGO) clippy --workspace --all-targets --release -- -D warnings
+	$(CARGO) clippy --release --target $(WASM_TARGET) -p tally-rules-sdk -p creator-pay-v1 -p creator-pay-v2 -- -D warnings
+	$(CARGO) test --workspace --release
+
+bench: rules
+	$(CARGO) bench -p tally-benches
