@@ -17,8 +17,8 @@ const BATCH: usize = 16_384;
 fn bench(c: &mut Criterion) {
     let dir = events(1_000_000, Format::Parquet);
     let files = ingest::discover(&[dir]).expect("inputs");
-    let chunks = ingest::read_all(&files, BATCH, &|_| {}).expect("ingest");
-    let (table, _) = merge(chunks).expect("merge");
+    let (chunks, interners) = ingest::read_all(&files, &|_| {}).expect("ingest");
+    let (table, _) = merge(chunks, interners).expect("merge");
     let deduped = dedup(table);
     let wasm = Rule::load(&rule("creator-pay-v1"), Limits::default()).expect("rule loads");
 

@@ -59,51 +59,66 @@ fn add(into: &mut Sums, from: Sums) -> Result<(), AggregateError> {
     Ok(())
 }
 
+/// Rows are spread over this many partitions by a hash of their key, so that
+/// each partition's map stays small enough for the cache and partitions are
+/// summed in parallel without merging.
+const PARTITIONS: usize = 64;
+
+type Key = (i32, u32, u32);
+
+fn partition_of(&(day, creator, template): &Key) -> usize {
+    let mixed = (u64::from(creator) << 32 | u64::from(template)) ^ (day as u64).rotate_left(17);
+    (mixed.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 58) as usize % PARTITIONS
+}
+
 /// Sums the verdicts of every survivor into daily rows.
 pub fn aggregate(deduped: &Deduped, classified: &Classified) -> Result<Aggregate, AggregateError> {
-    const PART: usize = 1 << 16;
+    const PART: usize = 1 << 18;
     let table = &deduped.table;
-    let merged: HashMap<(i32, u32, u32), Sums> = deduped
+    // Pass 1: each survivor's key and index, scattered to partitions.
+    let scattered: Vec<Vec<Vec<(Key, u32)>>> = deduped
         .survivors
         .par_chunks(PART)
         .enumerate()
         .map(|(part, rows)| {
-            let mut sums: HashMap<(i32, u32, u32), Sums> = HashMap::new();
-            for (i, &g) in rows.iter().enumerate() {
-                let at = part * PART + i;
-                let (c, r) = table.locate(g);
+            let mut partitions = vec![Vec::new(); PARTITIONS];
+            for (i, (c, r)) in table.rows(rows).enumerate() {
                 let key = (day_of(c.occurred_at[r]), c.creator[r], c.template[r]);
+                partitions[partition_of(&key)].push((key, (part * PART + i) as u32));
+            }
+            partitions
+        })
+        .collect();
+    // Pass 2: each partition summed on its own; keys never span partitions.
+    let partitions: Vec<Vec<Row>> = (0..PARTITIONS)
+        .into_par_iter()
+        .map(|p| {
+            let mut sums: HashMap<Key, Sums> = HashMap::new();
+            for &(key, at) in scattered.iter().flat_map(|parts| &parts[p]) {
+                let at = at as usize;
                 let paid = classified.payable[at];
                 add(
                     sums.entry(key).or_default(),
                     (1, paid as u64, classified.rate_micros[at]),
                 )?;
             }
-            Ok(sums)
+            Ok(sums
+                .into_iter()
+                .map(
+                    |((day, creator, template), (events, payable_events, amount_micros))| Row {
+                        day,
+                        creator,
+                        template,
+                        events,
+                        payable_events,
+                        amount_micros,
+                    },
+                )
+                .collect())
         })
-        .try_reduce(HashMap::new, |mut a, mut b| {
-            if a.len() < b.len() {
-                std::mem::swap(&mut a, &mut b);
-            }
-            for (key, sums) in b {
-                add(a.entry(key).or_default(), sums)?;
-            }
-            Ok(a)
-        })?;
-
-    let mut rows: Vec<Row> = merged
-        .into_iter()
-        .map(
-            |((day, creator, template), (events, payable_events, amount_micros))| Row {
-                day,
-                creator,
-                template,
-                events,
-                payable_events,
-                amount_micros,
-            },
-        )
-        .collect();
+        .collect::<Result<_, AggregateError>>()?;
+    drop(scattered);
+    let mut rows = partitions.concat();
     rows.par_sort_unstable_by_key(|r| (r.day, r.creator, r.template));
 
     let mut by_reason = BTreeMap::new();

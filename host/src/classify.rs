@@ -58,8 +58,7 @@ pub fn build_batch(deduped: &Deduped, rows: &[u32], local: &mut Scratch) -> Even
     let mut action = Vec::with_capacity(n);
     let mut user_tier = Vec::with_capacity(n);
     let mut country = Vec::with_capacity(2 * n);
-    for &g in rows {
-        let (c, r) = table.locate(g);
+    for (c, r) in table.rows(rows) {
         event_id.bytes.extend_from_slice(c.event_id(r));
         event_id.offsets.push(event_id.bytes.len() as u32);
         occurred_at.push(c.occurred_at[r]);

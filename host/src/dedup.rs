@@ -35,6 +35,23 @@ impl Table {
         (&self.chunks[chunk], (g - self.starts[chunk]) as usize)
     }
 
+    /// The chunk and row of each of `rows` (global indices, ascending), found
+    /// with a cursor instead of a search per row.
+    pub fn rows<'a>(
+        &'a self,
+        rows: &'a [u32],
+    ) -> impl Iterator<Item = (&'a EventColumns, usize)> + 'a {
+        let mut chunk = rows
+            .first()
+            .map_or(0, |&g| self.starts.partition_point(|&s| s <= g) - 1);
+        rows.iter().map(move |&g| {
+            while g >= self.starts[chunk + 1] {
+                chunk += 1;
+            }
+            (&self.chunks[chunk], (g - self.starts[chunk]) as usize)
+        })
+    }
+
     /// Number of valid records.
     pub fn len(&self) -> usize {
         *self.starts.last().unwrap_or(&0) as usize
@@ -67,31 +84,40 @@ pub enum DedupError {
     TooManyRecords(u64),
 }
 
-/// Merges the chunks' strings into one sorted table and rewrites their ids.
-pub fn merge(chunks: Vec<Chunk>) -> Result<(Table, Vec<Chunk>), DedupError> {
+/// Merges the interners the chunks were read with into one sorted table of
+/// strings and rewrites the chunks' string ids into it.
+pub fn merge(
+    chunks: Vec<Chunk>,
+    interners: Vec<Interner>,
+) -> Result<(Table, Vec<Chunk>), DedupError> {
     let total: u64 = chunks.iter().map(|c| c.events.len() as u64).sum();
     if total >= u32::MAX as u64 {
         return Err(DedupError::TooManyRecords(total));
     }
     let mut global = Interner::new();
-    for chunk in &chunks {
-        for s in chunk.events.strings.iter() {
+    for interner in &interners {
+        for s in interner.iter() {
             global.intern(s);
         }
     }
     let (strings, order) = global.sorted();
+    let maps: Vec<Vec<u32>> = interners
+        .par_iter()
+        .map(|interner| {
+            interner
+                .iter()
+                .map(|s| order[global.find(s).expect("every string was interned") as usize])
+                .collect()
+        })
+        .collect();
     let mut columns = Vec::with_capacity(chunks.len());
     let mut rest = Vec::with_capacity(chunks.len());
     for mut chunk in chunks {
-        columns.push(std::mem::take(&mut chunk.events));
+        columns.push((chunk.interner, std::mem::take(&mut chunk.events)));
         rest.push(chunk);
     }
-    columns.par_iter_mut().for_each(|events| {
-        let local = std::mem::take(&mut events.strings);
-        let map: Vec<u32> = local
-            .iter()
-            .map(|s| order[global.find(s).expect("every chunk string was interned") as usize])
-            .collect();
+    columns.par_iter_mut().for_each(|(interner, events)| {
+        let map = &maps[*interner];
         for id in events.creator.iter_mut().chain(events.template.iter_mut()) {
             *id = map[*id as usize];
         }
@@ -99,6 +125,7 @@ pub fn merge(chunks: Vec<Chunk>) -> Result<(Table, Vec<Chunk>), DedupError> {
             *id = map[*id as usize];
         }
     });
+    let columns: Vec<EventColumns> = columns.into_iter().map(|(_, events)| events).collect();
     let mut starts = Vec::with_capacity(columns.len() + 1);
     let mut at = 0u32;
     for events in &columns {
@@ -207,23 +234,33 @@ pub fn dedup(table: Table) -> Deduped {
                 let (c, r) = table.locate(g);
                 c.event_id(r)
             };
-            let mut best: HashTable<(u64, u32)> = HashTable::new();
+            // Each entry: (hash, current survivor, whether the key was seen twice).
+            let size = scattered.iter().map(|chunk| chunk[shard].len()).sum();
+            let mut best: HashTable<(u64, u32, bool)> = HashTable::with_capacity(size);
+            // Every row of a key seen more than once; only these need a second look.
+            let mut shared: Vec<(u64, u32)> = Vec::new();
             for (hash, g) in rows() {
-                match best.find_mut(hash, |&(_, s)| key(s) == key(g)) {
+                let same = |&(h, s, _): &(u64, u32, bool)| h == hash && key(s) == key(g);
+                match best.find_mut(hash, same) {
                     Some(entry) => {
+                        if !entry.2 {
+                            entry.2 = true;
+                            shared.push((hash, entry.1));
+                        }
+                        shared.push((hash, g));
                         if rule.cmp(table.locate(g), table.locate(entry.1)) == Ordering::Less {
                             entry.1 = g;
                         }
                     }
                     None => {
-                        best.insert_unique(hash, (hash, g), |&(h, _)| h);
+                        best.insert_unique(hash, (hash, g, false), |&(h, _, _)| h);
                     }
                 }
             }
             let (mut duplicates, mut conflicts) = (0, 0);
-            for (hash, g) in rows() {
-                let &(_, s) = best
-                    .find(hash, |&(_, s)| key(s) == key(g))
+            for (hash, g) in shared {
+                let &(_, s, _) = best
+                    .find(hash, |&(h, s, _)| h == hash && key(s) == key(g))
                     .expect("every row's key was inserted");
                 if s != g {
                     duplicates += 1;
@@ -234,7 +271,7 @@ pub fn dedup(table: Table) -> Deduped {
                 }
             }
             (
-                best.into_iter().map(|(_, g)| g).collect(),
+                best.into_iter().map(|(_, g, _)| g).collect(),
                 duplicates,
                 conflicts,
             )
@@ -283,25 +320,30 @@ mod tests {
         ]
     }
 
-    fn chunk(records: &[[Value<'_>; 10]]) -> Chunk {
+    /// A chunk with its own interner (index `interner` in the list given to merge).
+    fn chunk(records: &[[Value<'_>; 10]], interner: usize) -> (Chunk, Interner) {
         let mut events = EventColumns::new();
+        let mut strings = Interner::new();
         for r in records {
-            events.push(r).unwrap();
+            events.push(r, &mut strings).unwrap();
         }
-        Chunk {
+        let chunk = Chunk {
             source: 0,
             seq: 0,
             records: records.len() as u64,
+            interner,
             events,
             quarantine: Vec::new(),
-        }
+        };
+        (chunk, strings)
     }
 
     /// `(event_id, template_id, brand_id)` of a survivor.
     type Survivor = (String, String, Option<String>);
 
-    fn survivors_of(chunks: Vec<Chunk>) -> (Vec<Survivor>, u64, u64) {
-        let (table, _) = merge(chunks).unwrap();
+    fn survivors_of(chunks: Vec<(Chunk, Interner)>) -> (Vec<Survivor>, u64, u64) {
+        let (chunks, interners) = chunks.into_iter().unzip();
+        let (table, _) = merge(chunks, interners).unwrap();
         let d = dedup(table);
         let rows = d
             .survivors
@@ -320,8 +362,14 @@ mod tests {
 
     #[test]
     fn earliest_ingest_survives_across_chunks() {
-        let a = chunk(&[record("e1", 20, "late", None), record("e2", 5, "t", None)]);
-        let b = chunk(&[record("e1", 10, "early", None), record("e2", 5, "t", None)]);
+        let a = chunk(
+            &[record("e1", 20, "late", None), record("e2", 5, "t", None)],
+            0,
+        );
+        let b = chunk(
+            &[record("e1", 10, "early", None), record("e2", 5, "t", None)],
+            1,
+        );
         let (rows, duplicates, conflicts) = survivors_of(vec![a, b]);
         assert_eq!(rows.len(), 2);
         assert!(rows.contains(&("e1".into(), "early".into(), None)));
@@ -342,7 +390,7 @@ mod tests {
         for rotation in 0..3 {
             let mut rotated = records.to_vec();
             rotated.rotate_left(rotation);
-            let (rows, duplicates, conflicts) = survivors_of(vec![chunk(&rotated)]);
+            let (rows, duplicates, conflicts) = survivors_of(vec![chunk(&rotated, 0)]);
             assert_eq!(rows, vec![("e".into(), "a".into(), None)]);
             assert_eq!((duplicates, conflicts), (2, 2));
         }

@@ -12,7 +12,7 @@ use std::hash::BuildHasher;
 #[derive(Default)]
 pub struct Interner {
     offsets: Vec<u32>,
-    bytes: Vec<u8>,
+    text: String,
     table: HashTable<u32>,
     hasher: DefaultHashBuilder,
 }
@@ -39,42 +39,38 @@ impl Interner {
     /// The string with id `id`.
     pub fn get(&self, id: u32) -> &str {
         let (start, end) = (self.offsets[id as usize], self.offsets[id as usize + 1]);
-        // Only `&str` values are ever interned, so every range is valid UTF-8.
-        std::str::from_utf8(&self.bytes[start as usize..end as usize])
-            .expect("interned strings are UTF-8")
+        &self.text[start as usize..end as usize]
     }
 
     /// The id of `value`, interning it if it is new.
     pub fn intern(&mut self, value: &str) -> u32 {
         let hash = self.hasher.hash_one(value.as_bytes());
+        if let Some(id) = self.find_hashed(hash, value) {
+            return id;
+        }
+        let id = self.len() as u32;
+        self.text.push_str(value);
+        self.offsets.push(self.text.len() as u32);
         let Interner {
             offsets,
-            bytes,
+            text,
             table,
             hasher,
         } = self;
-        let slice =
-            |id: u32| &bytes[offsets[id as usize] as usize..offsets[id as usize + 1] as usize];
-        if let Some(&id) = table.find(hash, |&id| slice(id) == value.as_bytes()) {
-            return id;
-        }
-        let id = (offsets.len() - 1) as u32;
-        bytes.extend_from_slice(value.as_bytes());
-        offsets.push(bytes.len() as u32);
-        let (offsets, bytes) = (&*offsets, &*bytes);
         table.insert_unique(hash, id, |&id| {
-            hasher
-                .hash_one(&bytes[offsets[id as usize] as usize..offsets[id as usize + 1] as usize])
+            let range = offsets[id as usize] as usize..offsets[id as usize + 1] as usize;
+            hasher.hash_one(&text.as_bytes()[range])
         });
         id
     }
 
     /// The id of `value`, if it was interned.
     pub fn find(&self, value: &str) -> Option<u32> {
-        let hash = self.hasher.hash_one(value.as_bytes());
-        self.table
-            .find(hash, |&id| self.get(id).as_bytes() == value.as_bytes())
-            .copied()
+        self.find_hashed(self.hasher.hash_one(value.as_bytes()), value)
+    }
+
+    fn find_hashed(&self, hash: u64, value: &str) -> Option<u32> {
+        self.table.find(hash, |&id| self.get(id) == value).copied()
     }
 
     /// Iterates over the strings in id order.

@@ -29,7 +29,7 @@ pub struct RunOptions {
     pub out: PathBuf,
     /// Worker threads (default: one per core).
     pub threads: Option<usize>,
-    /// Events per rule call, and rows per Parquet read.
+    /// Events per rule call.
     pub batch_size: usize,
     /// The sandbox's limits.
     pub limits: Limits,
@@ -104,7 +104,7 @@ fn run_in_pool(options: &RunOptions) -> Result<RunReport, RunError> {
     let hashes = ingest::hash_files(&files)?;
     let fingerprint = ingest::fingerprint(&files, &hashes);
     let bar = Progress::start("ingest", None, options.progress);
-    let chunks = ingest::read_all(&files, options.batch_size, &|n| bar.set(n))?;
+    let (chunks, interners) = ingest::read_all(&files, &|n| bar.set(n))?;
     bar.finish();
     let mut counts = Counts::default();
     let mut quarantine = Vec::new();
@@ -116,7 +116,7 @@ fn run_in_pool(options: &RunOptions) -> Result<RunReport, RunError> {
 
     // Dedup.
     let t = Instant::now();
-    let (table, chunks) = merge(chunks)?;
+    let (table, chunks) = merge(chunks, interners)?;
     for mut chunk in chunks {
         quarantine.append(&mut chunk.quarantine);
     }

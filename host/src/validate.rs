@@ -64,7 +64,8 @@ pub struct Quarantined {
     pub raw: String,
 }
 
-/// Valid events of one chunk, as columns. Strings are ids into `strings`.
+/// Valid events of one chunk, as columns. Strings are ids into an [`Interner`]:
+/// the one the chunk was read with, then (after `dedup::merge`) the run's.
 #[derive(Default)]
 pub struct EventColumns {
     /// `event_id` of row `i` is `event_id_bytes[event_id_offsets[i]..event_id_offsets[i + 1]]`.
@@ -75,11 +76,11 @@ pub struct EventColumns {
     pub occurred_at: Vec<i64>,
     /// UTC epoch milliseconds.
     pub ingested_at: Vec<i64>,
-    /// Ids into `strings`.
+    /// String ids.
     pub creator: Vec<u32>,
-    /// Ids into `strings`.
+    /// String ids.
     pub template: Vec<u32>,
-    /// Ids into `strings`, [`NO_BRAND`] for null.
+    /// String ids, [`NO_BRAND`] for null.
     pub brand: Vec<u32>,
     /// Codes of [`CONTENT_KINDS`].
     pub content_kind: Vec<u8>,
@@ -89,8 +90,6 @@ pub struct EventColumns {
     pub user_tier: Vec<u8>,
     /// Two ASCII upper-case letters.
     pub country: Vec<[u8; 2]>,
-    /// The chunk's strings (local ids until the chunks are merged).
-    pub strings: Interner,
 }
 
 /// The string id that stands for a null `brand_id`.
@@ -101,7 +100,6 @@ impl EventColumns {
     pub fn new() -> Self {
         EventColumns {
             event_id_offsets: vec![0],
-            strings: Interner::new(),
             ..Default::default()
         }
     }
@@ -122,68 +120,117 @@ impl EventColumns {
             [self.event_id_offsets[row] as usize..self.event_id_offsets[row + 1] as usize]
     }
 
-    /// Checks a record against the contract; appends it if valid.
-    pub fn push(&mut self, fields: &[Value<'_>; 10]) -> Result<(), Reason> {
-        let event_id = string(fields, 0)?;
-        if event_id.is_empty() || event_id.len() > MAX_EVENT_ID_BYTES {
-            return Err(Reason::BadValue(0));
+    /// Checks a record against the contract; appends it if valid. Strings are
+    /// interned into `strings`.
+    pub fn push(&mut self, fields: &[Value<'_>; 10], strings: &mut Interner) -> Result<(), Reason> {
+        let head = check_head(&fields[..3])?;
+        let mut tail = [0u32; 7];
+        for (i, slot) in tail.iter_mut().enumerate() {
+            *slot = check(3 + i, fields[3 + i], strings)?;
         }
-        let occurred_at = timestamp(fields, 1)?;
-        let ingested_at = timestamp(fields, 2)?;
-        let creator = non_empty(fields, 3)?;
-        let template = non_empty(fields, 4)?;
-        let brand = match fields[5] {
-            Value::Null => None,
-            Value::Str(s) => Some(s),
-            _ => return Err(Reason::BadType(5)),
-        };
-        let content_kind = enumeration(fields, 6, &CONTENT_KINDS)?;
-        let action = enumeration(fields, 7, &ACTIONS)?;
-        let user_tier = enumeration(fields, 8, &USER_TIERS)?;
-        let country = string(fields, 9)?;
-        if !valid_country(country.as_bytes()) {
-            return Err(Reason::BadValue(9));
-        }
+        self.store(head, tail);
+        Ok(())
+    }
 
+    /// Like [`push`](Self::push), for a record whose fields from `creator_id`
+    /// on were already checked with [`check`] (once per distinct value, when the
+    /// input is dictionary-encoded).
+    pub fn push_checked(
+        &mut self,
+        head: &[Value<'_>; 3],
+        tail: [Result<u32, Reason>; 7],
+    ) -> Result<(), Reason> {
+        let head = check_head(head)?;
+        let mut checked = [0u32; 7];
+        for (slot, cell) in checked.iter_mut().zip(tail) {
+            *slot = cell?;
+        }
+        self.store(head, checked);
+        Ok(())
+    }
+
+    fn store(&mut self, (event_id, occurred_at, ingested_at): (&str, i64, i64), tail: [u32; 7]) {
+        let [
+            creator,
+            template,
+            brand,
+            content_kind,
+            action,
+            user_tier,
+            country,
+        ] = tail;
         self.event_id_bytes.extend_from_slice(event_id.as_bytes());
         self.event_id_offsets.push(self.event_id_bytes.len() as u32);
         self.occurred_at.push(occurred_at);
         self.ingested_at.push(ingested_at);
-        self.creator.push(self.strings.intern(creator));
-        self.template.push(self.strings.intern(template));
-        let brand = brand.map_or(NO_BRAND, |b| self.strings.intern(b));
+        self.creator.push(creator);
+        self.template.push(template);
         self.brand.push(brand);
-        self.content_kind.push(content_kind);
-        self.action.push(action);
-        self.user_tier.push(user_tier);
-        self.country
-            .push([country.as_bytes()[0], country.as_bytes()[1]]);
-        Ok(())
+        self.content_kind.push(content_kind as u8);
+        self.action.push(action as u8);
+        self.user_tier.push(user_tier as u8);
+        self.country.push((country as u16).to_be_bytes());
     }
 }
 
-fn string<'a>(fields: &[Value<'a>; 10], i: usize) -> Result<&'a str, Reason> {
-    match fields[i] {
+/// Checks `event_id`, `occurred_at` and `ingested_at`.
+fn check_head<'a>(fields: &[Value<'a>]) -> Result<(&'a str, i64, i64), Reason> {
+    let event_id = string(fields[0], 0)?;
+    if event_id.is_empty() || event_id.len() > MAX_EVENT_ID_BYTES {
+        return Err(Reason::BadValue(0));
+    }
+    Ok((event_id, timestamp(fields[1], 1)?, timestamp(fields[2], 2)?))
+}
+
+/// Checks one of the fields from `creator_id` (3) to `country` (9) and encodes
+/// it as a `u32`: a string id (interned into `strings`, [`NO_BRAND`] for a null
+/// brand), an enumeration code, or the two country letters.
+pub fn check(field: usize, value: Value<'_>, strings: &mut Interner) -> Result<u32, Reason> {
+    match field {
+        3 | 4 => Ok(strings.intern(non_empty(value, field)?)),
+        5 => match value {
+            Value::Null => Ok(NO_BRAND),
+            Value::Str(s) => Ok(strings.intern(s)),
+            _ => Err(Reason::BadType(5)),
+        },
+        6 => enumeration(value, 6, &CONTENT_KINDS),
+        7 => enumeration(value, 7, &ACTIONS),
+        8 => enumeration(value, 8, &USER_TIERS),
+        9 => {
+            let country = string(value, 9)?.as_bytes();
+            if !valid_country(country) {
+                return Err(Reason::BadValue(9));
+            }
+            Ok(u16::from_be_bytes([country[0], country[1]]) as u32)
+        }
+        _ => unreachable!("only fields 3 to 9 are checked one by one"),
+    }
+}
+
+fn string(value: Value<'_>, i: usize) -> Result<&str, Reason> {
+    match value {
         Value::Null => Err(Reason::MissingField(i)),
         Value::Str(s) => Ok(s),
         _ => Err(Reason::BadType(i)),
     }
 }
 
-fn non_empty<'a>(fields: &[Value<'a>; 10], i: usize) -> Result<&'a str, Reason> {
-    let s = string(fields, i)?;
+fn non_empty(value: Value<'_>, i: usize) -> Result<&str, Reason> {
+    let s = string(value, i)?;
     if s.is_empty() {
         return Err(Reason::BadValue(i));
     }
     Ok(s)
 }
 
-fn enumeration(fields: &[Value<'_>; 10], i: usize, values: &[&str]) -> Result<u8, Reason> {
-    enum_code(values, string(fields, i)?).ok_or(Reason::BadValue(i))
+fn enumeration(value: Value<'_>, i: usize, values: &[&str]) -> Result<u32, Reason> {
+    enum_code(values, string(value, i)?)
+        .map(u32::from)
+        .ok_or(Reason::BadValue(i))
 }
 
-fn timestamp(fields: &[Value<'_>; 10], i: usize) -> Result<i64, Reason> {
-    let ms = match fields[i] {
+fn timestamp(value: Value<'_>, i: usize) -> Result<i64, Reason> {
+    let ms = match value {
         Value::Null => return Err(Reason::MissingField(i)),
         Value::Str(s) => parse_rfc3339_ms(s).ok_or(Reason::BadValue(i))?,
         Value::Int(ms) | Value::TimestampMs(ms) => ms,
@@ -219,7 +266,7 @@ mod tests {
         let mut fields = good();
         change(&mut fields);
         EventColumns::new()
-            .push(&fields)
+            .push(&fields, &mut Interner::new())
             .err()
             .map(|r| r.to_string())
     }
@@ -227,7 +274,7 @@ mod tests {
     #[test]
     fn a_valid_record_is_appended() {
         let mut columns = EventColumns::new();
-        columns.push(&good()).unwrap();
+        columns.push(&good(), &mut Interner::new()).unwrap();
         assert_eq!(columns.len(), 1);
         assert_eq!(columns.event_id(0), b"e1");
         assert_eq!(columns.brand[0], NO_BRAND);

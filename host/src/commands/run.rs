@@ -21,7 +21,7 @@ pub struct Args {
     /// Worker threads (default: one per core).
     #[arg(long)]
     threads: Option<usize>,
-    /// Events per rule call (and rows per Parquet read).
+    /// Events per rule call.
     #[arg(long, default_value_t = 16_384, value_parser = clap::value_parser!(u32).range(1..))]
     batch_size: u32,
     /// Memory cap of the rule sandbox, in MiB.

@@ -7,6 +7,7 @@
 
 use super::{Chunk, Format, IngestError, InputFile};
 use crate::event::FIELDS;
+use crate::intern::Interner;
 use crate::validate::{EventColumns, Quarantined, Reason, Value};
 use serde::de::{self, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use std::borrow::Cow;
@@ -118,7 +119,7 @@ fn open(path: &std::path::Path, format: Format) -> std::io::Result<Box<dyn Read 
 }
 
 /// Parses and validates every line of a block.
-pub(super) fn parse(block: Block) -> Chunk {
+pub(super) fn parse(block: Block, strings: &mut Interner) -> Chunk {
     let mut events = EventColumns::new();
     let mut quarantine = Vec::new();
     let mut records = 0;
@@ -138,7 +139,7 @@ pub(super) fn parse(block: Block) -> Chunk {
         }
         records += 1;
         let outcome = match serde_json::from_slice::<Record<'_>>(line) {
-            Ok(record) => events.push(&record.values()),
+            Ok(record) => events.push(&record.values(), strings),
             Err(_) => Err(Reason::MalformedJson),
         };
         if let Err(reason) = outcome {
@@ -154,6 +155,7 @@ pub(super) fn parse(block: Block) -> Chunk {
         source: block.source,
         seq: block.seq,
         records,
+        interner: 0,
         events,
         quarantine,
     }
@@ -267,13 +269,15 @@ impl<'de> Visitor<'de> for JsonVisitor {
 mod tests {
     use super::*;
 
-    fn chunk(text: &[u8]) -> Chunk {
-        parse(Block {
+    fn chunk(text: &[u8]) -> (Chunk, Interner) {
+        let mut strings = Interner::new();
+        let block = Block {
             source: 0,
             seq: 0,
             first_line: 1,
             bytes: text.to_vec(),
-        })
+        };
+        (parse(block, &mut strings), strings)
     }
 
     const GOOD: &str = r#"{"event_id":"e1","occurred_at":"2026-05-01T12:00:00Z","ingested_at":1777636800000,"creator_id":"cr-1","template_id":"t\u00e9","brand_id":null,"content_kind":"video","action":"view","user_tier":"teams","country":"BR","extra":{"x":[1]}}"#;
@@ -281,11 +285,11 @@ mod tests {
     #[test]
     fn parses_valid_lines_and_skips_blank_ones() {
         let text = format!("{GOOD}\n\n  \r\n{GOOD}\r\n");
-        let c = chunk(text.as_bytes());
+        let (c, strings) = chunk(text.as_bytes());
         assert_eq!(c.records, 2);
         assert_eq!(c.events.len(), 2);
         assert!(c.quarantine.is_empty());
-        assert_eq!(c.events.strings.get(c.events.template[0]), "té");
+        assert_eq!(strings.get(c.events.template[0]), "té");
     }
 
     #[test]
@@ -302,7 +306,7 @@ mod tests {
             GOOD.replace(",\"user_tier\":\"teams\"", "").as_bytes(),
         ]
         .join(&b"\n"[..]);
-        let c = chunk(&text);
+        let (c, _) = chunk(&text);
         let got: Vec<(u64, String)> = c
             .quarantine
             .iter()
@@ -343,7 +347,11 @@ mod tests {
             assert!(block.bytes.ends_with(b"\n"));
             expected_line += memchr::memchr_iter(b'\n', &block.bytes).count() as u64;
         }
-        let total: u64 = blocks.into_iter().map(|b| parse(b).records).sum();
+        let mut strings = Interner::new();
+        let total: u64 = blocks
+            .into_iter()
+            .map(|b| parse(b, &mut strings).records)
+            .sum();
         assert_eq!(total, n as u64);
     }
 }

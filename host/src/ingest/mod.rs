@@ -8,10 +8,12 @@
 mod jsonl;
 mod parquet;
 
+use crate::intern::Interner;
 use crate::validate::{EventColumns, Quarantined};
 use rayon::prelude::*;
 use std::io;
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 /// How an input file is encoded.
@@ -46,6 +48,8 @@ pub struct Chunk {
     pub seq: u32,
     /// Records read (blank lines excluded).
     pub records: u64,
+    /// Index of the interner (returned by [`read_all`]) its string ids point into.
+    pub interner: usize,
     /// The valid ones.
     pub events: EventColumns,
     /// The others.
@@ -195,14 +199,40 @@ enum Work {
     Failed(IngestError),
 }
 
+/// Interners lent to workers, one at a time each, so that chunks read by the
+/// same worker share their strings and merging them later is cheap.
+struct Interners {
+    idle: Mutex<Vec<(usize, Interner)>>,
+    made: std::sync::atomic::AtomicUsize,
+}
+
+impl Interners {
+    fn take(&self) -> (usize, Interner) {
+        let idle = self.idle.lock().unwrap_or_else(|e| e.into_inner()).pop();
+        idle.unwrap_or_else(|| (self.made.fetch_add(1, Ordering::Relaxed), Interner::new()))
+    }
+
+    fn give(&self, interner: (usize, Interner)) {
+        self.idle
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(interner);
+    }
+
+    fn into_vec(self) -> Vec<Interner> {
+        let mut all = self.idle.into_inner().unwrap_or_else(|e| e.into_inner());
+        all.sort_by_key(|(id, _)| *id);
+        all.into_iter().map(|(_, interner)| interner).collect()
+    }
+}
+
 /// Reads and validates every file into chunks, in parallel, in a deterministic
-/// order (by file, then position). `batch_rows` bounds the rows decoded at once
-/// from Parquet. `progress` receives the number of records read so far.
+/// order (by file, then position), with the interners their string ids point
+/// into. `progress` receives the number of records read so far.
 pub fn read_all(
     files: &[InputFile],
-    batch_rows: usize,
     progress: &(dyn Fn(u64) + Sync),
-) -> Result<Vec<Chunk>, IngestError> {
+) -> Result<(Vec<Chunk>, Vec<Interner>), IngestError> {
     let mut row_groups = Vec::new();
     for (source, file) in files.iter().enumerate() {
         if file.format == Format::Parquet {
@@ -221,22 +251,30 @@ pub fn read_all(
         .chain(json_blocks);
 
     let records = AtomicU64::new(0);
+    let interners = Interners {
+        idle: Mutex::new(Vec::new()),
+        made: Default::default(),
+    };
     let mut chunks = work
         .par_bridge()
         .map(|work| {
+            let (id, mut strings) = interners.take();
             let chunk = match work {
-                Work::Json(block) => Ok(jsonl::parse(block)),
+                Work::Json(block) => Ok(jsonl::parse(block, &mut strings)),
                 Work::RowGroup(rg) => {
-                    parquet::read(&files[rg.source as usize].path, rg, batch_rows)
+                    parquet::read(&files[rg.source as usize].path, rg, &mut strings)
                 }
                 Work::Failed(err) => Err(err),
-            }?;
+            };
+            interners.give((id, strings));
+            let mut chunk = chunk?;
+            chunk.interner = id;
             progress(records.fetch_add(chunk.records, Ordering::Relaxed) + chunk.records);
             Ok(chunk)
         })
         .collect::<Result<Vec<Chunk>, IngestError>>()?;
     chunks.sort_by_key(|c| (c.source, c.seq));
-    Ok(chunks)
+    Ok((chunks, interners.into_vec()))
 }
 
 #[cfg(test)]

@@ -8,13 +8,17 @@
 
 use super::{Chunk, IngestError};
 use crate::event::FIELDS;
-use crate::validate::{EventColumns, Quarantined, Value};
-use arrow::array::{Array, ArrayRef, AsArray, PrimitiveArray, RecordBatch, StringArray};
-use arrow::datatypes::{DataType, Int64Type, TimeUnit};
+use crate::intern::Interner;
+use crate::validate::{EventColumns, Quarantined, Reason, Value, check};
+use arrow::array::{
+    Array, AsArray, Int32Array, Int32DictionaryArray, PrimitiveArray, RecordBatch, StringArray,
+};
+use arrow::datatypes::{DataType, Field, Int32Type, Int64Type, Schema, TimeUnit};
 use parquet::arrow::ProjectionMask;
-use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use parquet::arrow::arrow_reader::{ArrowReaderOptions, ParquetRecordBatchReaderBuilder};
 use std::fs::File;
 use std::path::Path;
+use std::sync::Arc;
 
 /// One row group of one file.
 pub(super) struct RowGroup {
@@ -59,12 +63,20 @@ pub(super) fn row_groups(source: u32, path: &Path) -> Result<Vec<RowGroup>, Inge
         .collect())
 }
 
+/// Rows decoded at once from a row group.
+const BATCH_ROWS: usize = 65_536;
+
+/// Fields from `creator_id` on, which repeat a lot and are read as dictionaries.
+const DICTIONARY_FIELDS: std::ops::Range<usize> = 3..10;
+
 /// A contract column of one batch, as the validator reads it.
 enum Column {
     Missing,
     Str(StringArray),
     /// Epoch milliseconds (converted from any timestamp unit, or int64 as is).
     Millis(PrimitiveArray<Int64Type>),
+    /// Dictionary-encoded strings: each distinct value is checked once.
+    Dict(Int32DictionaryArray),
     WrongType,
 }
 
@@ -91,19 +103,19 @@ impl Column {
             DataType::Int64 if is_timestamp => {
                 Column::Millis(array.as_primitive::<Int64Type>().clone())
             }
-            DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View if !is_timestamp => {
-                to_utf8(array)
+            t if is_timestamp || !is_string(t) => Column::WrongType,
+            DataType::Dictionary(_, _) => {
+                let wanted =
+                    DataType::Dictionary(Box::new(DataType::Int32), Box::new(DataType::Utf8));
+                match arrow::compute::cast(array, &wanted) {
+                    Ok(cast) => Column::Dict(cast.as_dictionary::<Int32Type>().clone()),
+                    Err(_) => Column::WrongType,
+                }
             }
-            DataType::Dictionary(_, value)
-                if !is_timestamp
-                    && matches!(
-                        **value,
-                        DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View
-                    ) =>
-            {
-                to_utf8(array)
-            }
-            _ => Column::WrongType,
+            _ => match arrow::compute::cast(array, &DataType::Utf8) {
+                Ok(cast) => Column::Str(cast.as_string::<i32>().clone()),
+                Err(_) => Column::WrongType,
+            },
         }
     }
 
@@ -111,31 +123,101 @@ impl Column {
         match self {
             Column::Missing => Value::Null,
             Column::WrongType => Value::Other,
-            _ if self.is_null(row) => Value::Null,
-            Column::Str(a) => Value::Str(a.value(row)),
-            Column::Millis(a) => Value::TimestampMs(a.value(row)),
+            Column::Str(a) if a.is_valid(row) => Value::Str(a.value(row)),
+            Column::Millis(a) if a.is_valid(row) => Value::TimestampMs(a.value(row)),
+            Column::Dict(a) if a.is_valid(row) => {
+                let values = a.values().as_string::<i32>();
+                Value::Str(values.value(a.keys().value(row) as usize))
+            }
+            _ => Value::Null,
+        }
+    }
+}
+
+/// Whether a type is a string type, or a dictionary of one.
+fn is_string(t: &DataType) -> bool {
+    match t {
+        DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => true,
+        DataType::Dictionary(_, value) => is_string(value),
+        _ => false,
+    }
+}
+
+/// The check of one field for every row of a batch: per distinct value for a
+/// dictionary column, per row otherwise.
+enum Checked {
+    Dict {
+        keys: Int32Array,
+        values: Vec<Result<u32, Reason>>,
+        null: Result<u32, Reason>,
+    },
+    PerRow(usize, Column),
+}
+
+impl Checked {
+    fn new(field: usize, column: Column, strings: &mut Interner) -> Checked {
+        let Column::Dict(dict) = column else {
+            return Checked::PerRow(field, column);
+        };
+        let values = dict.values().as_string::<i32>();
+        let values = (0..values.len())
+            .map(|i| check(field, Value::Str(values.value(i)), strings))
+            .collect();
+        Checked::Dict {
+            keys: dict.keys().clone(),
+            values,
+            null: check(field, Value::Null, strings),
         }
     }
 
-    fn is_null(&self, row: usize) -> bool {
+    fn get(&self, row: usize, strings: &mut Interner) -> Result<u32, Reason> {
         match self {
-            Column::Str(a) => a.is_null(row),
-            Column::Millis(a) => a.is_null(row),
-            _ => false,
+            Checked::Dict { keys, values, null } => match keys.is_valid(row) {
+                true => values[keys.value(row) as usize],
+                false => *null,
+            },
+            Checked::PerRow(field, column) => check(*field, column.value(row), strings),
         }
     }
 }
 
-fn to_utf8(array: &ArrayRef) -> Column {
-    match arrow::compute::cast(array, &DataType::Utf8) {
-        Ok(cast) => Column::Str(cast.as_string::<i32>().clone()),
-        Err(_) => Column::WrongType,
-    }
+/// Asks the reader to keep string columns dictionary-encoded where the file's
+/// pages are, so each distinct value is decoded and checked once.
+fn dictionary_hint(schema: &Schema) -> Schema {
+    let fields: Vec<Field> = schema
+        .fields()
+        .iter()
+        .map(|f| {
+            let repeats = FIELDS[DICTIONARY_FIELDS].contains(&f.name().as_str());
+            match f.data_type() {
+                DataType::Utf8 | DataType::LargeUtf8 if repeats => {
+                    f.as_ref().clone().with_data_type(DataType::Dictionary(
+                        Box::new(DataType::Int32),
+                        Box::new(f.data_type().clone()),
+                    ))
+                }
+                _ => f.as_ref().clone(),
+            }
+        })
+        .collect();
+    Schema::new_with_metadata(fields, schema.metadata().clone())
 }
 
-/// Reads and validates one row group.
-pub(super) fn read(path: &Path, rg: RowGroup, batch_rows: usize) -> Result<Chunk, IngestError> {
-    let builder = builder(path)?;
+/// Reads and validates one row group; strings are interned into `strings`.
+pub(super) fn read(
+    path: &Path,
+    rg: RowGroup,
+    strings: &mut Interner,
+) -> Result<Chunk, IngestError> {
+    let plain = builder(path)?;
+    let hint = Arc::new(dictionary_hint(plain.schema()));
+    let file = File::open(path).map_err(|source| IngestError::Open {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let options = ArrowReaderOptions::new().with_schema(hint);
+    let builder = ParquetRecordBatchReaderBuilder::try_new_with_options(file, options)
+        .map_err(|e| parquet_error(path, e))?;
     let schema = builder.parquet_schema();
     let roots = schema.root_schema().get_fields().iter().enumerate();
     let wanted = roots
@@ -145,7 +227,7 @@ pub(super) fn read(path: &Path, rg: RowGroup, batch_rows: usize) -> Result<Chunk
     let reader = builder
         .with_row_groups(vec![rg.index])
         .with_projection(mask)
-        .with_batch_size(batch_rows.max(1))
+        .with_batch_size(BATCH_ROWS)
         .build()
         .map_err(|e| parquet_error(path, e))?;
 
@@ -154,10 +236,15 @@ pub(super) fn read(path: &Path, rg: RowGroup, batch_rows: usize) -> Result<Chunk
     let mut row = rg.first_row;
     for batch in reader {
         let batch = batch.map_err(|e| parquet_error(path, e))?;
-        let columns: [Column; 10] = std::array::from_fn(|f| Column::of(&batch, f));
+        let head: [Column; 3] = std::array::from_fn(|f| Column::of(&batch, f));
+        let tail: Vec<Checked> = DICTIONARY_FIELDS
+            .map(|f| Checked::new(f, Column::of(&batch, f), strings))
+            .collect();
         for i in 0..batch.num_rows() {
-            let values: [Value<'_>; 10] = std::array::from_fn(|f| columns[f].value(i));
-            if let Err(reason) = events.push(&values) {
+            let values: [Value<'_>; 3] = std::array::from_fn(|f| head[f].value(i));
+            let checked: [Result<u32, Reason>; 7] =
+                std::array::from_fn(|f| tail[f].get(i, strings));
+            if let Err(reason) = events.push_checked(&values, checked) {
                 quarantine.push(Quarantined {
                     source: rg.source,
                     position: row + i as u64,
@@ -172,6 +259,7 @@ pub(super) fn read(path: &Path, rg: RowGroup, batch_rows: usize) -> Result<Chunk
         source: rg.source,
         seq: rg.index as u32,
         records: row - rg.first_row,
+        interner: 0,
         events,
         quarantine,
     })
