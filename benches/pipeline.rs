@@ -60,6 +60,7 @@ fn main() {
                 batch_size: 16_384,
                 limits: Limits::default(),
                 progress: false,
+                days: None,
             })
             .expect("the pipeline runs");
             times.push(started.elapsed().as_secs_f64());

@@ -1,16 +1,26 @@
-//! Commit: writes the output into a staging directory beside `--out`, then
+//! Commit: writes a run's output into a staging directory beside `--out`, then
 //! promotes it in one atomic step.
 //!
+//! Layout of an output directory:
+//!
+//! ```text
+//! day=YYYY-MM-DD/part-0.parquet   the day's rows (hive partitioning)
+//! day=YYYY-MM-DD/_manifest.json   the partition's lineage: rule, inputs, run, commit
+//! _log/NNNNNNNN.json              one file per commit, never rewritten
+//! _changes/NNNNNNNN.parquet       each commit's changeset (rows that differ, zeros included)
+//! _quarantine/quarantine.jsonl    the last run's quarantined records
+//! _manifest.json, _report.json    the current state and the last run's report
+//! ```
+//!
 //! Data files hold nothing run-specific: the same rows, rule and inputs give the
-//! same bytes. Lineage (rule hash, name and version, input fingerprint, Tally
-//! version) goes into each Parquet file's key-value metadata; the run id and
-//! timings go into `_manifest.json` and `_report.json` beside the partitions.
-//! Promotion swaps the staging directory with the previous output
-//! (`renameat2(RENAME_EXCHANGE)`), so a failed or killed run leaves the previous
-//! output exactly as it was.
+//! same bytes. Lineage goes into each Parquet file's key-value metadata; run ids
+//! and times go into the JSON files. Writers take a lock beside the output, so
+//! two runs never claim the same commit number. The staging directory gets hard
+//! links to everything the run does not rewrite, then is swapped with the
+//! previous output (`renameat2(RENAME_EXCHANGE)`): a failed or killed run
+//! leaves the previous output exactly as it was.
 
-use crate::aggregate::Row;
-use crate::intern::Interner;
+use crate::reconcile::{Change, OutRow};
 use crate::validate::Quarantined;
 use arrow::array::{ArrayRef, Int64Array, RecordBatch, StringArray};
 use arrow::datatypes::{DataType, Field, Schema};
@@ -18,7 +28,6 @@ use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::metadata::KeyValue;
 use parquet::file::properties::WriterProperties;
-use rayon::prelude::*;
 use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
@@ -34,6 +43,15 @@ pub const QUARANTINE_DIR: &str = "_quarantine";
 pub const QUARANTINE_FILE: &str = "quarantine.jsonl";
 /// Name of the data file inside each `day=YYYY-MM-DD/` partition.
 pub const PART_FILE: &str = "part-0.parquet";
+/// The commit log directory.
+pub const LOG_DIR: &str = "_log";
+/// The changesets directory.
+pub const CHANGES_DIR: &str = "_changes";
+
+/// The name of commit `n`'s log entry and changeset, without extension.
+pub fn commit_name(n: u64) -> String {
+    format!("{n:08}")
+}
 
 /// What every data file records about where it came from.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
@@ -48,7 +66,8 @@ pub struct Lineage {
 }
 
 impl Lineage {
-    fn key_values(&self, day: &str) -> Vec<KeyValue> {
+    /// The key-value metadata stamped into a partition file of `day`.
+    pub fn key_values(&self, day: &str) -> Vec<KeyValue> {
         [
             ("tally.rule_hash", &self.rule_hash),
             ("tally.rule_name", &self.rule_name),
@@ -104,6 +123,86 @@ pub fn schema() -> Arc<Schema> {
     ]))
 }
 
+/// An exclusive lock on an output directory, held while a run commits.
+pub struct Lock {
+    _file: File,
+}
+
+fn sibling(out: &Path, suffix: &str) -> PathBuf {
+    let parent = match out.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let name = out
+        .file_name()
+        .map_or_else(|| "out".into(), |n| n.to_string_lossy().into_owned());
+    parent.join(format!(".{name}.tally-{suffix}"))
+}
+
+/// Waits for and takes the lock of `out` (a file beside it).
+pub fn lock(out: &Path) -> Result<Lock, CommitError> {
+    let path = sibling(out, "lock");
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent).map_err(io_error(parent))?;
+    }
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(io_error(&path))?;
+    rustix::fs::flock(&file, rustix::fs::FlockOperation::LockExclusive).map_err(|e| {
+        CommitError::Io {
+            path: path.clone(),
+            source: e.into(),
+        }
+    })?;
+    Ok(Lock { _file: file })
+}
+
+/// What an output directory already holds.
+#[derive(Debug, Default)]
+pub struct Existing {
+    /// Published days and their partition directories.
+    pub days: std::collections::BTreeMap<i32, PathBuf>,
+    /// The last commit number (0 when there is none).
+    pub last_commit: u64,
+}
+
+/// Reads what `out` holds, refusing a directory that is not Tally output.
+/// Call with the lock held.
+pub fn existing(out: &Path) -> Result<Existing, CommitError> {
+    let mut found = Existing::default();
+    if !out.exists() {
+        return Ok(found);
+    }
+    let entries: Vec<_> = std::fs::read_dir(out)
+        .map_err(io_error(out))?
+        .collect::<Result<_, _>>()
+        .map_err(io_error(out))?;
+    if !entries.is_empty() && !out.join(MANIFEST).is_file() {
+        return Err(CommitError::NotTallyOutput(out.to_path_buf()));
+    }
+    for entry in entries {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if let Some(day) = name.strip_prefix("day=").and_then(crate::event::parse_day) {
+            found.days.insert(day, entry.path());
+        }
+    }
+    let log = out.join(LOG_DIR);
+    if log.is_dir() {
+        for entry in std::fs::read_dir(&log).map_err(io_error(&log))? {
+            let name = entry.map_err(io_error(&log))?.file_name();
+            let number = name
+                .to_string_lossy()
+                .strip_suffix(".json")
+                .and_then(|n| n.parse::<u64>().ok());
+            found.last_commit = found.last_commit.max(number.unwrap_or(0));
+        }
+    }
+    Ok(found)
+}
+
 /// A staging directory beside the output, removed on drop unless promoted.
 pub struct Staging {
     /// Where the new output is written.
@@ -120,36 +219,25 @@ impl Drop for Staging {
     }
 }
 
-/// Checks that `out` may be replaced, clears staging leftovers of killed runs and
-/// creates a fresh staging directory on the same file system.
+/// Clears staging leftovers of killed runs and creates a fresh staging
+/// directory on the same file system as `out`. Call with the lock held.
 pub fn stage(out: &Path, run_id: &str) -> Result<Staging, CommitError> {
-    if out.exists() {
-        let empty = std::fs::read_dir(out)
-            .map_err(io_error(out))?
-            .next()
-            .is_none();
-        if !empty && !out.join(MANIFEST).is_file() {
-            return Err(CommitError::NotTallyOutput(out.to_path_buf()));
-        }
-    }
-    let parent = match out.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    std::fs::create_dir_all(&parent).map_err(io_error(&parent))?;
-    let name = out
+    let leftover = sibling(out, "staging-");
+    let prefix = leftover
         .file_name()
-        .map_or_else(|| "out".into(), |n| n.to_string_lossy().into_owned());
-    let prefix = format!(".{name}.tally-");
-    // Leftovers of runs that were killed: never the live output itself.
-    if let Ok(entries) = std::fs::read_dir(&parent) {
-        for entry in entries.flatten() {
-            if entry.file_name().to_string_lossy().starts_with(&prefix) {
-                let _ = std::fs::remove_dir_all(entry.path());
-            }
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let parent = leftover.parent().unwrap_or(Path::new(".")).to_path_buf();
+    std::fs::create_dir_all(&parent).map_err(io_error(&parent))?;
+    for entry in std::fs::read_dir(&parent)
+        .map_err(io_error(&parent))?
+        .flatten()
+    {
+        if entry.file_name().to_string_lossy().starts_with(&prefix) {
+            let _ = std::fs::remove_dir_all(entry.path());
         }
     }
-    let dir = parent.join(format!("{prefix}staging-{run_id}"));
+    let dir = sibling(out, &format!("staging-{run_id}"));
     std::fs::create_dir(&dir).map_err(io_error(&dir))?;
     Ok(Staging {
         dir,
@@ -159,6 +247,24 @@ pub fn stage(out: &Path, run_id: &str) -> Result<Staging, CommitError> {
 }
 
 impl Staging {
+    /// Links `relative` from the current output into the staging directory
+    /// (copies it where hard links are not possible).
+    pub fn keep(&self, relative: &Path) -> Result<(), CommitError> {
+        let from = self.out.join(relative);
+        let to = self.dir.join(relative);
+        if from.is_dir() {
+            std::fs::create_dir_all(&to).map_err(io_error(&to))?;
+            for entry in std::fs::read_dir(&from).map_err(io_error(&from))? {
+                let entry = entry.map_err(io_error(&from))?;
+                self.keep(&relative.join(entry.file_name()))?;
+            }
+            return Ok(());
+        }
+        std::fs::hard_link(&from, &to)
+            .or_else(|_| std::fs::copy(&from, &to).map(|_| ()))
+            .map_err(io_error(&to))
+    }
+
     /// Makes the staged output the output, atomically. The previous output, if
     /// any, is swapped out in the same step and then deleted.
     pub fn promote(mut self) -> Result<(), CommitError> {
@@ -196,97 +302,112 @@ fn sync_dir(dir: &Path) {
     }
 }
 
-/// A partition written by a run.
-#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
-pub struct Partition {
-    /// `YYYY-MM-DD`.
-    pub day: String,
-    /// Path relative to the output root.
-    pub file: String,
-    pub rows: u64,
-    pub events: u64,
-    pub payable_events: u64,
-    pub amount_micros: i64,
-    /// blake3 of the file's bytes.
-    pub blake3: String,
-}
-
-/// Writes one Parquet file per day under `dir/day=YYYY-MM-DD/`, in parallel.
-pub fn write_partitions(
-    dir: &Path,
-    rows: &[Row],
-    strings: &Interner,
-    lineage: &Lineage,
-) -> Result<Vec<Partition>, CommitError> {
-    let mut days: Vec<&[Row]> = rows.chunk_by(|a, b| a.day == b.day).collect();
-    days.retain(|d| !d.is_empty());
-    days.par_iter()
-        .map(|rows| write_day(dir, rows, strings, lineage))
-        .collect()
-}
-
-fn write_day(
-    dir: &Path,
-    rows: &[Row],
-    strings: &Interner,
-    lineage: &Lineage,
-) -> Result<Partition, CommitError> {
-    let day = crate::event::format_day(rows[0].day);
-    let relative = format!("day={day}/{PART_FILE}");
-    let path = dir.join(&relative);
-    let parent = path.parent().expect("partition files have a parent");
-    std::fs::create_dir_all(parent).map_err(io_error(parent))?;
-
+/// Encodes rows as a partition file stamped with `rule_hash` and the given
+/// key-value metadata; returns the file's blake3.
+pub fn write_rows(
+    path: &Path,
+    rows: &[OutRow<'_>],
+    rule_hash: &str,
+    key_values: &[KeyValue],
+) -> Result<String, CommitError> {
     let columns: Vec<ArrayRef> = vec![
         Arc::new(StringArray::from_iter_values(
-            rows.iter().map(|r| strings.get(r.creator)),
+            rows.iter().map(|r| r.creator),
         )),
         Arc::new(StringArray::from_iter_values(
-            rows.iter().map(|r| strings.get(r.template)),
+            rows.iter().map(|r| r.template),
         )),
+        Arc::new(Int64Array::from_iter_values(rows.iter().map(|r| r.events))),
         Arc::new(Int64Array::from_iter_values(
-            rows.iter().map(|r| r.events as i64),
-        )),
-        Arc::new(Int64Array::from_iter_values(
-            rows.iter().map(|r| r.payable_events as i64),
+            rows.iter().map(|r| r.payable_events),
         )),
         Arc::new(Int64Array::from_iter_values(
             rows.iter().map(|r| r.amount_micros),
         )),
         Arc::new(StringArray::from_iter_values(std::iter::repeat_n(
-            lineage.rule_hash.as_str(),
+            rule_hash,
             rows.len(),
         ))),
     ];
+    let bytes = encode(path, schema(), columns, key_values)?;
+    write_file(path, &bytes)?;
+    Ok(blake3::hash(&bytes).to_hex().to_string())
+}
+
+/// Encodes one batch as Parquet with Tally's fixed writer settings.
+fn encode(
+    path: &Path,
+    schema: Arc<Schema>,
+    columns: Vec<ArrayRef>,
+    key_values: &[KeyValue],
+) -> Result<Vec<u8>, CommitError> {
     let parquet_error = |e: &dyn std::fmt::Display| CommitError::Parquet {
-        path: path.clone(),
+        path: path.to_path_buf(),
         message: e.to_string(),
     };
-    let batch = RecordBatch::try_new(schema(), columns).map_err(|e| parquet_error(&e))?;
+    let batch = RecordBatch::try_new(schema.clone(), columns).map_err(|e| parquet_error(&e))?;
     let props = WriterProperties::builder()
         .set_compression(Compression::ZSTD(
             ZstdLevel::try_new(3).expect("level 3 is valid"),
         ))
-        .set_created_by(format!("tally {}", lineage.tally_version))
-        .set_key_value_metadata(Some(lineage.key_values(&day)))
+        .set_created_by(format!("tally {}", crate::pipeline::VERSION))
+        .set_key_value_metadata((!key_values.is_empty()).then(|| key_values.to_vec()))
         .build();
     let mut buffer = Vec::new();
     let mut writer =
-        ArrowWriter::try_new(&mut buffer, schema(), Some(props)).map_err(|e| parquet_error(&e))?;
+        ArrowWriter::try_new(&mut buffer, schema, Some(props)).map_err(|e| parquet_error(&e))?;
     writer.write(&batch).map_err(|e| parquet_error(&e))?;
     writer.close().map_err(|e| parquet_error(&e))?;
-    write_file(&path, &buffer)?;
+    Ok(buffer)
+}
 
-    let sum = |f: fn(&Row) -> u64| rows.iter().map(f).sum::<u64>();
-    Ok(Partition {
-        day,
-        file: relative,
-        rows: rows.len() as u64,
-        events: sum(|r| r.events),
-        payable_events: sum(|r| r.payable_events),
-        amount_micros: rows.iter().map(|r| r.amount_micros).sum(),
-        blake3: blake3::hash(&buffer).to_hex().to_string(),
-    })
+/// One row of a changeset.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChangeRow {
+    pub day: i32,
+    pub creator: String,
+    pub template: String,
+    pub events: i64,
+    pub payable_events: i64,
+    pub amount_micros: i64,
+    pub change: Change,
+}
+
+/// Writes a changeset: the rows that differ from the previous output, as
+/// Parquet with the columns of a partition plus `day` and `change`.
+pub fn write_changes(
+    path: &Path,
+    changes: &[ChangeRow],
+    rule_hash: &str,
+    key_values: &[KeyValue],
+) -> Result<(), CommitError> {
+    let mut fields: Vec<Field> = vec![Field::new("day", DataType::Utf8, false)];
+    fields.extend(schema().fields().iter().map(|f| f.as_ref().clone()));
+    fields.push(Field::new("change", DataType::Utf8, false));
+    let c = changes;
+    let columns: Vec<ArrayRef> = vec![
+        Arc::new(StringArray::from_iter_values(
+            c.iter().map(|c| crate::event::format_day(c.day)),
+        )),
+        Arc::new(StringArray::from_iter_values(c.iter().map(|c| &c.creator))),
+        Arc::new(StringArray::from_iter_values(c.iter().map(|c| &c.template))),
+        Arc::new(Int64Array::from_iter_values(c.iter().map(|c| c.events))),
+        Arc::new(Int64Array::from_iter_values(
+            c.iter().map(|c| c.payable_events),
+        )),
+        Arc::new(Int64Array::from_iter_values(
+            c.iter().map(|c| c.amount_micros),
+        )),
+        Arc::new(StringArray::from_iter_values(std::iter::repeat_n(
+            rule_hash,
+            c.len(),
+        ))),
+        Arc::new(StringArray::from_iter_values(
+            c.iter().map(|c| c.change.as_str()),
+        )),
+    ];
+    let bytes = encode(path, Arc::new(Schema::new(fields)), columns, key_values)?;
+    write_file(path, &bytes)
 }
 
 /// Writes a file and flushes it to disk.
@@ -329,4 +450,17 @@ pub fn write_quarantine(
     })?;
     file.sync_all().map_err(io_error(&path))?;
     Ok(path)
+}
+
+/// Writes a file that must not exist yet (a commit log entry): two writers can
+/// never both create it.
+pub fn write_new_file(path: &Path, bytes: &[u8]) -> Result<(), CommitError> {
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(path)
+        .map_err(io_error(path))?;
+    file.write_all(bytes)
+        .and_then(|()| file.sync_all())
+        .map_err(io_error(path))
 }

@@ -79,6 +79,17 @@ pub fn parse_day(text: &str) -> Option<i32> {
     Some(date.num_days_from_ce() - 719_163)
 }
 
+/// Parses `FROM..TO` (inclusive) or a single `YYYY-MM-DD` into day numbers.
+pub fn parse_day_range(text: &str) -> Result<(i32, i32), String> {
+    let (from, to) = text.split_once("..").unwrap_or((text, text));
+    let day = |t: &str| parse_day(t).ok_or_else(|| format!("{t:?} is not a date like 2026-05-01"));
+    let (from, to) = (day(from)?, day(to)?);
+    if from > to {
+        return Err(format!("{text}: the first day is after the last"));
+    }
+    Ok((from, to))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -112,6 +123,18 @@ mod tests {
             "2026-05-01"
         );
         assert_eq!(parse_day("2026-05-01"), Some(day_of(z)));
+    }
+
+    #[test]
+    fn day_ranges() {
+        let may1 = parse_day("2026-05-01").unwrap();
+        assert_eq!(
+            parse_day_range("2026-05-01..2026-05-03"),
+            Ok((may1, may1 + 2))
+        );
+        assert_eq!(parse_day_range("2026-05-01"), Ok((may1, may1)));
+        assert!(parse_day_range("2026-05-03..2026-05-01").is_err());
+        assert!(parse_day_range("May..June").is_err());
     }
 
     #[test]

@@ -9,6 +9,7 @@
 //! - [`dedup`] merges everything into one table and keeps one record per `event_id`;
 //! - [`classify`] hands columnar batches to the [`rule`] in its sandbox;
 //! - [`aggregate`] sums verdicts into daily rows;
+//! - [`reconcile`] merges the new rows with what the output already holds;
 //! - [`commit`] writes lineage-stamped Parquet and promotes it atomically;
 //! - [`report`] describes the run for people and machines.
 //!
@@ -26,6 +27,7 @@
 //!     batch_size: 16_384,
 //!     limits: Limits::default(),
 //!     progress: false,
+//!     days: None,
 //! })?;
 //! println!("{report}");
 //! # Ok::<(), tally::pipeline::RunError>(())
@@ -41,6 +43,7 @@ pub mod ingest;
 pub mod intern;
 pub mod pipeline;
 pub mod progress;
+pub mod reconcile;
 pub mod report;
 pub mod rule;
 pub mod validate;

@@ -4,15 +4,19 @@
 //! This module only sequences the stages, times them and checks the invariants
 //! between them; each stage lives in its own module.
 
-use crate::aggregate::{AggregateError, aggregate};
+use crate::aggregate::{Aggregate, AggregateError, aggregate};
 use crate::classify::classify;
-use crate::commit::{self, CommitError, Lineage};
-use crate::dedup::{DedupError, dedup, merge};
+use crate::commit::{self, ChangeRow, CommitError, Lineage};
+use crate::dedup::{DedupError, Deduped, dedup, merge};
+use crate::event::format_day;
 use crate::ingest::{self, Format, IngestError};
 use crate::progress::Progress;
-use crate::report::{self, Counts, InputSummary, RuleSummary, RunReport, Timings};
+use crate::reconcile::{OutRow, Published, ReconcileCounts, ReconcileError, reconcile};
+use crate::report::{self, Check, Counts, InputSummary, RuleSummary, RunReport, Timings};
 use crate::rule::{self, Limits, Rule, RuleError};
-use std::path::PathBuf;
+use crate::validate::Quarantined;
+use rayon::prelude::*;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 /// The Tally version stamped into every output.
@@ -35,6 +39,8 @@ pub struct RunOptions {
     pub limits: Limits,
     /// Show progress on stderr when it is a terminal.
     pub progress: bool,
+    /// Recompute only these days (inclusive, days since 1970-01-01).
+    pub days: Option<(i32, i32)>,
 }
 
 /// Why a run failed. Nothing was committed.
@@ -51,6 +57,8 @@ pub enum RunError {
     Aggregate(#[from] AggregateError),
     #[error(transparent)]
     Commit(#[from] CommitError),
+    #[error(transparent)]
+    Reconcile(#[from] ReconcileError),
     /// The counts do not add up: a bug, never bad input.
     #[error("invariant broken, nothing committed: {0}")]
     Invariant(String),
@@ -93,30 +101,86 @@ pub fn run(options: &RunOptions) -> Result<RunReport, RunError> {
     }
 }
 
-fn run_in_pool(options: &RunOptions) -> Result<RunReport, RunError> {
-    let started = Instant::now();
+/// Everything a run computed before it commits: what `tally verify` recomputes.
+pub struct Computed {
+    pub run_id: String,
+    pub rule: Rule,
+    pub files: Vec<ingest::InputFile>,
+    pub inputs: Vec<InputSummary>,
+    pub fingerprint: blake3::Hash,
+    pub deduped: Deduped,
+    pub aggregate: Aggregate,
+    pub quarantine: Vec<Quarantined>,
+    pub counts: Counts,
+    pub checks: Vec<Check>,
+    pub timings: Timings,
+}
+
+impl Computed {
+    /// The lineage stamped into every partition this run writes.
+    pub fn lineage(&self) -> Lineage {
+        Lineage {
+            rule_hash: self.rule.hash.to_hex().to_string(),
+            rule_name: self.rule.info.name.clone(),
+            rule_version: self.rule.info.version.clone(),
+            rule_sdk_version: self.rule.info.sdk_version.clone(),
+            rule_world: rule::WORLD.to_string(),
+            input_fingerprint: self.fingerprint.to_hex().to_string(),
+            tally_version: VERSION.to_string(),
+        }
+    }
+
+    /// The day's rows, sorted by key, with their strings.
+    pub fn day_rows(&self, day: i32) -> Vec<OutRow<'_>> {
+        let rows = &self.aggregate.rows;
+        let start = rows.partition_point(|r| r.day < day);
+        let end = rows.partition_point(|r| r.day <= day);
+        let strings = &self.deduped.table.strings;
+        rows[start..end]
+            .iter()
+            .map(|r| OutRow {
+                creator: strings.get(r.creator),
+                template: strings.get(r.template),
+                events: r.events as i64,
+                payable_events: r.payable_events as i64,
+                amount_micros: r.amount_micros,
+            })
+            .collect()
+    }
+}
+
+/// Ingests, validates, deduplicates, classifies and aggregates, and checks the
+/// counts, without writing anything. `days` limits classification and rows to
+/// a window of days (inclusive).
+pub fn compute(
+    inputs: &[PathBuf],
+    rule: Rule,
+    batch_size: usize,
+    days: Option<(i32, i32)>,
+    progress: bool,
+) -> Result<Computed, RunError> {
     let run_id = run_id();
-    let rule = Rule::load(&options.rule, options.limits)?;
+    let mut timings = Timings::default();
 
     // Ingest and validate.
     let t = Instant::now();
-    let files = ingest::discover(&options.inputs)?;
+    let files = ingest::discover(inputs)?;
     let hashes = ingest::hash_files(&files)?;
     let fingerprint = ingest::fingerprint(&files, &hashes);
-    let bar = Progress::start("ingest", None, options.progress);
+    let bar = Progress::start("ingest", None, progress);
     let (chunks, interners) = ingest::read_all(&files, &|n| bar.set(n))?;
     bar.finish();
     let mut counts = Counts::default();
-    let mut quarantine = Vec::new();
     for chunk in &chunks {
         counts.records += chunk.records;
         counts.valid += chunk.events.len() as u64;
     }
-    let ingest_s = t.elapsed().as_secs_f64();
+    timings.ingest = t.elapsed().as_secs_f64();
 
     // Dedup.
     let t = Instant::now();
     let (table, chunks) = merge(chunks, interners)?;
+    let mut quarantine = Vec::new();
     for mut chunk in chunks {
         quarantine.append(&mut chunk.quarantine);
     }
@@ -127,18 +191,27 @@ fn run_in_pool(options: &RunOptions) -> Result<RunReport, RunError> {
             .entry(q.reason.to_string())
             .or_default() += 1;
     }
-    let deduped = dedup(table);
+    let mut deduped = dedup(table);
     counts.duplicates = deduped.duplicates;
     counts.conflicts = deduped.conflicts;
     counts.unique = deduped.survivors.len() as u64;
-    let dedup_s = t.elapsed().as_secs_f64();
+    if let Some((from, to)) = days {
+        let table = &deduped.table;
+        deduped.survivors.retain(|&g| {
+            let (c, r) = table.locate(g);
+            (from..=to).contains(&crate::event::day_of(c.occurred_at[r]))
+        });
+    }
+    counts.classified = deduped.survivors.len() as u64;
+    counts.outside_window = counts.unique - counts.classified;
+    timings.dedup = t.elapsed().as_secs_f64();
 
     // Classify.
     let t = Instant::now();
-    let bar = Progress::start("classify", Some(counts.unique), options.progress);
-    let classified = classify(&deduped, &rule, options.batch_size, &|n| bar.set(n))?;
+    let bar = Progress::start("classify", Some(counts.classified), progress);
+    let classified = classify(&deduped, &rule, batch_size, &|n| bar.set(n))?;
     bar.finish();
-    let classify_s = t.elapsed().as_secs_f64();
+    timings.classify = t.elapsed().as_secs_f64();
 
     // Aggregate.
     let t = Instant::now();
@@ -147,7 +220,6 @@ fn run_in_pool(options: &RunOptions) -> Result<RunReport, RunError> {
     counts.payable = aggregate.payable_events;
     counts.amount_micros = aggregate.amount_micros;
     counts.by_reason = aggregate.by_reason.clone();
-    counts.rows = aggregate.rows.len() as u64;
     let row_sums = aggregate.rows.iter().fold((0u64, 0u64, 0i64), |s, r| {
         (
             s.0 + r.events,
@@ -162,33 +234,9 @@ fn run_in_pool(options: &RunOptions) -> Result<RunReport, RunError> {
             failed.name, failed.detail
         )));
     }
-    let aggregate_s = t.elapsed().as_secs_f64();
+    timings.aggregate = t.elapsed().as_secs_f64();
 
-    // Commit.
-    let t = Instant::now();
-    let lineage = Lineage {
-        rule_hash: rule.hash.to_hex().to_string(),
-        rule_name: rule.info.name.clone(),
-        rule_version: rule.info.version.clone(),
-        rule_sdk_version: rule.info.sdk_version.clone(),
-        rule_world: rule::WORLD.to_string(),
-        input_fingerprint: fingerprint.to_hex().to_string(),
-        tally_version: VERSION.to_string(),
-    };
-    let staging = commit::stage(&options.out, &run_id)?;
-    let partitions = commit::write_partitions(
-        &staging.dir,
-        &aggregate.rows,
-        &deduped.table.strings,
-        &lineage,
-    )?;
-    counts.days = partitions.len() as u64;
-    let sources: Vec<(String, bool)> = files
-        .iter()
-        .map(|f| (f.path.display().to_string(), f.format == Format::Parquet))
-        .collect();
-    commit::write_quarantine(&staging.dir, &quarantine, &sources)?;
-    let inputs: Vec<InputSummary> = files
+    let inputs = files
         .iter()
         .zip(&hashes)
         .map(|(f, h)| InputSummary {
@@ -198,41 +246,232 @@ fn run_in_pool(options: &RunOptions) -> Result<RunReport, RunError> {
             blake3: h.to_hex().to_string(),
         })
         .collect();
+    Ok(Computed {
+        run_id,
+        rule,
+        files,
+        inputs,
+        fingerprint,
+        deduped,
+        aggregate,
+        quarantine,
+        counts,
+        checks,
+        timings,
+    })
+}
 
-    let total = started.elapsed().as_secs_f64();
+/// The lineage of one partition, written beside it as `_manifest.json`.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct PartitionManifest {
+    pub day: String,
+    pub file: String,
+    pub blake3: String,
+    pub rows: u64,
+    pub events: i64,
+    pub payable_events: i64,
+    pub amount_micros: i64,
+    pub commit: u64,
+    pub run_id: String,
+    pub lineage: Lineage,
+    pub inputs: Vec<InputSummary>,
+    /// The recomputed days of the run that wrote it, or null for every day.
+    pub window: Option<(String, String)>,
+    pub reconcile: ReconcileCounts,
+}
+
+/// One entry of the commit log (`_log/NNNNNNNN.json`), never rewritten.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct LogEntry {
+    pub commit: u64,
+    pub run_id: String,
+    pub tally_version: String,
+    /// When the commit was made (UTC).
+    pub committed_at: String,
+    pub rule: RuleSummary,
+    pub input_fingerprint: String,
+    pub inputs: Vec<InputSummary>,
+    pub window: Option<(String, String)>,
+    /// Days whose partitions this commit wrote.
+    pub written: Vec<String>,
+    /// Of those, days where every row was zeroed (no events any more).
+    pub zeroed_days: Vec<String>,
+    pub counts: Counts,
+    pub reconcile: ReconcileCounts,
+    /// The changeset file, relative to the output root.
+    pub changeset: String,
+}
+
+fn run_in_pool(options: &RunOptions) -> Result<RunReport, RunError> {
+    let started = Instant::now();
+    let rule = Rule::load(&options.rule, options.limits)?;
+    let computed = compute(
+        &options.inputs,
+        rule,
+        options.batch_size,
+        options.days,
+        options.progress,
+    )?;
+    let lineage = computed.lineage();
     let report = RunReport {
         tally_version: VERSION.to_string(),
-        run_id: run_id.clone(),
+        run_id: computed.run_id.clone(),
         rule: RuleSummary {
             hash: lineage.rule_hash.clone(),
-            name: rule.info.name.clone(),
-            version: rule.info.version.clone(),
-            sdk_version: rule.info.sdk_version.clone(),
+            name: lineage.rule_name.clone(),
+            version: lineage.rule_version.clone(),
+            sdk_version: lineage.rule_sdk_version.clone(),
             path: options.rule.display().to_string(),
         },
-        inputs: inputs.clone(),
+        inputs: computed.inputs.clone(),
         input_fingerprint: lineage.input_fingerprint.clone(),
         output: options.out.display().to_string(),
         threads: rayon::current_num_threads(),
         batch_size: options.batch_size,
-        counts: counts.clone(),
-        timings: Timings {
-            ingest: ingest_s,
-            dedup: dedup_s,
-            classify: classify_s,
-            aggregate: aggregate_s,
-            commit: t.elapsed().as_secs_f64(),
-            total,
-        },
-        records_per_second: counts.records as f64 / total.max(1e-9),
-        checks,
+        records_per_second: 0.0,
+        counts: computed.counts.clone(),
+        commit: 0,
+        window: window_names(options.days),
+        reconcile: ReconcileCounts::default(),
+        timings: computed.timings.clone(),
+        checks: computed.checks.clone(),
     };
+    commit_output(&computed, options, report, started)
+}
+
+fn window_names(days: Option<(i32, i32)>) -> Option<(String, String)> {
+    days.map(|(from, to)| (format_day(from), format_day(to)))
+}
+
+/// Reconciles the computed rows with the output, writes the new state into a
+/// staging directory and promotes it. Completes and returns the report.
+fn commit_output(
+    computed: &Computed,
+    options: &RunOptions,
+    mut report: RunReport,
+    started: Instant,
+) -> Result<RunReport, RunError> {
+    let t = Instant::now();
+    let out = &options.out;
+    let _lock = commit::lock(out)?;
+    let existing = commit::existing(out)?;
+    let number = existing.last_commit + 1;
+    let name = commit::commit_name(number);
+    let staging = commit::stage(out, &computed.run_id)?;
+    let lineage = computed.lineage();
+    let in_window = |day: &i32| {
+        options
+            .days
+            .is_none_or(|(from, to)| (from..=to).contains(day))
+    };
+
+    // The days this run writes: every day it has rows for, and every published
+    // day in the window (whose rows are zeroed if it has no events any more).
+    let mut days: Vec<i32> = computed.aggregate.rows.iter().map(|r| r.day).collect();
+    days.extend(existing.days.keys().copied().filter(in_window));
+    days.sort_unstable();
+    days.dedup();
+
+    let written: Vec<(PartitionManifest, Vec<ChangeRow>)> = days
+        .par_iter()
+        .map(|&day| write_partition(computed, &existing, &staging, day, number, &report.window))
+        .collect::<Result<_, _>>()?;
+
+    // What this run does not rewrite is carried over as it is.
+    let kept: Vec<i32> = existing
+        .days
+        .keys()
+        .copied()
+        .filter(|d| !in_window(d))
+        .collect();
+    for day in &kept {
+        staging.keep(Path::new(&format!("day={}", format_day(*day))))?;
+    }
+    for dir in [commit::LOG_DIR, commit::CHANGES_DIR] {
+        if out.join(dir).is_dir() {
+            staging.keep(Path::new(dir))?;
+        }
+    }
+
+    let mut reconciled = ReconcileCounts::default();
+    let mut changes = Vec::new();
+    let mut zeroed_days = Vec::new();
+    for (manifest, day_changes) in &written {
+        reconciled.add(&manifest.reconcile);
+        changes.extend(day_changes.iter().cloned());
+        if manifest.events == 0 {
+            zeroed_days.push(manifest.day.clone());
+        }
+    }
+    let changes_dir = staging.dir.join(commit::CHANGES_DIR);
+    let log_dir = staging.dir.join(commit::LOG_DIR);
+    for dir in [&changes_dir, &log_dir] {
+        std::fs::create_dir_all(dir).map_err(|source| CommitError::Io {
+            path: dir.clone(),
+            source,
+        })?;
+    }
+    let changeset = format!("{}/{name}.parquet", commit::CHANGES_DIR);
+    commit::write_changes(
+        &staging.dir.join(&changeset),
+        &changes,
+        &lineage.rule_hash,
+        &lineage.key_values(""),
+    )?;
+    let sources: Vec<(String, bool)> = computed
+        .files
+        .iter()
+        .map(|f| (f.path.display().to_string(), f.format == Format::Parquet))
+        .collect();
+    commit::write_quarantine(&staging.dir, &computed.quarantine, &sources)?;
+
+    report.commit = number;
+    report.reconcile = reconciled;
+    report.counts.rows = written.iter().map(|(m, _)| m.rows).sum();
+    report.counts.days = written.len() as u64;
+    let entry = LogEntry {
+        commit: number,
+        run_id: computed.run_id.clone(),
+        tally_version: VERSION.to_string(),
+        committed_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+        rule: report.rule.clone(),
+        input_fingerprint: lineage.input_fingerprint.clone(),
+        inputs: computed.inputs.clone(),
+        window: report.window.clone(),
+        written: written.iter().map(|(m, _)| m.day.clone()).collect(),
+        zeroed_days,
+        counts: report.counts.clone(),
+        reconcile: reconciled,
+        changeset,
+    };
+    commit::write_new_file(
+        &log_dir.join(format!("{name}.json")),
+        pretty(&entry).as_bytes(),
+    )?;
+
+    // The current state: every partition with the commit that last wrote it.
+    let mut partitions: Vec<serde_json::Value> = Vec::new();
+    for day in existing.days.keys().copied().filter(|d| !in_window(d)) {
+        let path = staging
+            .dir
+            .join(format!("day={}", format_day(day)))
+            .join(commit::MANIFEST);
+        let manifest = std::fs::read_to_string(&path)
+            .ok()
+            .and_then(|text| serde_json::from_str::<PartitionManifest>(&text).ok());
+        partitions.push(match manifest {
+            Some(m) => partition_summary(&m),
+            None => serde_json::json!({ "day": format_day(day), "manifest": "unreadable" }),
+        });
+    }
+    partitions.extend(written.iter().map(|(m, _)| partition_summary(m)));
+    partitions.sort_by(|a, b| a["day"].as_str().cmp(&b["day"].as_str()));
     let manifest = serde_json::json!({
         "tally_version": VERSION,
-        "run_id": run_id,
+        "commit": number,
+        "run_id": computed.run_id,
         "lineage": lineage,
-        "inputs": inputs,
-        "counts": counts,
+        "inputs": computed.inputs,
         "partitions": partitions,
         "quarantine": format!("{}/{}", commit::QUARANTINE_DIR, commit::QUARANTINE_FILE),
     });
@@ -240,12 +479,89 @@ fn run_in_pool(options: &RunOptions) -> Result<RunReport, RunError> {
         &staging.dir.join(commit::MANIFEST),
         pretty(&manifest).as_bytes(),
     )?;
+
+    report.timings.commit = t.elapsed().as_secs_f64();
+    report.timings.total = started.elapsed().as_secs_f64();
+    report.records_per_second = report.counts.records as f64 / report.timings.total.max(1e-9);
     commit::write_file(
         &staging.dir.join(commit::REPORT),
         pretty(&report).as_bytes(),
     )?;
     staging.promote()?;
     Ok(report)
+}
+
+fn partition_summary(m: &PartitionManifest) -> serde_json::Value {
+    serde_json::json!({
+        "day": m.day,
+        "file": m.file,
+        "commit": m.commit,
+        "rule_hash": m.lineage.rule_hash,
+        "blake3": m.blake3,
+        "rows": m.rows,
+        "events": m.events,
+        "amount_micros": m.amount_micros,
+    })
+}
+
+/// Reconciles and writes one day's partition into the staging directory.
+fn write_partition(
+    computed: &Computed,
+    existing: &commit::Existing,
+    staging: &commit::Staging,
+    day: i32,
+    commit: u64,
+    window: &Option<(String, String)>,
+) -> Result<(PartitionManifest, Vec<ChangeRow>), RunError> {
+    let lineage = computed.lineage();
+    let day_name = format_day(day);
+    let published = match existing.days.get(&day) {
+        Some(dir) => Some(Published::read(&dir.join(commit::PART_FILE))?),
+        None => None,
+    };
+    let new = computed.day_rows(day);
+    let merged = reconcile(&new, published.as_ref(), &lineage.rule_hash);
+    let dir = staging.dir.join(format!("day={day_name}"));
+    std::fs::create_dir_all(&dir).map_err(|source| CommitError::Io {
+        path: dir.clone(),
+        source,
+    })?;
+    let blake3 = commit::write_rows(
+        &dir.join(commit::PART_FILE),
+        &merged.rows,
+        &lineage.rule_hash,
+        &lineage.key_values(&day_name),
+    )?;
+    let manifest = PartitionManifest {
+        file: format!("day={day_name}/{}", commit::PART_FILE),
+        day: day_name,
+        blake3,
+        rows: merged.rows.len() as u64,
+        events: merged.rows.iter().map(|r| r.events).sum(),
+        payable_events: merged.rows.iter().map(|r| r.payable_events).sum(),
+        amount_micros: merged.rows.iter().map(|r| r.amount_micros).sum(),
+        commit,
+        run_id: computed.run_id.clone(),
+        lineage,
+        inputs: computed.inputs.clone(),
+        window: window.clone(),
+        reconcile: merged.counts,
+    };
+    commit::write_file(&dir.join(commit::MANIFEST), pretty(&manifest).as_bytes())?;
+    let changes = merged
+        .changes
+        .iter()
+        .map(|(row, change)| ChangeRow {
+            day,
+            creator: row.creator.to_string(),
+            template: row.template.to_string(),
+            events: row.events,
+            payable_events: row.payable_events,
+            amount_micros: row.amount_micros,
+            change: *change,
+        })
+        .collect();
+    Ok((manifest, changes))
 }
 
 /// Pretty JSON with a final newline.

@@ -42,8 +42,12 @@ pub struct Counts {
     pub duplicates: u64,
     /// Duplicates whose fields differ from their survivor's.
     pub conflicts: u64,
-    /// Surviving (unique) events, each classified once.
+    /// Surviving (unique) events.
     pub unique: u64,
+    /// Unique events outside the recomputed days (`--days`), not classified.
+    pub outside_window: u64,
+    /// Unique events classified (inside the recomputed days).
+    pub classified: u64,
     /// Unique events the rule found payable.
     pub payable: u64,
     /// Sum of the payable events' rates, in micros.
@@ -87,6 +91,12 @@ pub struct RunReport {
     pub threads: usize,
     pub batch_size: usize,
     pub counts: Counts,
+    /// The commit this run made in the output's log.
+    pub commit: u64,
+    /// The recomputed days (`--days`), or null for every day.
+    pub window: Option<(String, String)>,
+    /// How the written rows differ from what the output held before.
+    pub reconcile: crate::reconcile::ReconcileCounts,
     pub timings: Timings,
     /// Input records per second, end to end.
     pub records_per_second: f64,
@@ -116,16 +126,21 @@ pub fn checks(counts: &Counts, row_sums: (u64, u64, i64)) -> Vec<Check> {
             format!("{} = {} + {}", c.valid, c.duplicates, c.unique),
         ),
         check(
+            "unique = classified + outside the window",
+            c.unique == c.classified + c.outside_window,
+            format!("{} = {} + {}", c.unique, c.classified, c.outside_window),
+        ),
+        check(
             "payable <= unique",
             c.payable <= c.unique,
             format!("{} <= {}", c.payable, c.unique),
         ),
         check(
             "daily rows sum to the classified totals",
-            row_sums == (c.unique, c.payable, c.amount_micros),
+            row_sums == (c.classified, c.payable, c.amount_micros),
             format!(
                 "rows: {} events, {} payable, {} micros; classified: {} events, {} payable, {} micros",
-                row_sums.0, row_sums.1, row_sums.2, c.unique, c.payable, c.amount_micros
+                row_sums.0, row_sums.1, row_sums.2, c.classified, c.payable, c.amount_micros
             ),
         ),
     ]
@@ -189,12 +204,30 @@ impl fmt::Display for RunReport {
             money(c.amount_micros),
             c.amount_micros
         )?;
+        if c.outside_window > 0 {
+            writeln!(
+                f,
+                "  outside --days {:>8} (not classified)",
+                thousands(c.outside_window)
+            )?;
+        }
         writeln!(
             f,
-            "output    {}: {} rows in {} day partition(s)",
+            "output    {}: commit {}, {} rows in {} day partition(s) written",
             self.output,
+            self.commit,
             thousands(c.rows),
             c.days
+        )?;
+        let r = &self.reconcile;
+        writeln!(
+            f,
+            "  rows    {} unchanged, {} changed, {} added, {} zeroed, {} restamped",
+            thousands(r.unchanged),
+            thousands(r.changed),
+            thousands(r.added),
+            thousands(r.zeroed),
+            thousands(r.restamped)
         )?;
         writeln!(
             f,
@@ -241,6 +274,7 @@ mod tests {
             valid: 9,
             duplicates: 2,
             unique: 7,
+            classified: 7,
             payable: 3,
             amount_micros: 90,
             ..Default::default()
@@ -249,6 +283,7 @@ mod tests {
         assert!(!checks(&counts, (7, 3, 91)).iter().all(|c| c.ok));
         let lost = Counts {
             unique: 6,
+            classified: 6,
             ..counts
         };
         assert!(!checks(&lost, (6, 3, 90)).iter().all(|c| c.ok));

@@ -30,6 +30,10 @@ pub struct Args {
     /// Fuel (about one unit per WebAssembly instruction) per event classified.
     #[arg(long, default_value_t = Limits::default().fuel_per_event)]
     fuel_per_event: u64,
+    /// Recompute only these days, `FROM..TO` inclusive (or one day); other
+    /// published days are left exactly as they are.
+    #[arg(long, value_parser = tally::event::parse_day_range, value_name = "FROM..TO")]
+    days: Option<(i32, i32)>,
     /// Also write the JSON run report to this file.
     #[arg(long)]
     report: Option<PathBuf>,
@@ -54,6 +58,7 @@ pub fn execute(args: Args) -> anyhow::Result<ExitCode> {
             ..Limits::default()
         },
         progress: !args.quiet,
+        days: args.days,
     };
     let report = run(&options).context("run failed; the previous output is untouched")?;
     let json = serde_json::to_string_pretty(&report)? + "\n";
