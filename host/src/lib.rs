@@ -13,7 +13,8 @@
 //! - [`commit`] writes lineage-stamped Parquet and promotes it atomically;
 //! - [`report`] describes the run for people and machines.
 //!
-//! [`pipeline::run`] runs them in order; [`generate`] makes synthetic input.
+//! [`pipeline::run`] runs them in order; [`lineage`] reads back where output
+//! came from and [`verify`] recomputes it; [`generate`] makes synthetic input.
 //!
 //! ```no_run
 //! use tally::pipeline::{run, RunOptions};
@@ -41,9 +42,11 @@ pub mod event;
 pub mod generate;
 pub mod ingest;
 pub mod intern;
+pub mod lineage;
 pub mod pipeline;
 pub mod progress;
 pub mod reconcile;
 pub mod report;
 pub mod rule;
 pub mod validate;
+pub mod verify;

@@ -20,6 +20,12 @@ enum Command {
     Run(commands::run::Args),
     /// Generate realistic synthetic events (deterministic for a seed).
     Gen(commands::generate::Args),
+    /// List the commits of an output directory.
+    Log(commands::log::LogArgs),
+    /// Show one commit of an output directory.
+    Show(commands::log::ShowArgs),
+    /// Which rule, inputs and run produced a partition or a row.
+    Lineage(commands::lineage::Args),
     /// Build and inspect rule components.
     #[command(subcommand)]
     Rule(commands::rule::Command),
@@ -30,6 +36,9 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Run(args) => commands::run::execute(args),
         Command::Gen(args) => commands::generate::execute(args),
+        Command::Log(args) => commands::log::log(args),
+        Command::Show(args) => commands::log::show(args),
+        Command::Lineage(args) => commands::lineage::execute(args),
         Command::Rule(command) => commands::rule::execute(command),
     };
     match result {

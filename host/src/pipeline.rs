@@ -240,7 +240,11 @@ pub fn compute(
         .iter()
         .zip(&hashes)
         .map(|(f, h)| InputSummary {
-            path: f.path.display().to_string(),
+            // Absolute, so `tally verify` finds the inputs from anywhere.
+            path: std::fs::canonicalize(&f.path)
+                .unwrap_or_else(|_| f.path.clone())
+                .display()
+                .to_string(),
             format: format_name(f.format).to_string(),
             size: f.size,
             blake3: h.to_hex().to_string(),

@@ -1,6 +1,8 @@
 //! Subcommands of the `tally` binary, one module each.
 
 pub mod generate;
+pub mod lineage;
+pub mod log;
 pub mod rule;
 pub mod run;
 

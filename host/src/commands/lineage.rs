@@ -1,0 +1,110 @@
+//! `tally lineage`: which rule, which inputs and which run produced a number.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use tally::event::parse_day;
+use tally::lineage;
+use tally::pipeline::PartitionManifest;
+use tally::report::money;
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// The output directory.
+    out: PathBuf,
+    /// One day, YYYY-MM-DD.
+    #[arg(long, value_parser = |s: &str| parse_day(s).ok_or(format!("{s:?} is not a date like 2026-05-01")))]
+    day: Option<i32>,
+    /// With --day and --template: one row's lineage.
+    #[arg(long, requires_all = ["day", "template"])]
+    creator: Option<String>,
+    /// With --day and --creator: one row's lineage.
+    #[arg(long, requires_all = ["day", "creator"])]
+    template: Option<String>,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    json: bool,
+}
+
+fn describe(m: &PartitionManifest) -> String {
+    let mut text = format!(
+        "day        {}\nfile       {} (blake3 {})\nrule       {}@{} blake3 {}\ninputs     fingerprint {}\n",
+        m.day,
+        m.file,
+        m.blake3,
+        m.lineage.rule_name,
+        m.lineage.rule_version,
+        m.lineage.rule_hash,
+        m.lineage.input_fingerprint
+    );
+    for input in &m.inputs {
+        text.push_str(&format!(
+            "           {} ({} bytes, blake3 {})\n",
+            input.path, input.size, input.blake3
+        ));
+    }
+    text.push_str(&format!(
+        "run        {} (commit {}, tally {})\nrows       {}, {} events, {} payable, amount {}\n",
+        m.run_id,
+        m.commit,
+        m.lineage.tally_version,
+        m.rows,
+        m.events,
+        m.payable_events,
+        money(m.amount_micros)
+    ));
+    text
+}
+
+pub fn execute(args: Args) -> anyhow::Result<ExitCode> {
+    if let (Some(day), Some(creator), Some(template)) = (args.day, &args.creator, &args.template) {
+        let row = lineage::row(&args.out, day, creator, template)?;
+        let text = if args.json {
+            serde_json::to_string_pretty(&row)?
+        } else {
+            format!(
+                "row        {} / {} on {}: {} events, {} payable, amount {} ({} micros)\nstamped    {}\n{}",
+                row.creator_id,
+                row.template_id,
+                row.day,
+                row.events,
+                row.payable_events,
+                money(row.amount_micros),
+                row.amount_micros,
+                row.rule_hash,
+                describe(&row.partition)
+            )
+        };
+        super::print(&text)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let partitions = lineage::partitions(&args.out, args.day)?;
+    let text = if args.json {
+        serde_json::to_string_pretty(&partitions)?
+    } else if args.day.is_some() {
+        partitions
+            .iter()
+            .map(describe)
+            .collect::<Vec<_>>()
+            .join("\n")
+    } else {
+        partitions
+            .iter()
+            .map(|m| {
+                format!(
+                    "{}  commit {}  {}@{} ({})  inputs {}  run {}  {} rows, amount {}\n",
+                    m.day,
+                    m.commit,
+                    m.lineage.rule_name,
+                    m.lineage.rule_version,
+                    &m.lineage.rule_hash[..12],
+                    &m.lineage.input_fingerprint[..12],
+                    m.run_id,
+                    m.rows,
+                    money(m.amount_micros)
+                )
+            })
+            .collect()
+    };
+    super::print(&text)?;
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,158 @@
+//! Lineage: reading back what an output directory says about itself — its
+//! commit log, its partitions' manifests, and where a number came from.
+//!
+//! Everything here reads the metadata `commit` wrote; nothing is recomputed
+//! (that is `verify`).
+
+use crate::commit::{LOG_DIR, MANIFEST, PART_FILE};
+use crate::event::format_day;
+use crate::pipeline::{LogEntry, PartitionManifest};
+use crate::reconcile::Published;
+use std::path::{Path, PathBuf};
+
+/// What can go wrong while reading an output's metadata.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum LineageError {
+    /// A metadata file is missing or unreadable.
+    #[error("cannot read {path}: {message}")]
+    Unreadable { path: PathBuf, message: String },
+    /// The commit does not exist.
+    #[error("{out} has no commit {commit} (see `tally log {out}`)")]
+    NoCommit { out: String, commit: u64 },
+    /// The day has no partition.
+    #[error("{out} has no partition for {day}")]
+    NoDay { out: String, day: String },
+    /// The key has no row on that day.
+    #[error("{out} has no row for creator {creator:?} and template {template:?} on {day}")]
+    NoRow {
+        out: String,
+        day: String,
+        creator: String,
+        template: String,
+    },
+}
+
+fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, LineageError> {
+    let fail = |message: String| LineageError::Unreadable {
+        path: path.to_path_buf(),
+        message,
+    };
+    let text = std::fs::read_to_string(path).map_err(|e| fail(e.to_string()))?;
+    serde_json::from_str(&text).map_err(|e| fail(e.to_string()))
+}
+
+/// Every commit of the output's log, in order.
+pub fn log(out: &Path) -> Result<Vec<LogEntry>, LineageError> {
+    let dir = out.join(LOG_DIR);
+    let entries = std::fs::read_dir(&dir).map_err(|e| LineageError::Unreadable {
+        path: dir.clone(),
+        message: e.to_string(),
+    })?;
+    let mut paths: Vec<PathBuf> = entries
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|e| e == "json"))
+        .collect();
+    paths.sort();
+    paths.iter().map(|p| read_json(p)).collect()
+}
+
+/// One commit of the log.
+pub fn commit(out: &Path, number: u64) -> Result<LogEntry, LineageError> {
+    let path = out
+        .join(LOG_DIR)
+        .join(format!("{}.json", crate::commit::commit_name(number)));
+    if !path.is_file() {
+        return Err(LineageError::NoCommit {
+            out: out.display().to_string(),
+            commit: number,
+        });
+    }
+    read_json(&path)
+}
+
+/// The manifests of the output's partitions, by day (optionally one day).
+pub fn partitions(out: &Path, day: Option<i32>) -> Result<Vec<PartitionManifest>, LineageError> {
+    let mut days: Vec<PathBuf> = match day {
+        Some(day) => {
+            let dir = out.join(format!("day={}", format_day(day)));
+            if !dir.is_dir() {
+                return Err(LineageError::NoDay {
+                    out: out.display().to_string(),
+                    day: format_day(day),
+                });
+            }
+            vec![dir]
+        }
+        None => std::fs::read_dir(out)
+            .map_err(|e| LineageError::Unreadable {
+                path: out.to_path_buf(),
+                message: e.to_string(),
+            })?
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| {
+                p.is_dir()
+                    && p.file_name()
+                        .is_some_and(|n| n.to_string_lossy().starts_with("day="))
+            })
+            .collect(),
+    };
+    days.sort();
+    days.iter().map(|d| read_json(&d.join(MANIFEST))).collect()
+}
+
+/// One row with the lineage of the partition that holds it.
+#[derive(Debug, serde::Serialize)]
+pub struct RowLineage {
+    pub day: String,
+    pub creator_id: String,
+    pub template_id: String,
+    pub events: i64,
+    pub payable_events: i64,
+    pub amount_micros: i64,
+    pub rule_hash: String,
+    pub partition: PartitionManifest,
+}
+
+/// Where the number for `(day, creator, template)` came from.
+pub fn row(
+    out: &Path,
+    day: i32,
+    creator: &str,
+    template: &str,
+) -> Result<RowLineage, LineageError> {
+    let partition = partitions(out, Some(day))?.remove(0);
+    let path = out.join(&partition.file);
+    let published = Published::read(&path).map_err(|e| LineageError::Unreadable {
+        path: path.clone(),
+        message: e.to_string(),
+    })?;
+    let found = (0..published.len())
+        .map(|i| published.row(i))
+        .find(|(r, _)| r.creator == creator && r.template == template);
+    let Some((r, hash)) = found else {
+        return Err(LineageError::NoRow {
+            out: out.display().to_string(),
+            day: format_day(day),
+            creator: creator.to_string(),
+            template: template.to_string(),
+        });
+    };
+    Ok(RowLineage {
+        day: format_day(day),
+        creator_id: creator.to_string(),
+        template_id: template.to_string(),
+        events: r.events,
+        payable_events: r.payable_events,
+        amount_micros: r.amount_micros,
+        rule_hash: hash.to_string(),
+        partition,
+    })
+}
+
+/// The partition data file of a day.
+pub fn part_file(out: &Path, day: &str) -> PathBuf {
+    out.join(format!("day={day}")).join(PART_FILE)
+}

@@ -1,0 +1,266 @@
+//! Verify: recomputes published partitions from their recorded inputs with
+//! their stamped rule, and reports whether they are identical or exactly how
+//! they differ.
+//!
+//! A partition is checked three ways: its file still has the bytes its commit
+//! recorded; its recorded inputs still have the recorded contents; and every
+//! row equals a fresh computation (rows the file holds as zeros, left by
+//! reconciliation, must be absent from the fresh computation).
+
+use crate::event::parse_day;
+use crate::ingest::{self, Format, InputFile};
+use crate::lineage::{self, LineageError};
+use crate::pipeline::{self, PartitionManifest, RunError};
+use crate::reconcile::{OutRow, Published};
+use crate::rule::Rule;
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+/// At most this many row differences are listed per partition.
+const MAX_LISTED: usize = 20;
+
+/// One way a partition differs from its recomputation.
+#[derive(Debug, Clone, Serialize)]
+pub struct Difference {
+    /// `creator_id/template_id`, or empty for the whole partition.
+    pub key: String,
+    pub what: String,
+    pub expected: String,
+    pub actual: String,
+}
+
+/// The outcome for one partition.
+#[derive(Debug, Clone, Serialize)]
+pub struct PartitionCheck {
+    pub day: String,
+    pub commit: u64,
+    pub rule_hash: String,
+    pub identical: bool,
+    /// Differences found (at most a few per partition are listed).
+    pub differences: Vec<Difference>,
+    /// How many differences there were in all.
+    pub difference_count: u64,
+}
+
+/// What `tally verify` found.
+#[derive(Debug, Clone, Serialize)]
+pub struct VerifyReport {
+    pub out: String,
+    pub partitions: Vec<PartitionCheck>,
+}
+
+impl VerifyReport {
+    /// Whether every partition is identical to its recomputation.
+    pub fn identical(&self) -> bool {
+        self.partitions.iter().all(|p| p.identical)
+    }
+}
+
+/// What can stop a verification (as opposed to a difference, which is its
+/// result).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum VerifyError {
+    #[error(transparent)]
+    Lineage(#[from] LineageError),
+    #[error(transparent)]
+    Run(#[from] RunError),
+}
+
+impl PartitionCheck {
+    fn differ(&mut self, key: String, what: &str, expected: impl ToString, actual: impl ToString) {
+        self.identical = false;
+        self.difference_count += 1;
+        if self.differences.len() < MAX_LISTED {
+            self.differences.push(Difference {
+                key,
+                what: what.to_string(),
+                expected: expected.to_string(),
+                actual: actual.to_string(),
+            });
+        }
+    }
+}
+
+/// Recomputes the partitions of `out` (or only `day`'s). `load_rule` fetches a
+/// rule by its hash (from the registry).
+pub fn verify(
+    out: &Path,
+    day: Option<i32>,
+    batch_size: usize,
+    load_rule: &dyn Fn(&str) -> Result<Rule, RunError>,
+) -> Result<VerifyReport, VerifyError> {
+    let manifests = lineage::partitions(out, day)?;
+    // Partitions written by the same commit share their inputs and rule.
+    let mut by_commit: BTreeMap<u64, Vec<PartitionManifest>> = BTreeMap::new();
+    for m in manifests {
+        by_commit.entry(m.commit).or_default().push(m);
+    }
+    let mut checks = Vec::new();
+    for group in by_commit.values() {
+        checks.extend(verify_commit(out, group, batch_size, load_rule)?);
+    }
+    checks.sort_by(|a, b| a.day.cmp(&b.day));
+    Ok(VerifyReport {
+        out: out.display().to_string(),
+        partitions: checks,
+    })
+}
+
+fn verify_commit(
+    out: &Path,
+    group: &[PartitionManifest],
+    batch_size: usize,
+    load_rule: &dyn Fn(&str) -> Result<Rule, RunError>,
+) -> Result<Vec<PartitionCheck>, VerifyError> {
+    let first = &group[0];
+    let mut checks: Vec<PartitionCheck> = group
+        .iter()
+        .map(|m| PartitionCheck {
+            day: m.day.clone(),
+            commit: m.commit,
+            rule_hash: m.lineage.rule_hash.clone(),
+            identical: true,
+            differences: Vec::new(),
+            difference_count: 0,
+        })
+        .collect();
+
+    // The files must still be the ones the commit wrote.
+    for (check, m) in checks.iter_mut().zip(group) {
+        let path = out.join(&m.file);
+        match std::fs::read(&path) {
+            Ok(bytes) => {
+                let actual = blake3::hash(&bytes).to_hex().to_string();
+                if actual != m.blake3 {
+                    check.differ(
+                        String::new(),
+                        &format!("blake3 of {}", m.file),
+                        &m.blake3,
+                        actual,
+                    );
+                }
+            }
+            Err(e) => check.differ(String::new(), &format!("file {}", m.file), "present", e),
+        }
+    }
+
+    // The inputs must still hold what the commit read.
+    let files: Vec<InputFile> = first
+        .inputs
+        .iter()
+        .map(|i| InputFile {
+            path: PathBuf::from(&i.path),
+            format: match i.format.as_str() {
+                "parquet" => Format::Parquet,
+                "jsonl.gz" => Format::JsonlGz,
+                "jsonl.zst" => Format::JsonlZst,
+                _ => Format::Jsonl,
+            },
+            size: i.size,
+        })
+        .collect();
+    let mut inputs_ok = true;
+    for (file, recorded) in files.iter().zip(&first.inputs) {
+        let actual = ingest::hash_files(std::slice::from_ref(file))
+            .map(|h| h[0].to_hex().to_string())
+            .unwrap_or_else(|e| format!("unreadable ({e})"));
+        if actual != recorded.blake3 {
+            inputs_ok = false;
+            for check in &mut checks {
+                check.differ(
+                    String::new(),
+                    &format!("input {} (cannot recompute)", recorded.path),
+                    &recorded.blake3,
+                    &actual,
+                );
+            }
+        }
+    }
+    if !inputs_ok {
+        return Ok(checks);
+    }
+
+    let rule = load_rule(&first.lineage.rule_hash)?;
+    let window = first
+        .window
+        .as_ref()
+        .and_then(|(from, to)| Some((parse_day(from)?, parse_day(to)?)));
+    let paths: Vec<PathBuf> = files.iter().map(|f| f.path.clone()).collect();
+    let computed = pipeline::compute(&paths, rule, batch_size, window, false)?;
+    let lineage = computed.lineage();
+    if lineage.input_fingerprint != first.lineage.input_fingerprint {
+        for check in &mut checks {
+            check.differ(
+                String::new(),
+                "input fingerprint",
+                &first.lineage.input_fingerprint,
+                &lineage.input_fingerprint,
+            );
+        }
+    }
+
+    for (check, m) in checks.iter_mut().zip(group) {
+        let Some(day) = parse_day(&m.day) else {
+            check.differ(String::new(), "day", "YYYY-MM-DD", &m.day);
+            continue;
+        };
+        let published = match Published::read(&out.join(&m.file)) {
+            Ok(p) => p,
+            Err(e) => {
+                check.differ(String::new(), "readable partition", "yes", e);
+                continue;
+            }
+        };
+        compare_rows(
+            check,
+            &computed.day_rows(day),
+            &published,
+            &m.lineage.rule_hash,
+        );
+    }
+    Ok(checks)
+}
+
+/// Compares a recomputed day with its published rows.
+fn compare_rows(
+    check: &mut PartitionCheck,
+    expected: &[OutRow<'_>],
+    published: &Published,
+    rule_hash: &str,
+) {
+    let mut actual: BTreeMap<(&str, &str), (OutRow<'_>, &str)> = BTreeMap::new();
+    for i in 0..published.len() {
+        let (row, hash) = published.row(i);
+        actual.insert((row.creator, row.template), (row, hash));
+    }
+    let key = |r: &OutRow<'_>| format!("{}/{}", r.creator, r.template);
+    let figures = |r: &OutRow<'_>| format!("{}/{}/{}", r.events, r.payable_events, r.amount_micros);
+    for e in expected {
+        match actual.remove(&(e.creator, e.template)) {
+            None => check.differ(key(e), "row (events/payable/amount)", figures(e), "missing"),
+            Some((a, hash)) => {
+                if (a.events, a.payable_events, a.amount_micros)
+                    != (e.events, e.payable_events, e.amount_micros)
+                {
+                    check.differ(key(e), "events/payable/amount", figures(e), figures(&a));
+                }
+                if hash != rule_hash {
+                    check.differ(key(e), "rule_hash", rule_hash, hash);
+                }
+            }
+        }
+    }
+    // What is left must be rows reconciliation zeroed.
+    for (a, _) in actual.values() {
+        if (a.events, a.payable_events, a.amount_micros) != (0, 0, 0) {
+            check.differ(
+                key(a),
+                "row (events/payable/amount)",
+                "absent or zero",
+                figures(a),
+            );
+        }
+    }
+}
