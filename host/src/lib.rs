@@ -37,8 +37,10 @@
 pub mod aggregate;
 pub mod classify;
 pub mod commit;
+pub mod compare;
 pub mod dedup;
 pub mod event;
+pub mod explain;
 pub mod generate;
 pub mod ingest;
 pub mod intern;

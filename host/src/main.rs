@@ -20,6 +20,10 @@ enum Command {
     Run(commands::run::Args),
     /// Generate realistic synthetic events (deterministic for a seed).
     Gen(commands::generate::Args),
+    /// Compare two rules on the same traffic (or two output directories).
+    Compare(commands::compare::Args),
+    /// Show what happened to one event: where it was read, dedup, verdicts.
+    Explain(commands::explain::Args),
     /// List the commits of an output directory.
     Log(commands::log::LogArgs),
     /// Show one commit of an output directory.
@@ -36,6 +40,8 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Run(args) => commands::run::execute(args),
         Command::Gen(args) => commands::generate::execute(args),
+        Command::Compare(args) => commands::compare::execute(args),
+        Command::Explain(args) => commands::explain::execute(args),
         Command::Log(args) => commands::log::log(args),
         Command::Show(args) => commands::log::show(args),
         Command::Lineage(args) => commands::lineage::execute(args),

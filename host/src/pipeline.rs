@@ -5,7 +5,7 @@
 //! between them; each stage lives in its own module.
 
 use crate::aggregate::{Aggregate, AggregateError, aggregate};
-use crate::classify::classify;
+use crate::classify::{Classified, classify};
 use crate::commit::{self, ChangeRow, CommitError, Lineage};
 use crate::dedup::{DedupError, Deduped, dedup, merge};
 use crate::event::format_day;
@@ -149,16 +149,27 @@ impl Computed {
     }
 }
 
-/// Ingests, validates, deduplicates, classifies and aggregates, and checks the
-/// counts, without writing anything. `days` limits classification and rows to
-/// a window of days (inclusive).
-pub fn compute(
+/// The input of a run after ingest, validation and dedup: what one or more
+/// rules then classify.
+pub struct Prepared {
+    pub run_id: String,
+    pub files: Vec<ingest::InputFile>,
+    pub inputs: Vec<InputSummary>,
+    pub fingerprint: blake3::Hash,
+    pub deduped: Deduped,
+    pub quarantine: Vec<Quarantined>,
+    /// Counts up to dedup (and the window).
+    pub counts: Counts,
+    pub timings: Timings,
+}
+
+/// Ingests, validates and deduplicates. `days` keeps only survivors in a
+/// window of days (inclusive); the others are counted as outside it.
+pub fn prepare(
     inputs: &[PathBuf],
-    rule: Rule,
-    batch_size: usize,
     days: Option<(i32, i32)>,
     progress: bool,
-) -> Result<Computed, RunError> {
+) -> Result<Prepared, RunError> {
     let run_id = run_id();
     let mut timings = Timings::default();
 
@@ -206,17 +217,50 @@ pub fn compute(
     counts.outside_window = counts.unique - counts.classified;
     timings.dedup = t.elapsed().as_secs_f64();
 
-    // Classify.
+    let inputs = files
+        .iter()
+        .zip(&hashes)
+        .map(|(f, h)| InputSummary {
+            // Absolute, so `tally verify` finds the inputs from anywhere.
+            path: std::fs::canonicalize(&f.path)
+                .unwrap_or_else(|_| f.path.clone())
+                .display()
+                .to_string(),
+            format: format_name(f.format).to_string(),
+            size: f.size,
+            blake3: h.to_hex().to_string(),
+        })
+        .collect();
+    Ok(Prepared {
+        run_id,
+        files,
+        inputs,
+        fingerprint,
+        deduped,
+        quarantine,
+        counts,
+        timings,
+    })
+}
+
+/// Classifies the prepared events with `rule` and aggregates them; checks the
+/// counts. Returns the verdicts too (for comparisons) and the counts.
+pub fn classify_and_aggregate(
+    prepared: &Prepared,
+    rule: &Rule,
+    batch_size: usize,
+    progress: bool,
+    timings: &mut Timings,
+) -> Result<(Classified, Aggregate, Counts, Vec<Check>), RunError> {
+    let mut counts = prepared.counts.clone();
     let t = Instant::now();
     let bar = Progress::start("classify", Some(counts.classified), progress);
-    let classified = classify(&deduped, &rule, batch_size, &|n| bar.set(n))?;
+    let classified = classify(&prepared.deduped, rule, batch_size, &|n| bar.set(n))?;
     bar.finish();
-    timings.classify = t.elapsed().as_secs_f64();
+    timings.classify += t.elapsed().as_secs_f64();
 
-    // Aggregate.
     let t = Instant::now();
-    let aggregate = aggregate(&deduped, &classified)?;
-    drop(classified);
+    let aggregate = aggregate(&prepared.deduped, &classified)?;
     counts.payable = aggregate.payable_events;
     counts.amount_micros = aggregate.amount_micros;
     counts.by_reason = aggregate.by_reason.clone();
@@ -234,31 +278,33 @@ pub fn compute(
             failed.name, failed.detail
         )));
     }
-    timings.aggregate = t.elapsed().as_secs_f64();
+    timings.aggregate += t.elapsed().as_secs_f64();
+    Ok((classified, aggregate, counts, checks))
+}
 
-    let inputs = files
-        .iter()
-        .zip(&hashes)
-        .map(|(f, h)| InputSummary {
-            // Absolute, so `tally verify` finds the inputs from anywhere.
-            path: std::fs::canonicalize(&f.path)
-                .unwrap_or_else(|_| f.path.clone())
-                .display()
-                .to_string(),
-            format: format_name(f.format).to_string(),
-            size: f.size,
-            blake3: h.to_hex().to_string(),
-        })
-        .collect();
+/// Ingests, validates, deduplicates, classifies and aggregates, and checks the
+/// counts, without writing anything. `days` limits classification and rows to
+/// a window of days (inclusive).
+pub fn compute(
+    inputs: &[PathBuf],
+    rule: Rule,
+    batch_size: usize,
+    days: Option<(i32, i32)>,
+    progress: bool,
+) -> Result<Computed, RunError> {
+    let prepared = prepare(inputs, days, progress)?;
+    let mut timings = prepared.timings.clone();
+    let (_, aggregate, counts, checks) =
+        classify_and_aggregate(&prepared, &rule, batch_size, progress, &mut timings)?;
     Ok(Computed {
-        run_id,
+        run_id: prepared.run_id,
         rule,
-        files,
-        inputs,
-        fingerprint,
-        deduped,
+        files: prepared.files,
+        inputs: prepared.inputs,
+        fingerprint: prepared.fingerprint,
+        deduped: prepared.deduped,
         aggregate,
-        quarantine,
+        quarantine: prepared.quarantine,
         counts,
         checks,
         timings,

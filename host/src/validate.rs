@@ -90,6 +90,11 @@ pub struct EventColumns {
     pub user_tier: Vec<u8>,
     /// Two ASCII upper-case letters.
     pub country: Vec<[u8; 2]>,
+    /// Where each event was read: the line (JSON) or row (Parquet) in the
+    /// chunk's source file, filled in by the readers.
+    pub position: Vec<u64>,
+    /// Index of the source file in the run's sorted input list.
+    pub source: u32,
 }
 
 /// The string id that stands for a null `brand_id`.

@@ -1,5 +1,7 @@
 //! Subcommands of the `tally` binary, one module each.
 
+pub mod compare;
+pub mod explain;
 pub mod generate;
 pub mod lineage;
 pub mod log;
@@ -7,6 +9,14 @@ pub mod rule;
 pub mod run;
 
 use std::io::Write;
+
+/// Loads the rule a `--rule` argument names.
+pub fn load_rule(reference: &str) -> anyhow::Result<tally::rule::Rule> {
+    Ok(tally::rule::Rule::load(
+        std::path::Path::new(reference),
+        tally::rule::Limits::default(),
+    )?)
+}
 
 /// Whether an error is only a closed stdout (for example `tally ... | head`).
 pub fn is_broken_pipe(err: &anyhow::Error) -> bool {

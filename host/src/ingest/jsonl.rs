@@ -121,6 +121,7 @@ fn open(path: &std::path::Path, format: Format) -> std::io::Result<Box<dyn Read 
 /// Parses and validates every line of a block.
 pub(super) fn parse(block: Block, strings: &mut Interner) -> Chunk {
     let mut events = EventColumns::new();
+    events.source = block.source;
     let mut quarantine = Vec::new();
     let mut records = 0;
     let mut line_no = block.first_line;
@@ -142,13 +143,14 @@ pub(super) fn parse(block: Block, strings: &mut Interner) -> Chunk {
             Ok(record) => events.push(&record.values(), strings),
             Err(_) => Err(Reason::MalformedJson),
         };
-        if let Err(reason) = outcome {
-            quarantine.push(Quarantined {
+        match outcome {
+            Ok(()) => events.position.push(this_line),
+            Err(reason) => quarantine.push(Quarantined {
                 source: block.source,
                 position: this_line,
                 reason,
                 raw: String::from_utf8_lossy(line).into_owned(),
-            });
+            }),
         }
     }
     Chunk {

@@ -232,6 +232,7 @@ pub(super) fn read(
         .map_err(|e| parquet_error(path, e))?;
 
     let mut events = EventColumns::new();
+    events.source = rg.source;
     let mut quarantine = Vec::new();
     let mut row = rg.first_row;
     for batch in reader {
@@ -244,13 +245,14 @@ pub(super) fn read(
             let values: [Value<'_>; 3] = std::array::from_fn(|f| head[f].value(i));
             let checked: [Result<u32, Reason>; 7] =
                 std::array::from_fn(|f| tail[f].get(i, strings));
-            if let Err(reason) = events.push_checked(&values, checked) {
-                quarantine.push(Quarantined {
+            match events.push_checked(&values, checked) {
+                Ok(()) => events.position.push(row + i as u64),
+                Err(reason) => quarantine.push(Quarantined {
                     source: rg.source,
                     position: row + i as u64,
                     reason,
                     raw: render_row(&batch, i),
-                });
+                }),
             }
         }
         row += batch.num_rows() as u64;

@@ -1,0 +1,65 @@
+//! `tally explain`: what happened to one event.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use tally::explain::explain;
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// Input files or directories (as for `tally run`).
+    #[arg(long = "input", short, required = true, num_args = 1..)]
+    inputs: Vec<PathBuf>,
+    /// A rule to classify the event with; may be given twice (A and B).
+    #[arg(long = "rule", num_args = 1)]
+    rules: Vec<String>,
+    /// The event's `event_id`.
+    #[arg(long)]
+    event: String,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    json: bool,
+}
+
+pub fn execute(args: Args) -> anyhow::Result<ExitCode> {
+    let rules = args
+        .rules
+        .iter()
+        .map(|r| super::load_rule(r).map(|rule| (rule, r.clone())))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let e = explain(&args.inputs, &rules, &args.event)?;
+    if args.json {
+        super::print(&serde_json::to_string_pretty(&e)?)?;
+    } else {
+        let mut text = format!("event {}\n", e.event_id);
+        if e.records.is_empty() {
+            text.push_str("  no record with this event_id in the input\n");
+        }
+        for s in &e.records {
+            text.push_str(&format!(
+                "  {} {} {}: {}{}\n    {}\n",
+                s.file,
+                s.position_kind,
+                s.position,
+                s.status,
+                s.note
+                    .as_ref()
+                    .map(|n| format!(" ({n})"))
+                    .unwrap_or_default(),
+                s.record
+            ));
+        }
+        for v in &e.verdicts {
+            text.push_str(&format!(
+                "  {}@{} ({}): {} at {} micros, reason {}\n",
+                v.rule.name,
+                v.rule.version,
+                &v.rule.hash[..12],
+                if v.payable { "payable" } else { "not payable" },
+                v.rate_micros,
+                v.reason
+            ));
+        }
+        super::print(&text)?;
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,516 @@
+//! Compare: what changes, in money, when rule B replaces rule A on the same
+//! traffic — and how two published outputs differ key by key.
+//!
+//! A rule comparison ingests, validates and deduplicates once, classifies every
+//! unique event with both rules, and builds both aggregations in the same run.
+//! Everything in a [`Comparison`] is derived from the two verdict columns, so
+//! its figures equal the difference of two separate runs.
+
+use crate::aggregate::{Aggregate, Row};
+use crate::classify::Classified;
+use crate::dedup::Deduped;
+use crate::event::{ACTIONS, CONTENT_KINDS, USER_TIERS, day_of, format_day};
+use crate::lineage;
+use crate::pipeline::{self, Prepared, RunError};
+use crate::reconcile::Published;
+use crate::report::RuleSummary;
+use crate::rule::Rule;
+use hashbrown::HashMap;
+use serde::Serialize;
+use std::collections::{BTreeMap, BinaryHeap};
+use std::path::Path;
+
+pub mod gate;
+pub mod render;
+
+/// Totals of one side.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct SideTotals {
+    pub unique: u64,
+    pub payable: u64,
+    pub amount_micros: i64,
+}
+
+/// How the verdicts moved, by kind.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct VerdictChanges {
+    /// Payable under A, not under B.
+    pub payable_to_not_payable: u64,
+    /// Not payable under A, payable under B.
+    pub not_payable_to_payable: u64,
+    /// Payable under both, at another rate.
+    pub rate_changed: u64,
+    /// Same payability and rate, another reason.
+    pub reason_changed: u64,
+    /// Same verdict.
+    pub unchanged: u64,
+}
+
+impl VerdictChanges {
+    /// Events whose verdict changed in any way.
+    pub fn changed(&self) -> u64 {
+        self.payable_to_not_payable
+            + self.not_payable_to_payable
+            + self.rate_changed
+            + self.reason_changed
+    }
+}
+
+/// Money moved for one creator, template or day.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Mover {
+    pub key: String,
+    pub amount_a: i64,
+    pub amount_b: i64,
+    pub delta: i64,
+}
+
+/// A changed event with both verdicts, so a person can see why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SampleEvent {
+    pub event_id: String,
+    pub day: String,
+    pub creator_id: String,
+    pub template_id: String,
+    pub brand_id: Option<String>,
+    pub content_kind: String,
+    pub action: String,
+    pub user_tier: String,
+    pub country: String,
+    pub a_payable: bool,
+    pub a_rate_micros: i64,
+    pub a_reason: String,
+    pub b_payable: bool,
+    pub b_rate_micros: i64,
+    pub b_reason: String,
+}
+
+/// One key's rows under both rules: `(events, payable_events, amount_micros)`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyDelta {
+    pub day: String,
+    pub creator_id: String,
+    pub template_id: String,
+    pub a: (u64, u64, i64),
+    pub b: (u64, u64, i64),
+}
+
+/// The comparison of two rules on the same events.
+#[derive(Debug, Clone, Serialize)]
+pub struct Comparison {
+    pub a: RuleSummary,
+    pub b: RuleSummary,
+    pub input_fingerprint: String,
+    pub records: u64,
+    pub totals_a: SideTotals,
+    pub totals_b: SideTotals,
+    pub amount_delta: i64,
+    /// `amount_delta / amount_a` (0 when A pays nothing and B neither; 1 when
+    /// only B pays).
+    pub amount_relative_change: f64,
+    pub payable_delta: i64,
+    pub verdicts: VerdictChanges,
+    /// Share of unique events whose verdict changed.
+    pub changed_share: f64,
+    /// Events per (A reason, B reason).
+    pub transitions: BTreeMap<String, BTreeMap<String, u64>>,
+    pub top_creators_gaining: Vec<Mover>,
+    pub top_creators_losing: Vec<Mover>,
+    pub top_templates_gaining: Vec<Mover>,
+    pub top_templates_losing: Vec<Mover>,
+    pub days: Vec<Mover>,
+    pub sample: Vec<SampleEvent>,
+    pub elapsed_seconds: f64,
+    #[serde(skip)]
+    pub keys: Vec<KeyDelta>,
+}
+
+/// What to compare and how much to show.
+#[derive(Debug, Clone, Copy)]
+pub struct Options {
+    /// Top N creators and templates each way.
+    pub top: usize,
+    /// Changed events in the sample.
+    pub sample: usize,
+    pub batch_size: usize,
+    pub progress: bool,
+}
+
+fn summary(rule: &Rule, reference: &str) -> RuleSummary {
+    RuleSummary {
+        hash: rule.hash.to_hex().to_string(),
+        name: rule.info.name.clone(),
+        version: rule.info.version.clone(),
+        sdk_version: rule.info.sdk_version.clone(),
+        path: reference.to_string(),
+    }
+}
+
+/// Compares two rules on the events of `inputs`, in one pass over the input.
+pub fn compare_rules(
+    inputs: &[std::path::PathBuf],
+    (rule_a, ref_a): (&Rule, &str),
+    (rule_b, ref_b): (&Rule, &str),
+    options: Options,
+) -> Result<Comparison, RunError> {
+    let started = std::time::Instant::now();
+    let prepared = pipeline::prepare(inputs, None, options.progress)?;
+    let mut timings = prepared.timings.clone();
+    let (ca, aa, _, _) = pipeline::classify_and_aggregate(
+        &prepared,
+        rule_a,
+        options.batch_size,
+        options.progress,
+        &mut timings,
+    )?;
+    let (cb, ab, _, _) = pipeline::classify_and_aggregate(
+        &prepared,
+        rule_b,
+        options.batch_size,
+        options.progress,
+        &mut timings,
+    )?;
+    let mut comparison = build(&prepared, (&ca, &aa), (&cb, &ab), options);
+    comparison.a = summary(rule_a, ref_a);
+    comparison.b = summary(rule_b, ref_b);
+    comparison.elapsed_seconds = started.elapsed().as_secs_f64();
+    Ok(comparison)
+}
+
+fn totals(c: &Classified) -> SideTotals {
+    SideTotals {
+        unique: c.payable.len() as u64,
+        payable: c.payable.iter().filter(|&&p| p).count() as u64,
+        amount_micros: c.rate_micros.iter().sum(),
+    }
+}
+
+fn relative(delta: i64, base: i64) -> f64 {
+    match (delta, base) {
+        (0, _) => 0.0,
+        (_, 0) => 1.0_f64.copysign(delta as f64),
+        _ => delta as f64 / base as f64,
+    }
+}
+
+/// Largest positive deltas first, then most negative first; ties by key.
+fn movers(sums: HashMap<String, (i64, i64)>, top: usize) -> (Vec<Mover>, Vec<Mover>) {
+    let mut all: Vec<Mover> = sums
+        .into_iter()
+        .map(|(key, (a, b))| Mover {
+            key,
+            amount_a: a,
+            amount_b: b,
+            delta: b - a,
+        })
+        .filter(|m| m.delta != 0)
+        .collect();
+    all.sort_by(|x, y| y.delta.cmp(&x.delta).then_with(|| x.key.cmp(&y.key)));
+    let gaining: Vec<Mover> = all
+        .iter()
+        .filter(|m| m.delta > 0)
+        .take(top)
+        .cloned()
+        .collect();
+    let mut losing: Vec<Mover> = all.into_iter().filter(|m| m.delta < 0).collect();
+    losing.sort_by(|x, y| x.delta.cmp(&y.delta).then_with(|| x.key.cmp(&y.key)));
+    losing.truncate(top);
+    (gaining, losing)
+}
+
+fn build(
+    prepared: &Prepared,
+    (ca, aa): (&Classified, &Aggregate),
+    (cb, ab): (&Classified, &Aggregate),
+    options: Options,
+) -> Comparison {
+    let deduped: &Deduped = &prepared.deduped;
+    let table = &deduped.table;
+    let strings = &table.strings;
+    let mut verdicts = VerdictChanges::default();
+    let mut pairs: HashMap<(u16, u16), u64> = HashMap::new();
+    let mut creators: HashMap<u32, (i64, i64)> = HashMap::new();
+    let mut templates: HashMap<u32, (i64, i64)> = HashMap::new();
+    let mut days: BTreeMap<i32, (i64, i64)> = BTreeMap::new();
+    // The sample: the changed events with the smallest event ids (ids are
+    // random, so this is an unbiased and reproducible choice).
+    let mut sample: BinaryHeap<(Vec<u8>, usize)> = BinaryHeap::new();
+    for (i, (c, r)) in table.rows(&deduped.survivors).enumerate() {
+        let (pa, pb) = (ca.payable[i], cb.payable[i]);
+        let (ra, rb) = (ca.rate_micros[i], cb.rate_micros[i]);
+        let (reason_a, reason_b) = (
+            &ca.reasons[ca.reason[i] as usize],
+            &cb.reasons[cb.reason[i] as usize],
+        );
+        *pairs.entry((ca.reason[i], cb.reason[i])).or_default() += 1;
+        let changed = match (pa, pb) {
+            (true, false) => {
+                verdicts.payable_to_not_payable += 1;
+                true
+            }
+            (false, true) => {
+                verdicts.not_payable_to_payable += 1;
+                true
+            }
+            _ if ra != rb => {
+                verdicts.rate_changed += 1;
+                true
+            }
+            _ if reason_a != reason_b => {
+                verdicts.reason_changed += 1;
+                true
+            }
+            _ => {
+                verdicts.unchanged += 1;
+                false
+            }
+        };
+        if ra != 0 || rb != 0 {
+            for (map, key) in [
+                (&mut creators, c.creator[r]),
+                (&mut templates, c.template[r]),
+            ] {
+                let e = map.entry(key).or_default();
+                e.0 += ra;
+                e.1 += rb;
+            }
+            let e = days.entry(day_of(c.occurred_at[r])).or_default();
+            e.0 += ra;
+            e.1 += rb;
+        }
+        if changed && options.sample > 0 {
+            let id = c.event_id(r);
+            if sample.len() < options.sample {
+                sample.push((id.to_vec(), i));
+            } else if sample.peek().is_some_and(|(top, _)| id < top.as_slice()) {
+                sample.pop();
+                sample.push((id.to_vec(), i));
+            }
+        }
+    }
+
+    let by_name = |m: HashMap<u32, (i64, i64)>| -> HashMap<String, (i64, i64)> {
+        m.into_iter()
+            .map(|(k, v)| (strings.get(k).to_string(), v))
+            .collect()
+    };
+    let (top_creators_gaining, top_creators_losing) = movers(by_name(creators), options.top);
+    let (top_templates_gaining, top_templates_losing) = movers(by_name(templates), options.top);
+
+    let mut transitions: BTreeMap<String, BTreeMap<String, u64>> = BTreeMap::new();
+    for ((a, b), n) in pairs {
+        *transitions
+            .entry(ca.reasons[a as usize].clone())
+            .or_default()
+            .entry(cb.reasons[b as usize].clone())
+            .or_default() += n;
+    }
+
+    let mut sample: Vec<(Vec<u8>, usize)> = sample.into_vec();
+    sample.sort();
+    let sample = sample
+        .into_iter()
+        .map(|(_, i)| {
+            let g = deduped.survivors[i];
+            let (c, r) = table.locate(g);
+            SampleEvent {
+                event_id: String::from_utf8_lossy(c.event_id(r)).into_owned(),
+                day: format_day(day_of(c.occurred_at[r])),
+                creator_id: strings.get(c.creator[r]).to_string(),
+                template_id: strings.get(c.template[r]).to_string(),
+                brand_id: (c.brand[r] != crate::validate::NO_BRAND)
+                    .then(|| strings.get(c.brand[r]).to_string()),
+                content_kind: CONTENT_KINDS[c.content_kind[r] as usize].to_string(),
+                action: ACTIONS[c.action[r] as usize].to_string(),
+                user_tier: USER_TIERS[c.user_tier[r] as usize].to_string(),
+                country: String::from_utf8_lossy(&c.country[r]).into_owned(),
+                a_payable: ca.payable[i],
+                a_rate_micros: ca.rate_micros[i],
+                a_reason: ca.reasons[ca.reason[i] as usize].clone(),
+                b_payable: cb.payable[i],
+                b_rate_micros: cb.rate_micros[i],
+                b_reason: cb.reasons[cb.reason[i] as usize].clone(),
+            }
+        })
+        .collect();
+
+    let (totals_a, totals_b) = (totals(ca), totals(cb));
+    let amount_delta = totals_b.amount_micros - totals_a.amount_micros;
+    Comparison {
+        a: RuleSummary::default(),
+        b: RuleSummary::default(),
+        input_fingerprint: prepared.fingerprint.to_hex().to_string(),
+        records: prepared.counts.records,
+        totals_a,
+        totals_b,
+        amount_delta,
+        amount_relative_change: relative(amount_delta, totals_a.amount_micros),
+        payable_delta: totals_b.payable as i64 - totals_a.payable as i64,
+        changed_share: if totals_a.unique == 0 {
+            0.0
+        } else {
+            verdicts.changed() as f64 / totals_a.unique as f64
+        },
+        verdicts,
+        transitions,
+        top_creators_gaining,
+        top_creators_losing,
+        top_templates_gaining,
+        top_templates_losing,
+        days: days
+            .into_iter()
+            .map(|(day, (a, b))| Mover {
+                key: format_day(day),
+                amount_a: a,
+                amount_b: b,
+                delta: b - a,
+            })
+            .collect(),
+        sample,
+        elapsed_seconds: 0.0,
+        keys: key_deltas(&aa.rows, &ab.rows)
+            .into_iter()
+            .map(|(day, creator, template, a, b)| KeyDelta {
+                day: format_day(day),
+                creator_id: strings.get(creator).to_string(),
+                template_id: strings.get(template).to_string(),
+                a,
+                b,
+            })
+            .collect(),
+    }
+}
+
+type Figures = (u64, u64, i64);
+
+/// Merges the two sides' rows (both sorted by key).
+fn key_deltas(a: &[Row], b: &[Row]) -> Vec<(i32, u32, u32, Figures, Figures)> {
+    let key = |r: &Row| (r.day, r.creator, r.template);
+    let figures = |r: &Row| (r.events, r.payable_events, r.amount_micros);
+    let (mut i, mut j) = (0, 0);
+    let mut out = Vec::with_capacity(a.len().max(b.len()));
+    while i < a.len() || j < b.len() {
+        let (ka, kb) = (a.get(i).map(key), b.get(j).map(key));
+        let (k, fa, fb) = match (ka, kb) {
+            (Some(x), Some(y)) if x == y => {
+                i += 1;
+                j += 1;
+                (x, figures(&a[i - 1]), figures(&b[j - 1]))
+            }
+            (Some(x), y) if y.is_none_or(|y| x < y) => {
+                i += 1;
+                (x, figures(&a[i - 1]), (0, 0, 0))
+            }
+            (_, Some(y)) => {
+                j += 1;
+                (y, (0, 0, 0), figures(&b[j - 1]))
+            }
+            _ => unreachable!("the loop runs while a row is left"),
+        };
+        out.push((k.0, k.1, k.2, fa, fb));
+    }
+    out
+}
+
+/// How two published outputs differ, key by key.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct OutputDiff {
+    pub a: String,
+    pub b: String,
+    pub only_in_a: u64,
+    pub only_in_b: u64,
+    pub changed: u64,
+    pub unchanged: u64,
+    pub amount_a: i64,
+    pub amount_b: i64,
+    /// The first differing keys (day, creator, template), with both figures.
+    pub differences: Vec<OutputDifference>,
+}
+
+/// One key that differs between two outputs.
+#[derive(Debug, Clone, Serialize)]
+pub struct OutputDifference {
+    pub day: String,
+    pub creator_id: String,
+    pub template_id: String,
+    /// `events/payable_events/amount_micros`, or null when absent.
+    pub a: Option<String>,
+    pub b: Option<String>,
+}
+
+/// Compares two output directories key by key (zero rows count as rows).
+pub fn compare_outputs(
+    a: &Path,
+    b: &Path,
+    listed: usize,
+) -> Result<OutputDiff, crate::lineage::LineageError> {
+    let days_a = lineage::partitions(a, None)?;
+    let days_b = lineage::partitions(b, None)?;
+    let mut days: Vec<String> = days_a
+        .iter()
+        .chain(&days_b)
+        .map(|m| m.day.clone())
+        .collect();
+    days.sort();
+    days.dedup();
+    let mut diff = OutputDiff {
+        a: a.display().to_string(),
+        b: b.display().to_string(),
+        ..OutputDiff::default()
+    };
+    let read = |out: &Path, day: &str| -> Result<Option<Published>, crate::lineage::LineageError> {
+        let path = lineage::part_file(out, day);
+        if !path.is_file() {
+            return Ok(None);
+        }
+        Published::read(&path)
+            .map(Some)
+            .map_err(|e| crate::lineage::LineageError::Unreadable {
+                path,
+                message: e.to_string(),
+            })
+    };
+    for day in &days {
+        let (pa, pb) = (read(a, day)?, read(b, day)?);
+        let rows = |p: &Option<Published>| -> BTreeMap<(String, String), (i64, i64, i64)> {
+            p.iter()
+                .flat_map(|p| (0..p.len()).map(|i| p.row(i).0))
+                .map(|r| {
+                    (
+                        (r.creator.to_string(), r.template.to_string()),
+                        (r.events, r.payable_events, r.amount_micros),
+                    )
+                })
+                .collect()
+        };
+        let (ra, rb) = (rows(&pa), rows(&pb));
+        let fmt = |f: &(i64, i64, i64)| format!("{}/{}/{}", f.0, f.1, f.2);
+        let mut keys: Vec<&(String, String)> = ra.keys().chain(rb.keys()).collect();
+        keys.sort();
+        keys.dedup();
+        for key in keys {
+            let (x, y) = (ra.get(key), rb.get(key));
+            diff.amount_a += x.map_or(0, |f| f.2);
+            diff.amount_b += y.map_or(0, |f| f.2);
+            match (x, y) {
+                (Some(x), Some(y)) if x == y => {
+                    diff.unchanged += 1;
+                    continue;
+                }
+                (Some(_), Some(_)) => diff.changed += 1,
+                (Some(_), None) => diff.only_in_a += 1,
+                _ => diff.only_in_b += 1,
+            }
+            if diff.differences.len() < listed {
+                diff.differences.push(OutputDifference {
+                    day: day.clone(),
+                    creator_id: key.0.clone(),
+                    template_id: key.1.clone(),
+                    a: x.map(fmt),
+                    b: y.map(fmt),
+                });
+            }
+        }
+    }
+    Ok(diff)
+}
