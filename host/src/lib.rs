@@ -48,6 +48,7 @@ pub mod lineage;
 pub mod pipeline;
 pub mod progress;
 pub mod reconcile;
+pub mod registry;
 pub mod report;
 pub mod rule;
 pub mod validate;

@@ -30,7 +30,9 @@ enum Command {
     Show(commands::log::ShowArgs),
     /// Which rule, inputs and run produced a partition or a row.
     Lineage(commands::lineage::Args),
-    /// Build and inspect rule components.
+    /// Recompute published partitions from their recorded inputs and stamped rule.
+    Verify(commands::verify::Args),
+    /// Build, inspect, publish, tag and verify rule components.
     #[command(subcommand)]
     Rule(commands::rule::Command),
 }
@@ -45,6 +47,7 @@ fn main() -> ExitCode {
         Command::Log(args) => commands::log::log(args),
         Command::Show(args) => commands::log::show(args),
         Command::Lineage(args) => commands::lineage::execute(args),
+        Command::Verify(args) => commands::verify::execute(args),
         Command::Rule(command) => commands::rule::execute(command),
     };
     match result {

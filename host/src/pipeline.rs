@@ -62,6 +62,9 @@ pub enum RunError {
     /// The counts do not add up: a bug, never bad input.
     #[error("invariant broken, nothing committed: {0}")]
     Invariant(String),
+    /// A rule could not be fetched (for example from the registry).
+    #[error("{0}")]
+    RuleUnavailable(String),
     /// The worker pool could not be started.
     #[error("cannot start {0} worker threads")]
     Threads(usize),
@@ -88,16 +91,23 @@ fn format_name(format: Format) -> &'static str {
     }
 }
 
-/// Runs the whole pipeline and commits its output. On error, the previous
-/// output is left exactly as it was.
+/// Runs the whole pipeline with the rule file `options.rule` and commits its
+/// output. On error, the previous output is left exactly as it was.
 pub fn run(options: &RunOptions) -> Result<RunReport, RunError> {
+    let rule = Rule::load(&options.rule, options.limits)?;
+    run_loaded(options, rule)
+}
+
+/// Like [`run`], with the rule already loaded (from the registry, say);
+/// `options.rule` is only recorded as the reference it was given as.
+pub fn run_loaded(options: &RunOptions, rule: Rule) -> Result<RunReport, RunError> {
     match options.threads {
         Some(n) => rayon::ThreadPoolBuilder::new()
             .num_threads(n)
             .build()
             .map_err(|_| RunError::Threads(n))?
-            .install(|| run_in_pool(options)),
-        None => run_in_pool(options),
+            .install(|| run_in_pool(options, rule)),
+        None => run_in_pool(options, rule),
     }
 }
 
@@ -352,9 +362,8 @@ pub struct LogEntry {
     pub changeset: String,
 }
 
-fn run_in_pool(options: &RunOptions) -> Result<RunReport, RunError> {
+fn run_in_pool(options: &RunOptions, rule: Rule) -> Result<RunReport, RunError> {
     let started = Instant::now();
-    let rule = Rule::load(&options.rule, options.limits)?;
     let computed = compute(
         &options.inputs,
         rule,

@@ -405,10 +405,8 @@ fn files_that_are_not_components_are_refused() {
     }
 
     let missing = ws.dir.path().join("missing.wasm");
-    for stderr in [
-        ws.run_fails(&missing, &[]),
-        fails(&["rule", "inspect", s(&missing)]),
-    ] {
-        assert_mentions(&stderr, &[s(&missing), "No such file"]);
-    }
+    let stderr = ws.run_fails(&missing, &[]);
+    assert_mentions(&stderr, &[s(&missing), "does not exist"]);
+    let stderr = fails(&["rule", "inspect", s(&missing)]);
+    assert_mentions(&stderr, &[s(&missing), "No such file"]);
 }

@@ -49,6 +49,10 @@ pub struct Args {
     /// Never show progress bars.
     #[arg(long)]
     quiet: bool,
+    /// The rule registry for references that are not paths (default:
+    /// $TALLY_REGISTRY, else ./tally-registry).
+    #[arg(long)]
+    registry: Option<PathBuf>,
 }
 
 pub fn execute(args: Args) -> anyhow::Result<ExitCode> {
@@ -81,8 +85,8 @@ pub fn execute(args: Args) -> anyhow::Result<ExitCode> {
         args.rules.len() == 2,
         "give exactly two rules: --rule A --rule B"
     );
-    let a = super::load_rule(&args.rules[0])?;
-    let b = super::load_rule(&args.rules[1])?;
+    let a = super::load_rule(&args.rules[0], args.registry.as_deref(), Default::default())?;
+    let b = super::load_rule(&args.rules[1], args.registry.as_deref(), Default::default())?;
     let options = compare::Options {
         top: args.top,
         sample: args.sample,

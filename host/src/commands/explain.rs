@@ -18,13 +18,20 @@ pub struct Args {
     /// Print JSON instead of text.
     #[arg(long)]
     json: bool,
+    /// The rule registry for references that are not paths (default:
+    /// $TALLY_REGISTRY, else ./tally-registry).
+    #[arg(long)]
+    registry: Option<PathBuf>,
 }
 
 pub fn execute(args: Args) -> anyhow::Result<ExitCode> {
     let rules = args
         .rules
         .iter()
-        .map(|r| super::load_rule(r).map(|rule| (rule, r.clone())))
+        .map(|r| {
+            super::load_rule(r, args.registry.as_deref(), Default::default())
+                .map(|rule| (rule, r.clone()))
+        })
         .collect::<anyhow::Result<Vec<_>>>()?;
     let e = explain(&args.inputs, &rules, &args.event)?;
     if args.json {

@@ -7,15 +7,20 @@ pub mod lineage;
 pub mod log;
 pub mod rule;
 pub mod run;
+pub mod verify;
 
 use std::io::Write;
 
-/// Loads the rule a `--rule` argument names.
-pub fn load_rule(reference: &str) -> anyhow::Result<tally::rule::Rule> {
-    Ok(tally::rule::Rule::load(
-        std::path::Path::new(reference),
-        tally::rule::Limits::default(),
-    )?)
+/// Loads the rule a `--rule` argument names: a path, a full or short hash,
+/// `name@version` or `name@tag` (see `tally rule`). Its bytes are always
+/// checked against their hash; that hash is what gets stamped.
+pub fn load_rule(
+    reference: &str,
+    registry: Option<&std::path::Path>,
+    limits: tally::rule::Limits,
+) -> anyhow::Result<tally::rule::Rule> {
+    let registry = tally::registry::location(registry);
+    Ok(tally::registry::load_rule(reference, &registry, limits)?)
 }
 
 /// Whether an error is only a closed stdout (for example `tally ... | head`).

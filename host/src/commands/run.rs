@@ -3,7 +3,7 @@
 use anyhow::Context;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use tally::pipeline::{RunOptions, run};
+use tally::pipeline::{RunOptions, run_loaded};
 use tally::rule::Limits;
 
 #[derive(clap::Args)]
@@ -12,9 +12,13 @@ pub struct Args {
     /// optionally .gz or .zst, and .parquet.
     #[arg(long = "input", short, required = true, num_args = 1..)]
     inputs: Vec<PathBuf>,
-    /// The rule component (.wasm) that classifies events.
+    /// The rule that classifies events: a component file, a full or short
+    /// blake3 hash, `name@version` or `name@tag` from the registry.
     #[arg(long)]
-    rule: PathBuf,
+    rule: String,
+    /// The rule registry (default: $TALLY_REGISTRY, else ./tally-registry).
+    #[arg(long)]
+    registry: Option<PathBuf>,
     /// Output directory; replaced atomically when the run succeeds.
     #[arg(long)]
     out: PathBuf,
@@ -46,21 +50,24 @@ pub struct Args {
 }
 
 pub fn execute(args: Args) -> anyhow::Result<ExitCode> {
+    let limits = Limits {
+        memory_bytes: (args.rule_memory_mib as usize) << 20,
+        fuel_per_event: args.fuel_per_event,
+        ..Limits::default()
+    };
+    let rule = super::load_rule(&args.rule, args.registry.as_deref(), limits)?;
     let options = RunOptions {
         inputs: args.inputs,
-        rule: args.rule,
+        rule: args.rule.into(),
         out: args.out,
         threads: args.threads,
         batch_size: args.batch_size as usize,
-        limits: Limits {
-            memory_bytes: (args.rule_memory_mib as usize) << 20,
-            fuel_per_event: args.fuel_per_event,
-            ..Limits::default()
-        },
+        limits,
         progress: !args.quiet,
         days: args.days,
     };
-    let report = run(&options).context("run failed; the previous output is untouched")?;
+    let report =
+        run_loaded(&options, rule).context("run failed; the previous output is untouched")?;
     let json = serde_json::to_string_pretty(&report)? + "\n";
     if let Some(path) = &args.report {
         std::fs::write(path, &json).with_context(|| format!("writing {}", path.display()))?;

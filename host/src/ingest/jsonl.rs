@@ -139,9 +139,14 @@ pub(super) fn parse(block: Block, strings: &mut Interner) -> Chunk {
             continue;
         }
         records += 1;
-        let outcome = match serde_json::from_slice::<Record<'_>>(line) {
-            Ok(record) => events.push(&record.values(), strings),
-            Err(_) => Err(Reason::MalformedJson),
+        // The whole line must be UTF-8, not only the strings serde looks into
+        // (it skips unknown fields without checking them).
+        let parsed = std::str::from_utf8(line)
+            .ok()
+            .and_then(|text| serde_json::from_str::<Record<'_>>(text).ok());
+        let outcome = match parsed {
+            Some(record) => events.push(&record.values(), strings),
+            None => Err(Reason::MalformedJson),
         };
         match outcome {
             Ok(()) => events.position.push(this_line),

@@ -219,6 +219,55 @@ pub fn engine() -> Engine {
     Engine::new(&config).expect("the engine configuration is valid")
 }
 
+/// A key for compiled code: a hash of everything that decides whether code
+/// compiled by one engine can be loaded by another (wasmtime's version, the
+/// target and its CPU features, and the engine settings), 16 hex digits.
+/// Compiled code is only ever reused under the same key.
+pub fn engine_key(engine: &Engine) -> String {
+    use std::hash::Hash;
+    /// Feeds everything hashed into blake3, so the key does not depend on
+    /// the standard library's hasher.
+    struct Blake3Hasher(blake3::Hasher);
+    impl std::hash::Hasher for Blake3Hasher {
+        fn finish(&self) -> u64 {
+            let hash = self.0.finalize();
+            u64::from_le_bytes(hash.as_bytes()[..8].try_into().unwrap_or_default())
+        }
+        fn write(&mut self, bytes: &[u8]) {
+            self.0.update(bytes);
+        }
+    }
+    let mut hasher = Blake3Hasher(blake3::Hasher::new());
+    hasher.0.update(b"tally compiled rule code, v1\0");
+    hasher.0.update(std::env::consts::ARCH.as_bytes());
+    engine.precompile_compatibility_hash().hash(&mut hasher);
+    hasher.0.finalize().to_hex()[..16].to_string()
+}
+
+/// Compiles component bytes with `engine` (binary format only; a core module
+/// is refused with a hint). `path` and `hash` are for messages.
+pub fn compile(
+    engine: &Engine,
+    path: &Path,
+    hash: &blake3::Hash,
+    bytes: &[u8],
+) -> Result<Component, RuleError> {
+    let hex = || hash.to_hex().to_string();
+    if is_core_module(bytes) {
+        return Err(RuleError::CoreModule {
+            path: path.to_path_buf(),
+            hash: hex(),
+        });
+    }
+    // Binary only: `Component::new` would also take the text format, hashing
+    // the text and answering garbage with text-parser errors.
+    Component::from_binary(engine, bytes).map_err(|e| RuleError::Invalid {
+        path: path.to_path_buf(),
+        hash: hex(),
+        message: format!("{e:#}"),
+    })
+}
+
 /// Whether bytes are a core module (not a component), from the binary header.
 fn is_core_module(bytes: &[u8]) -> bool {
     bytes.len() >= 8 && bytes[..4] == *b"\0asm" && bytes[4..8] == [1, 0, 0, 0]
@@ -242,20 +291,26 @@ impl Rule {
     /// Compiles and checks a rule component from its bytes (`path` is for messages).
     pub fn from_bytes(path: &Path, bytes: &[u8], limits: Limits) -> Result<Rule, RuleError> {
         let hash = blake3::hash(bytes);
+        let component = compile(&engine(), path, &hash, bytes)?;
+        Rule::from_component(path, hash, bytes.len() as u64, &component, limits)
+    }
+
+    /// Checks an already compiled component and reads its metadata: it must
+    /// import nothing and implement the world. `hash` and `size` describe the
+    /// bytes it was compiled from (the caller vouches for them); `path` is for
+    /// messages. The rule runs on the component's own engine, which must have
+    /// been made by [`engine`].
+    pub fn from_component(
+        path: &Path,
+        hash: blake3::Hash,
+        size: u64,
+        component: &Component,
+        limits: Limits,
+    ) -> Result<Rule, RuleError> {
         let path = path.to_path_buf();
         let hex = hash.to_hex().to_string();
-        if is_core_module(bytes) {
-            return Err(RuleError::CoreModule { path, hash: hex });
-        }
-        let engine = engine();
-        // Binary only: `Component::new` would also take the text format, hashing
-        // the text and answering garbage with text-parser errors.
-        let component = Component::from_binary(&engine, bytes).map_err(|e| RuleError::Invalid {
-            path: path.clone(),
-            hash: hex.clone(),
-            message: format!("{e:#}"),
-        })?;
-        let imports = imports(&engine, &component);
+        let engine = component.engine().clone();
+        let imports = imports(&engine, component);
         if !imports.is_empty() {
             return Err(RuleError::Imports {
                 path,
@@ -269,7 +324,7 @@ impl Rule {
             hash: hex.clone(),
             message: format!("{e:#}"),
         };
-        let pre = linker.instantiate_pre(&component).map_err(wrong_world)?;
+        let pre = linker.instantiate_pre(component).map_err(wrong_world)?;
         let pre = bindings::RulePre::new(pre).map_err(wrong_world)?;
         let mut rule = Rule {
             hash,
@@ -278,7 +333,7 @@ impl Rule {
                 version: String::new(),
                 sdk_version: String::new(),
             },
-            size: bytes.len() as u64,
+            size,
             limits,
             engine,
             pre,
