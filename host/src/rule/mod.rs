@@ -526,6 +526,23 @@ pub fn inspect(path: &Path) -> Result<Inspection, RuleError> {
 
 #[cfg(test)]
 mod tests {
+    /// The rule interface is the product's contract: a released version of
+    /// `tally:rules` is never edited. If this fails, the WIT file changed: if
+    /// that was meant, publish it as a new package version (keeping the old
+    /// one importable) and update this hash; if not, revert the change.
+    #[test]
+    fn the_released_rule_interface_is_unchanged() {
+        let wit = include_str!("../../../wit/rules.wit");
+        assert!(wit.contains("package tally:rules@1.0.0;"));
+        assert_eq!(
+            blake3::hash(wit.as_bytes()).to_hex().as_str(),
+            "92963dece2301f9f6a231f2c9dc8ff6e1ccb10383710ca2f5c0802fff4f9ab2f",
+            "wit/rules.wit changed: released interface versions are never edited"
+        );
+        assert_eq!(WORLD, "tally:rules/rule@1.0.0");
+        assert_eq!(CLASSIFIER_EXPORT, "tally:rules/classifier@1.0.0");
+    }
+
     use super::*;
 
     fn verdicts(payable: Vec<u8>, rate: Vec<i64>, reason: Vec<u16>) -> Verdicts {
