@@ -12,7 +12,7 @@ use tally::ingest;
 use tally::rule::{Limits, Rule};
 use tally_benches::{classify_native, events, rule};
 
-const BATCH: usize = 16_384;
+const BATCH: usize = tally::pipeline::DEFAULT_BATCH_SIZE;
 
 fn bench(c: &mut Criterion) {
     let dir = events(1_000_000, Format::Parquet);

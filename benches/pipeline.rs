@@ -57,7 +57,7 @@ fn main() {
                 rule: rule.clone(),
                 out: out.clone(),
                 threads: None,
-                batch_size: 16_384,
+                batch_size: tally::pipeline::DEFAULT_BATCH_SIZE,
                 limits: Limits::default(),
                 progress: false,
                 days: None,

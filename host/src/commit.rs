@@ -7,7 +7,7 @@
 //! day=YYYY-MM-DD/part-0.parquet   the day's rows (hive partitioning)
 //! day=YYYY-MM-DD/_manifest.json   the partition's lineage: rule, inputs, run, commit
 //! _log/NNNNNNNN.json              one file per commit, never rewritten
-//! _changes/NNNNNNNN.parquet       each commit's changeset (rows that differ, zeros included)
+//! _changes/NNNNNNNN/day=….parquet each commit's changeset (rows that differ, zeros included)
 //! _quarantine/quarantine.jsonl    the last run's quarantined records
 //! _manifest.json, _report.json    the current state and the last run's report
 //! ```
@@ -361,49 +361,40 @@ fn encode(
     Ok(buffer)
 }
 
-/// One row of a changeset.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ChangeRow {
-    pub day: i32,
-    pub creator: String,
-    pub template: String,
-    pub events: i64,
-    pub payable_events: i64,
-    pub amount_micros: i64,
-    pub change: Change,
-}
-
-/// Writes a changeset: the rows that differ from the previous output, as
-/// Parquet with the columns of a partition plus `day` and `change`.
+/// Writes one day's part of a changeset: the rows that differ from the
+/// previous output, as Parquet with the columns of a partition plus `day` and
+/// `change`.
 pub fn write_changes(
     path: &Path,
-    changes: &[ChangeRow],
+    day: i32,
+    changes: &[(OutRow<'_>, Change)],
     rule_hash: &str,
     key_values: &[KeyValue],
 ) -> Result<(), CommitError> {
     let mut fields: Vec<Field> = vec![Field::new("day", DataType::Utf8, false)];
     fields.extend(schema().fields().iter().map(|f| f.as_ref().clone()));
     fields.push(Field::new("change", DataType::Utf8, false));
-    let c = changes;
+    let rows = || changes.iter().map(|(r, _)| r);
     let columns: Vec<ArrayRef> = vec![
-        Arc::new(StringArray::from_iter_values(
-            c.iter().map(|c| crate::event::format_day(c.day)),
-        )),
-        Arc::new(StringArray::from_iter_values(c.iter().map(|c| &c.creator))),
-        Arc::new(StringArray::from_iter_values(c.iter().map(|c| &c.template))),
-        Arc::new(Int64Array::from_iter_values(c.iter().map(|c| c.events))),
+        Arc::new(StringArray::from_iter_values(std::iter::repeat_n(
+            crate::event::format_day(day),
+            changes.len(),
+        ))),
+        Arc::new(StringArray::from_iter_values(rows().map(|r| r.creator))),
+        Arc::new(StringArray::from_iter_values(rows().map(|r| r.template))),
+        Arc::new(Int64Array::from_iter_values(rows().map(|r| r.events))),
         Arc::new(Int64Array::from_iter_values(
-            c.iter().map(|c| c.payable_events),
+            rows().map(|r| r.payable_events),
         )),
         Arc::new(Int64Array::from_iter_values(
-            c.iter().map(|c| c.amount_micros),
+            rows().map(|r| r.amount_micros),
         )),
         Arc::new(StringArray::from_iter_values(std::iter::repeat_n(
             rule_hash,
-            c.len(),
+            changes.len(),
         ))),
         Arc::new(StringArray::from_iter_values(
-            c.iter().map(|c| c.change.as_str()),
+            changes.iter().map(|(_, c)| c.as_str()),
         )),
     ];
     let bytes = encode(path, Arc::new(Schema::new(fields)), columns, key_values)?;

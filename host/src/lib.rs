@@ -25,7 +25,7 @@
 //!     rule: "creator-pay-v1.wasm".into(),
 //!     out: "out/".into(),
 //!     threads: None,
-//!     batch_size: 16_384,
+//!     batch_size: tally::pipeline::DEFAULT_BATCH_SIZE,
 //!     limits: Limits::default(),
 //!     progress: false,
 //!     days: None,

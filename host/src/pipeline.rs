@@ -6,7 +6,7 @@
 
 use crate::aggregate::{Aggregate, AggregateError, aggregate};
 use crate::classify::{Classified, classify};
-use crate::commit::{self, ChangeRow, CommitError, Lineage};
+use crate::commit::{self, CommitError, Lineage};
 use crate::dedup::{DedupError, Deduped, dedup, merge};
 use crate::event::format_day;
 use crate::ingest::{self, Format, IngestError};
@@ -18,6 +18,10 @@ use crate::validate::Quarantined;
 use rayon::prelude::*;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
+
+/// Events per rule call unless told otherwise: large enough that a fresh
+/// sandbox instance per batch costs little, small enough to spread over cores.
+pub const DEFAULT_BATCH_SIZE: usize = 65_536;
 
 /// The Tally version stamped into every output.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -358,7 +362,8 @@ pub struct LogEntry {
     pub zeroed_days: Vec<String>,
     pub counts: Counts,
     pub reconcile: ReconcileCounts,
-    /// The changeset file, relative to the output root.
+    /// The changeset directory, relative to the output root: one Parquet file
+    /// per day with changes, `day=YYYY-MM-DD.parquet`.
     pub changeset: String,
 }
 
@@ -431,7 +436,12 @@ fn commit_output(
     days.sort_unstable();
     days.dedup();
 
-    let written: Vec<(PartitionManifest, Vec<ChangeRow>)> = days
+    let changes_dir = staging.dir.join(commit::CHANGES_DIR).join(&name);
+    std::fs::create_dir_all(&changes_dir).map_err(|source| CommitError::Io {
+        path: changes_dir.clone(),
+        source,
+    })?;
+    let written: Vec<PartitionManifest> = days
         .par_iter()
         .map(|&day| write_partition(computed, &existing, &staging, day, number, &report.window))
         .collect::<Result<_, _>>()?;
@@ -453,30 +463,19 @@ fn commit_output(
     }
 
     let mut reconciled = ReconcileCounts::default();
-    let mut changes = Vec::new();
     let mut zeroed_days = Vec::new();
-    for (manifest, day_changes) in &written {
+    for manifest in &written {
         reconciled.add(&manifest.reconcile);
-        changes.extend(day_changes.iter().cloned());
         if manifest.events == 0 {
             zeroed_days.push(manifest.day.clone());
         }
     }
-    let changes_dir = staging.dir.join(commit::CHANGES_DIR);
     let log_dir = staging.dir.join(commit::LOG_DIR);
-    for dir in [&changes_dir, &log_dir] {
-        std::fs::create_dir_all(dir).map_err(|source| CommitError::Io {
-            path: dir.clone(),
-            source,
-        })?;
-    }
-    let changeset = format!("{}/{name}.parquet", commit::CHANGES_DIR);
-    commit::write_changes(
-        &staging.dir.join(&changeset),
-        &changes,
-        &lineage.rule_hash,
-        &lineage.key_values(""),
-    )?;
+    std::fs::create_dir_all(&log_dir).map_err(|source| CommitError::Io {
+        path: log_dir.clone(),
+        source,
+    })?;
+    let changeset = format!("{}/{name}/", commit::CHANGES_DIR);
     let sources: Vec<(String, bool)> = computed
         .files
         .iter()
@@ -486,7 +485,7 @@ fn commit_output(
 
     report.commit = number;
     report.reconcile = reconciled;
-    report.counts.rows = written.iter().map(|(m, _)| m.rows).sum();
+    report.counts.rows = written.iter().map(|m| m.rows).sum();
     report.counts.days = written.len() as u64;
     let entry = LogEntry {
         commit: number,
@@ -497,7 +496,7 @@ fn commit_output(
         input_fingerprint: lineage.input_fingerprint.clone(),
         inputs: computed.inputs.clone(),
         window: report.window.clone(),
-        written: written.iter().map(|(m, _)| m.day.clone()).collect(),
+        written: written.iter().map(|m| m.day.clone()).collect(),
         zeroed_days,
         counts: report.counts.clone(),
         reconcile: reconciled,
@@ -523,7 +522,7 @@ fn commit_output(
             None => serde_json::json!({ "day": format_day(day), "manifest": "unreadable" }),
         });
     }
-    partitions.extend(written.iter().map(|(m, _)| partition_summary(m)));
+    partitions.extend(written.iter().map(partition_summary));
     partitions.sort_by(|a, b| a["day"].as_str().cmp(&b["day"].as_str()));
     let manifest = serde_json::json!({
         "tally_version": VERSION,
@@ -563,7 +562,8 @@ fn partition_summary(m: &PartitionManifest) -> serde_json::Value {
     })
 }
 
-/// Reconciles and writes one day's partition into the staging directory.
+/// Reconciles and writes one day's partition, and its part of the changeset,
+/// into the staging directory.
 fn write_partition(
     computed: &Computed,
     existing: &commit::Existing,
@@ -571,7 +571,7 @@ fn write_partition(
     day: i32,
     commit: u64,
     window: &Option<(String, String)>,
-) -> Result<(PartitionManifest, Vec<ChangeRow>), RunError> {
+) -> Result<PartitionManifest, RunError> {
     let lineage = computed.lineage();
     let day_name = format_day(day);
     let published = match existing.days.get(&day) {
@@ -607,20 +607,22 @@ fn write_partition(
         reconcile: merged.counts,
     };
     commit::write_file(&dir.join(commit::MANIFEST), pretty(&manifest).as_bytes())?;
-    let changes = merged
-        .changes
-        .iter()
-        .map(|(row, change)| ChangeRow {
+    if !merged.changes.is_empty() {
+        let name = commit::commit_name(commit);
+        let path = staging
+            .dir
+            .join(commit::CHANGES_DIR)
+            .join(name)
+            .join(format!("day={}.parquet", manifest.day));
+        commit::write_changes(
+            &path,
             day,
-            creator: row.creator.to_string(),
-            template: row.template.to_string(),
-            events: row.events,
-            payable_events: row.payable_events,
-            amount_micros: row.amount_micros,
-            change: *change,
-        })
-        .collect();
-    Ok((manifest, changes))
+            &merged.changes,
+            &manifest.lineage.rule_hash,
+            &manifest.lineage.key_values(&manifest.day),
+        )?;
+    }
+    Ok(manifest)
 }
 
 /// Pretty JSON with a final newline.

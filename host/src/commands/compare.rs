@@ -40,7 +40,7 @@ pub struct Args {
     #[arg(long, default_value_t = 20)]
     sample: usize,
     /// Events per rule call.
-    #[arg(long, default_value_t = 16_384, value_parser = clap::value_parser!(u32).range(1..))]
+    #[arg(long, default_value_t = tally::pipeline::DEFAULT_BATCH_SIZE as u32, value_parser = clap::value_parser!(u32).range(1..))]
     batch_size: u32,
     /// Fail (exit 3) when a condition holds, e.g. `relative-amount-change>=0.05`
     /// or `changed-share>0.01`; may be repeated.

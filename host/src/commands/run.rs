@@ -26,7 +26,7 @@ pub struct Args {
     #[arg(long)]
     threads: Option<usize>,
     /// Events per rule call.
-    #[arg(long, default_value_t = 16_384, value_parser = clap::value_parser!(u32).range(1..))]
+    #[arg(long, default_value_t = tally::pipeline::DEFAULT_BATCH_SIZE as u32, value_parser = clap::value_parser!(u32).range(1..))]
     batch_size: u32,
     /// Memory cap of the rule sandbox, in MiB.
     #[arg(long, default_value_t = 256, value_parser = clap::value_parser!(u32).range(1..=65_536))]

@@ -32,7 +32,12 @@ pub fn execute(args: Args) -> anyhow::Result<ExitCode> {
             ))
         })
     };
-    let report = verify(&args.out, args.day, 16_384, &load)?;
+    let report = verify(
+        &args.out,
+        args.day,
+        tally::pipeline::DEFAULT_BATCH_SIZE,
+        &load,
+    )?;
     if args.json {
         super::print(&serde_json::to_string_pretty(&report)?)?;
     } else {
