@@ -335,7 +335,7 @@ pub fn write_rows(
 }
 
 /// Encodes one batch as Parquet with Tally's fixed writer settings.
-fn encode(
+pub fn encode(
     path: &Path,
     schema: Arc<Schema>,
     columns: Vec<ArrayRef>,

@@ -7,9 +7,7 @@ use crate::commit::CommitError;
 use crate::report::{money, thousands};
 use arrow::array::{ArrayRef, BooleanArray, Int64Array, RecordBatch, StringArray};
 use arrow::datatypes::{DataType, Field, Schema};
-use parquet::arrow::ArrowWriter;
 use parquet::file::metadata::KeyValue;
-use parquet::file::properties::WriterProperties;
 use std::fmt::Write as _;
 use std::path::Path;
 use std::sync::Arc;
@@ -41,6 +39,21 @@ fn movers_text(out: &mut String, title: &str, movers: &[Mover]) {
             signed_money(m.delta)
         );
     }
+}
+
+/// How the verdicts moved, in one sentence.
+fn verdict_summary(c: &Comparison) -> String {
+    let v = &c.verdicts;
+    format!(
+        "{} changed ({:.2}% of unique events): {} payable → not payable, {} not payable → payable, {} rate changed, {} reason changed; {} unchanged",
+        thousands(v.changed()),
+        c.changed_share * 100.0,
+        thousands(v.payable_to_not_payable),
+        thousands(v.not_payable_to_payable),
+        thousands(v.rate_changed),
+        thousands(v.reason_changed),
+        thousands(v.unchanged)
+    )
 }
 
 /// The comparison as text.
@@ -89,18 +102,7 @@ pub fn text(c: &Comparison) -> String {
         signed_money(c.amount_delta),
         percent(c.amount_relative_change)
     );
-    let v = &c.verdicts;
-    let _ = writeln!(
-        out,
-        "\nverdicts: {} changed ({:.2}% of unique events): {} payable -> not payable, {} not payable -> payable, {} rate changed, {} reason changed; {} unchanged",
-        thousands(v.changed()),
-        c.changed_share * 100.0,
-        thousands(v.payable_to_not_payable),
-        thousands(v.not_payable_to_payable),
-        thousands(v.rate_changed),
-        thousands(v.reason_changed),
-        thousands(v.unchanged)
-    );
+    let _ = writeln!(out, "\nverdicts: {}", verdict_summary(c));
     let _ = writeln!(out, "\ntransitions (A reason -> B reason: events)");
     for (ra, row) in &c.transitions {
         for (rb, n) in row {
@@ -253,18 +255,7 @@ code{font-size:12px}</style></head><body>",
         signed_money(c.amount_delta),
         percent(c.amount_relative_change)
     );
-    let v = &c.verdicts;
-    let _ = write!(
-        out,
-        "<p>{} events ({:.2}%) changed verdict: {} payable → not payable, {} not payable → payable, {} rate changed, {} reason changed; {} unchanged.</p>",
-        thousands(v.changed()),
-        c.changed_share * 100.0,
-        thousands(v.payable_to_not_payable),
-        thousands(v.not_payable_to_payable),
-        thousands(v.rate_changed),
-        thousands(v.reason_changed),
-        thousands(v.unchanged)
-    );
+    let _ = write!(out, "<p>Verdicts: {}.</p>", esc(&verdict_summary(c)));
     let _ = write!(out, "<h2>Money moved per day</h2>{}", day_chart(&c.days));
     out.push_str("<h2>Who gains and loses</h2>");
     movers_html(&mut out, "Creators gaining most", &c.top_creators_gaining);
@@ -339,20 +330,8 @@ fn write_parquet(
     batch: RecordBatch,
     metadata: Vec<KeyValue>,
 ) -> Result<(), CommitError> {
-    let fail = |e: &dyn std::fmt::Display| CommitError::Parquet {
-        path: path.to_path_buf(),
-        message: e.to_string(),
-    };
-    let props = WriterProperties::builder()
-        .set_created_by(format!("tally {}", crate::pipeline::VERSION))
-        .set_key_value_metadata(Some(metadata))
-        .build();
-    let mut buffer = Vec::new();
-    let mut writer =
-        ArrowWriter::try_new(&mut buffer, batch.schema(), Some(props)).map_err(|e| fail(&e))?;
-    writer.write(&batch).map_err(|e| fail(&e))?;
-    writer.close().map_err(|e| fail(&e))?;
-    crate::commit::write_file(path, &buffer)
+    let bytes = crate::commit::encode(path, batch.schema(), batch.columns().to_vec(), &metadata)?;
+    crate::commit::write_file(path, &bytes)
 }
 
 /// Writes `deltas.parquet` (per key, both rules' figures and the amount
