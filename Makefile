@@ -8,7 +8,7 @@ RULES       := $(RULES_DIR)/creator-pay-v1.wasm $(RULES_DIR)/creator-pay-v2.wasm
 DEMO_EVENTS ?= 1000000
 WASM_TARGET := wasm32-unknown-unknown
 
-.PHONY: demo test setup build rules bench
+.PHONY: demo test setup build rules bench browser
 
 setup:
 	@rustup target list --installed | grep -qx $(WASM_TARGET) || rustup target add $(WASM_TARGET)
@@ -27,7 +27,12 @@ demo: rules
 	$(TALLY) gen --events $(DEMO_EVENTS) --seed 42 --format parquet --out demo/events
 	$(TALLY) run --input demo/events --rule $(RULES_DIR)/creator-pay-v1.wasm --out demo/out --report demo/report.json
 
-test: rules
+# Debian's chromium, for the test that renders the HTML comparison report in a
+# headless browser (the test fails, naming this target, when it is missing).
+browser:
+	@command -v chromium >/dev/null || (apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y chromium)
+
+test: rules browser
 	$(CARGO) fmt --all --check
 	$(CARGO) clippy --workspace --all-targets --release -- -D warnings
 	$(CARGO) clippy --release --target $(WASM_TARGET) -p tally-rules-sdk -p creator-pay-v1 -p creator-pay-v2 -- -D warnings

@@ -139,6 +139,29 @@ fn sibling(out: &Path, suffix: &str) -> PathBuf {
     parent.join(format!(".{name}.tally-{suffix}"))
 }
 
+/// The real path of an output directory: symbolic links resolved, so that
+/// every spelling of it shares one lock and one swap. A directory that does
+/// not exist yet is resolved through its parent (created if needed).
+pub fn resolve(out: &Path) -> Result<PathBuf, CommitError> {
+    if out.exists() {
+        if !out.is_dir() {
+            return Err(CommitError::NotTallyOutput(out.to_path_buf()));
+        }
+        return std::fs::canonicalize(out).map_err(io_error(out));
+    }
+    let name = out
+        .file_name()
+        .ok_or_else(|| CommitError::NotTallyOutput(out.to_path_buf()))?;
+    let parent = match out.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    std::fs::create_dir_all(&parent).map_err(io_error(&parent))?;
+    Ok(std::fs::canonicalize(&parent)
+        .map_err(io_error(&parent))?
+        .join(name))
+}
+
 /// Waits for and takes the lock of `out` (a file beside it).
 pub fn lock(out: &Path) -> Result<Lock, CommitError> {
     let path = sibling(out, "lock");

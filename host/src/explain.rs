@@ -118,11 +118,13 @@ pub fn explain(
             }
         })
         .collect();
+    let quoted = serde_json::Value::String(event_id.to_string()).to_string();
     for q in &prepared.quarantine {
         let parsed: Option<serde_json::Value> = serde_json::from_str(&q.raw).ok();
         let matches = match &parsed {
             Some(v) => v.get("event_id").and_then(|id| id.as_str()) == Some(event_id),
-            None => q.raw.contains(event_id),
+            // Not JSON: a line that holds the id as a whole JSON string.
+            None => q.raw.contains(&quoted),
         };
         if matches {
             seen.push(Seen {

@@ -416,7 +416,9 @@ fn commit_output(
     started: Instant,
 ) -> Result<RunReport, RunError> {
     let t = Instant::now();
-    let out = &options.out;
+    // The directory itself, not a symbolic link to it: the lock and the swap
+    // must be the same whatever path leads there.
+    let out = &commit::resolve(&options.out)?;
     let _lock = commit::lock(out)?;
     let existing = commit::existing(out)?;
     let number = existing.last_commit + 1;
@@ -446,19 +448,23 @@ fn commit_output(
         .map(|&day| write_partition(computed, &existing, &staging, day, number, &report.window))
         .collect::<Result<_, _>>()?;
 
-    // What this run does not rewrite is carried over as it is.
-    let kept: Vec<i32> = existing
-        .days
-        .keys()
-        .copied()
-        .filter(|d| !in_window(d))
+    // Everything this run does not rewrite is carried over as it is: other
+    // days, the log and earlier changesets, and anything else kept there.
+    let rewritten: Vec<String> = days
+        .iter()
+        .map(|d| format!("day={}", format_day(*d)))
+        .chain([commit::QUARANTINE_DIR, commit::MANIFEST, commit::REPORT].map(String::from))
         .collect();
-    for day in &kept {
-        staging.keep(Path::new(&format!("day={}", format_day(*day))))?;
-    }
-    for dir in [commit::LOG_DIR, commit::CHANGES_DIR] {
-        if out.join(dir).is_dir() {
-            staging.keep(Path::new(dir))?;
+    if out.is_dir() {
+        let entries = std::fs::read_dir(out).map_err(|source| CommitError::Io {
+            path: out.clone(),
+            source,
+        })?;
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if !rewritten.contains(&name) {
+                staging.keep(Path::new(&name))?;
+            }
         }
     }
 

@@ -2,10 +2,16 @@
 
 mod bad_input;
 mod common;
+mod compare;
+mod crash;
 mod determinism;
+mod explain;
+mod html;
+mod lineage;
 mod model;
 mod output;
 mod policies;
+mod reconcile;
 mod registry;
 mod sandbox;
 mod support;
