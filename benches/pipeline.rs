@@ -1,14 +1,16 @@
 //! The whole pipeline, end to end, on generated events: Parquet and JSONL inputs.
-//! Reports records/s and the peak resident memory of the run.
+//! Reports records/s and the peak resident memory of the run, and the cost of
+//! `tally compare` (v1 against v2 in one pass) relative to a single run.
 //!
 //! `cargo bench -p tally-benches --bench pipeline` (after `make rules`);
 //! `TALLY_BENCH_EVENTS` sets the size (default 10,000,000), `TALLY_BENCH_RUNS`
 //! the runs per format (default 3, the best and the median are shown).
 
 use std::time::Instant;
+use tally::compare;
 use tally::generate::Format;
 use tally::pipeline::{RunOptions, run};
-use tally::rule::Limits;
+use tally::rule::{Limits, Rule};
 use tally_benches::{events, root, rule};
 
 /// Peak resident memory of this process since the last reset, in bytes.
@@ -44,6 +46,7 @@ fn main() {
         "pipeline, {count} records, creator-pay v1, {} threads",
         rayon::current_num_threads()
     );
+    let mut best_parquet = f64::MAX;
     for format in [Format::Parquet, Format::Jsonl] {
         let input = events(count, format);
         let out = root().join("target/bench-data/out");
@@ -74,6 +77,9 @@ fn main() {
         }
         times.sort_by(f64::total_cmp);
         let (best, median) = (times[0], times[times.len() / 2]);
+        if format == Format::Parquet {
+            best_parquet = best;
+        }
         println!(
             "{format:?}: best {best:.2}s = {:.2} M records/s, median {median:.2}s = {:.2} M records/s, peak RSS {:.0} MiB",
             count as f64 / best / 1e6,
@@ -81,4 +87,33 @@ fn main() {
             peak as f64 / (1 << 20) as f64
         );
     }
+
+    // Two rules in one pass, against the best single run on the same input.
+    let input = events(count, Format::Parquet);
+    let a = Rule::load(&rule, Limits::default()).expect("rule v1");
+    let b = Rule::load(&tally_benches::rule("creator-pay-v2"), Limits::default()).expect("rule v2");
+    let mut times = Vec::new();
+    for _ in 0..runs {
+        let started = Instant::now();
+        let options = compare::Options {
+            top: 10,
+            sample: 20,
+            batch_size: tally::pipeline::DEFAULT_BATCH_SIZE,
+            progress: false,
+        };
+        compare::compare_rules(
+            std::slice::from_ref(&input),
+            (&a, "v1"),
+            (&b, "v2"),
+            options,
+        )
+        .expect("the comparison runs");
+        times.push(started.elapsed().as_secs_f64());
+    }
+    times.sort_by(f64::total_cmp);
+    println!(
+        "compare v1 vs v2 on Parquet: best {:.2}s = {:.2}x the best single run",
+        times[0],
+        times[0] / best_parquet
+    );
 }

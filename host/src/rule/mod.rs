@@ -12,7 +12,10 @@ pub mod build;
 use std::fmt;
 use std::path::{Path, PathBuf};
 use wasmtime::component::{Component, Linker};
-use wasmtime::{Config, Engine, OptLevel, ResourceLimiter, Store, Trap};
+use wasmtime::{
+    Config, Engine, InstanceAllocationStrategy, OptLevel, PoolingAllocationConfig, ResourceLimiter,
+    Store, Trap,
+};
 
 mod bindings {
     wasmtime::component::bindgen!({
@@ -205,6 +208,12 @@ pub struct Rule {
     pre: bindings::RulePre<Host>,
 }
 
+/// Instances of one rule that may run at once (one per worker thread, with
+/// room to spare).
+const POOL_SLOTS: u32 = 64;
+/// Bytes of each linear memory kept resident between instances.
+const KEEP_RESIDENT: usize = 32 << 20;
+
 /// The engine settings every rule runs with. Floating point is made
 /// deterministic (NaNs canonicalized, relaxed SIMD deterministic) and fuel
 /// metering is on, so a runaway rule stops at the same point on every machine.
@@ -216,6 +225,18 @@ pub fn engine() -> Engine {
         .cranelift_nan_canonicalization(true)
         .relaxed_simd_deterministic(true)
         .cranelift_opt_level(OptLevel::Speed);
+    // A fresh instance per batch: the pooling allocator reuses instance slots
+    // and keeps the pages of linear memory it hands out resident (zeroing
+    // them on reuse), instead of mapping and faulting in new memory each time.
+    let mut pool = PoolingAllocationConfig::new();
+    pool.total_component_instances(POOL_SLOTS)
+        .total_core_instances(POOL_SLOTS * 4)
+        .total_memories(POOL_SLOTS * 2)
+        .total_tables(POOL_SLOTS * 4)
+        .max_memories_per_module(1)
+        .linear_memory_keep_resident(KEEP_RESIDENT)
+        .table_keep_resident(1 << 16);
+    config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
     Engine::new(&config).expect("the engine configuration is valid")
 }
 
