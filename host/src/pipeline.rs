@@ -70,7 +70,7 @@ pub enum RunError {
     #[error("{0}")]
     RuleUnavailable(String),
     /// The worker pool could not be started.
-    #[error("cannot start {0} worker threads")]
+    #[error("cannot run with {0} worker threads (1 to {max} on this machine)", max = rule::max_instances())]
     Threads(usize),
 }
 
@@ -106,6 +106,7 @@ pub fn run(options: &RunOptions) -> Result<RunReport, RunError> {
 /// `options.rule` is only recorded as the reference it was given as.
 pub fn run_loaded(options: &RunOptions, rule: Rule) -> Result<RunReport, RunError> {
     match options.threads {
+        Some(n) if n == 0 || n > rule::max_instances() => Err(RunError::Threads(n)),
         Some(n) => rayon::ThreadPoolBuilder::new()
             .num_threads(n)
             .build()

@@ -208,9 +208,11 @@ pub struct Rule {
     pre: bindings::RulePre<Host>,
 }
 
-/// Instances of one rule that may run at once (one per worker thread, with
-/// room to spare).
-const POOL_SLOTS: u32 = 64;
+/// Instances of one rule that may run at once: one per worker thread, with
+/// room to spare (`--threads` may not exceed it).
+pub fn max_instances() -> usize {
+    4 * std::thread::available_parallelism().map_or(16, |n| n.get().max(16))
+}
 /// Bytes of each linear memory kept resident between instances.
 const KEEP_RESIDENT: usize = 32 << 20;
 
@@ -228,16 +230,22 @@ pub fn engine() -> Engine {
     // A fresh instance per batch: the pooling allocator reuses instance slots
     // and keeps the pages of linear memory it hands out resident (zeroing
     // them on reuse), instead of mapping and faulting in new memory each time.
+    let slots = max_instances() as u32;
     let mut pool = PoolingAllocationConfig::new();
-    pool.total_component_instances(POOL_SLOTS)
-        .total_core_instances(POOL_SLOTS * 4)
-        .total_memories(POOL_SLOTS * 2)
-        .total_tables(POOL_SLOTS * 4)
+    pool.total_component_instances(slots)
+        .total_core_instances(slots * 4)
+        .total_memories(slots * 2)
+        .total_tables(slots * 4)
         .max_memories_per_module(1)
         .linear_memory_keep_resident(KEEP_RESIDENT)
         .table_keep_resident(1 << 16);
-    config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
-    Engine::new(&config).expect("the engine configuration is valid")
+    let mut pooled = config.clone();
+    pooled.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+    // The pool reserves address space up front; where that is refused (a
+    // small `ulimit -v`, say), instances are allocated one by one instead.
+    Engine::new(&pooled)
+        .or_else(|_| Engine::new(&config))
+        .expect("the engine configuration is valid")
 }
 
 /// A key for compiled code: a hash of everything that decides whether code
