@@ -98,8 +98,9 @@ fn format_of(path: &Path) -> Option<Format> {
 }
 
 /// Expands the given files and directories (recursively) into a sorted list of
-/// input files. Inside directories, hidden entries and files of other formats are
-/// skipped; a file named explicitly must be of a known format.
+/// input files. Inside directories, hidden entries, files of other formats and
+/// Tally output directories are skipped; a file named explicitly must be of a
+/// known format.
 pub fn discover(inputs: &[PathBuf]) -> Result<Vec<InputFile>, IngestError> {
     let mut files = Vec::new();
     for input in inputs {
@@ -145,7 +146,11 @@ fn walk(dir: &Path, files: &mut Vec<InputFile>) -> Result<(), IngestError> {
             source,
         })?;
         if meta.is_dir() {
-            walk(&path, files)?;
+            // A Tally output directory (say `--out` inside the input) is
+            // output, not input.
+            if !(path.join("_manifest.json").is_file() && path.join("_log").is_dir()) {
+                walk(&path, files)?;
+            }
         } else if let Some(format) = format_of(&path) {
             files.push(InputFile {
                 path,
@@ -280,6 +285,31 @@ pub fn read_all(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn directories_skip_hidden_entries_other_formats_and_tally_outputs() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        for path in [
+            "a.jsonl",
+            "b/c.parquet",
+            "b/notes.md",
+            ".hidden/d.jsonl",
+            "out/day=2026-05-01/part-0.parquet",
+        ] {
+            let path = root.join(path);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(path, b"").unwrap();
+        }
+        std::fs::write(root.join("out/_manifest.json"), b"{}").unwrap();
+        std::fs::create_dir(root.join("out/_log")).unwrap();
+        let found: Vec<_> = discover(&[root.to_path_buf()])
+            .unwrap()
+            .into_iter()
+            .map(|f| f.path.strip_prefix(root).unwrap().display().to_string())
+            .collect();
+        assert_eq!(found, ["a.jsonl", "b/c.parquet"]);
+    }
 
     #[test]
     fn formats_come_from_extensions() {
