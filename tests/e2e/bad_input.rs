@@ -30,30 +30,6 @@ use tempfile::TempDir;
 // Helpers
 // ---------------------------------------------------------------------------
 
-/// Runs `tally`, expects the ordinary failure (exit code 1, an `error:` line,
-/// no panic) and returns stderr.
-fn fails(args: &[&str]) -> String {
-    let out = common::tally(args);
-    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-    assert_eq!(
-        out.status.code(),
-        Some(1),
-        "tally {args:?} should fail with exit code 1:\nstdout: {}\nstderr: {stderr}",
-        String::from_utf8_lossy(&out.stdout)
-    );
-    assert!(
-        stderr.starts_with("error: ") && !stderr.contains("panicked"),
-        "tally {args:?}: unexpected stderr: {stderr}"
-    );
-    stderr
-}
-
-fn assert_mentions(stderr: &str, parts: &[&str]) {
-    for part in parts {
-        assert!(stderr.contains(part), "expected {part:?} in: {stderr}");
-    }
-}
-
 /// A valid event as one JSON line, on 2026-05-`day`.
 fn event_json(id: &str, day: u32, creator: &str, template: &str) -> String {
     format!(
@@ -123,7 +99,7 @@ impl Existing {
             args.extend(["--input", s(input)]);
         }
         args.extend(["--rule", s(&rule), "--out", s(&self.out), "--quiet"]);
-        let stderr = fails(&args);
+        let stderr = common::tally_err(&args);
         assert!(
             snapshot(&self.out) == self.before,
             "a failed run changed the existing output; stderr: {stderr}"
@@ -186,13 +162,13 @@ fn broken_compressed_files_fail(ext: &str, compress: fn(&[u8]) -> Vec<u8>) {
         std::fs::write(&bad, bytes).expect("write");
 
         let stderr = existing.run_fails(&[&bad]);
-        assert_mentions(&stderr, &[s(&bad), "truncated or corrupt"]);
+        common::assert_mentions(&stderr, &[s(&bad), "truncated or corrupt"]);
 
         // Among good files, found in a directory: the run still fails.
         std::fs::copy(&good, sub.join("a-good.jsonl")).expect("copy");
         std::fs::write(sub.join("z-good.jsonl"), events_text(10)).expect("write");
         let stderr = existing.run_fails(&[&sub]);
-        assert_mentions(&stderr, &[s(&bad), "truncated or corrupt"]);
+        common::assert_mentions(&stderr, &[s(&bad), "truncated or corrupt"]);
     }
 }
 
@@ -685,10 +661,10 @@ fn broken_parquet_files_fail_naming_the_file() {
         let bad = sub.join(format!("{name}.parquet"));
         std::fs::write(&bad, bytes).expect("write");
         let stderr = existing.run_fails(&[&bad]);
-        assert_mentions(&stderr, &[s(&bad), "not a readable Parquet file"]);
+        common::assert_mentions(&stderr, &[s(&bad), "not a readable Parquet file"]);
         std::fs::copy(&good, sub.join("a-good.parquet")).expect("copy");
         let stderr = existing.run_fails(&[&sub]);
-        assert_mentions(&stderr, &[s(&bad)]);
+        common::assert_mentions(&stderr, &[s(&bad)]);
     }
 }
 
@@ -1094,7 +1070,7 @@ fn no_input_files_is_a_clear_error() {
     let rule = common::rule("creator-pay-v1");
     let out = dir.path().join("out");
     let run = |input: &Path| {
-        fails(&[
+        common::tally_err(&[
             "run",
             "--input",
             s(input),
@@ -1108,7 +1084,7 @@ fn no_input_files_is_a_clear_error() {
 
     let empty = dir.path().join("empty");
     std::fs::create_dir_all(&empty).expect("create dir");
-    assert_mentions(&run(&empty), &["no input files", s(&empty)]);
+    common::assert_mentions(&run(&empty), &["no input files", s(&empty)]);
 
     // Only files a directory walk skips: other extensions and hidden files.
     let skipped = dir.path().join("skipped");
@@ -1117,7 +1093,7 @@ fn no_input_files_is_a_clear_error() {
     std::fs::write(skipped.join("events.csv"), "a,b\n").expect("write");
     std::fs::write(skipped.join(".events.jsonl"), events_text(3)).expect("write");
     std::fs::write(skipped.join(".hidden/events.jsonl"), events_text(3)).expect("write");
-    assert_mentions(&run(&skipped), &["no input files", s(&skipped)]);
+    common::assert_mentions(&run(&skipped), &["no input files", s(&skipped)]);
     assert!(!out.exists(), "a failed run created the output");
 }
 
@@ -1127,19 +1103,19 @@ fn a_missing_or_unreadable_input_is_a_clear_error() {
     let existing = Existing::new(dir.path());
     let missing = dir.path().join("missing.jsonl");
     let stderr = existing.run_fails(&[&missing]);
-    assert_mentions(&stderr, &[s(&missing), "No such file"]);
+    common::assert_mentions(&stderr, &[s(&missing), "No such file"]);
 
     // One good input does not make a missing one acceptable.
     let good = dir.path().join("good.jsonl");
     std::fs::write(&good, events_text(5)).expect("write");
     let stderr = existing.run_fails(&[&good, &missing]);
-    assert_mentions(&stderr, &[s(&missing), "No such file"]);
+    common::assert_mentions(&stderr, &[s(&missing), "No such file"]);
 
     // A file named explicitly must be of a known format.
     let csv = dir.path().join("events.csv");
     std::fs::write(&csv, "event_id\n1\n").expect("write");
     let stderr = existing.run_fails(&[&csv]);
-    assert_mentions(&stderr, &[s(&csv), "unknown format"]);
+    common::assert_mentions(&stderr, &[s(&csv), "unknown format"]);
 }
 
 #[test]
@@ -1153,7 +1129,7 @@ fn an_out_directory_that_is_not_tally_output_is_refused() {
     std::fs::write(precious.join("notes.txt"), "do not delete\n").expect("write");
     std::fs::write(precious.join("photos/cat.jpg"), [0xff, 0xd8, 0xff]).expect("write");
     let before = snapshot(&precious);
-    let stderr = fails(&[
+    let stderr = common::tally_err(&[
         "run",
         "--input",
         s(&input),
@@ -1163,13 +1139,13 @@ fn an_out_directory_that_is_not_tally_output_is_refused() {
         s(&precious),
         "--quiet",
     ]);
-    assert_mentions(&stderr, &[s(&precious), "not a Tally output directory"]);
+    common::assert_mentions(&stderr, &[s(&precious), "not a Tally output directory"]);
     assert!(snapshot(&precious) == before, "the directory was changed");
 
     // A regular file in the way is refused too, and left as it was.
     let file = dir.path().join("a-file");
     std::fs::write(&file, "keep me\n").expect("write");
-    let stderr = fails(&[
+    let stderr = common::tally_err(&[
         "run",
         "--input",
         s(&input),
@@ -1179,7 +1155,7 @@ fn an_out_directory_that_is_not_tally_output_is_refused() {
         s(&file),
         "--quiet",
     ]);
-    assert_mentions(&stderr, &[s(&file)]);
+    common::assert_mentions(&stderr, &[s(&file)]);
     assert_eq!(std::fs::read_to_string(&file).expect("read"), "keep me\n");
 
     // An empty directory is fine.

@@ -67,15 +67,29 @@ pub fn tally_ok(args: &[&str]) -> String {
     String::from_utf8(out.stdout).expect("utf-8 stdout")
 }
 
-/// Runs `tally` and asserts it failed; returns stderr.
+/// Runs `tally`, expects the ordinary failure (exit code 1: not a panic, not
+/// a signal; an `error:` line) and returns stderr.
 pub fn tally_err(args: &[&str]) -> String {
     let out = tally(args);
-    assert!(
-        !out.status.success(),
-        "tally {args:?} should have failed:\nstdout: {}",
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "tally {args:?} should fail with exit code 1:\nstdout: {}\nstderr: {stderr}",
         String::from_utf8_lossy(&out.stdout)
     );
-    String::from_utf8(out.stderr).expect("utf-8 stderr")
+    assert!(
+        stderr.starts_with("error: ") && !stderr.contains("panicked"),
+        "tally {args:?}: unexpected stderr: {stderr}"
+    );
+    stderr
+}
+
+/// Asserts that `text` contains each of `parts`.
+pub fn assert_mentions(text: &str, parts: &[&str]) {
+    for part in parts {
+        assert!(text.contains(part), "expected {part:?} in:\n{text}");
+    }
 }
 
 /// A path as `&str` for command lines.

@@ -146,12 +146,6 @@ fn json(text: &str) -> Value {
     serde_json::from_str(text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))
 }
 
-fn assert_mentions(text: &str, parts: &[&str]) {
-    for part in parts {
-        assert!(text.contains(part), "expected {part:?} in:\n{text}");
-    }
-}
-
 #[test]
 fn log_show_and_lineage_say_which_rule_inputs_and_run() {
     let started = Instant::now();
@@ -202,7 +196,7 @@ fn log_show_and_lineage_say_which_rule_inputs_and_run() {
     let text = common::tally_ok(&["log", out]);
     let lines: Vec<&str> = text.lines().collect();
     assert_eq!(lines.len(), 2, "{text}");
-    assert_mentions(
+    common::assert_mentions(
         lines[0],
         &[
             "commit 1",
@@ -212,7 +206,7 @@ fn log_show_and_lineage_say_which_rule_inputs_and_run() {
         ],
     );
     let window = format!("{0}..{0}", p.recomputed);
-    assert_mentions(
+    common::assert_mentions(
         lines[1],
         &["commit 2", "creator-pay@2.0.0", &p.hashes[1][..12], &window],
     );
@@ -230,9 +224,9 @@ fn log_show_and_lineage_say_which_rule_inputs_and_run() {
         entries[1]["changeset"].as_str().unwrap(),
     ];
     wanted.extend(inputs.iter().map(|i| i.0.as_str()));
-    assert_mentions(&text, &wanted);
+    common::assert_mentions(&text, &wanted);
     let missing = common::tally_err(&["show", out, "3"]);
-    assert_mentions(&missing, &["no commit 3"]);
+    common::assert_mentions(&missing, &["no commit 3"]);
 
     // `tally lineage --json`: every day, in agreement with its file's metadata.
     let all = json(&common::tally_ok(&["lineage", out, "--json"]));
@@ -272,7 +266,7 @@ fn log_show_and_lineage_say_which_rule_inputs_and_run() {
         } else {
             ("commit 1", run_ids[0])
         };
-        assert_mentions(line, &[commit, run, &fingerprint[..12]]);
+        common::assert_mentions(line, &[commit, run, &fingerprint[..12]]);
     }
 
     // One day, and one row of it, for each commit.
@@ -291,7 +285,7 @@ fn log_show_and_lineage_say_which_rule_inputs_and_run() {
             if i == 0 { "commit 1" } else { "commit 2" },
         ];
         wanted.extend(inputs.iter().map(|x| x.0.as_str()));
-        assert_mentions(&text, &wanted);
+        common::assert_mentions(&text, &wanted);
 
         let part = parts.iter().find(|x| x.day == *day).unwrap();
         let row = part
@@ -326,7 +320,7 @@ fn log_show_and_lineage_say_which_rule_inputs_and_run() {
         );
         assert_eq!(found["partition"], one[0], "the row's partition lineage");
         let text = common::tally_ok(&args);
-        assert_mentions(
+        common::assert_mentions(
             &text,
             &[
                 creator,
@@ -348,7 +342,7 @@ fn log_show_and_lineage_say_which_rule_inputs_and_run() {
         "--template",
         "tpl-nothing",
     ]);
-    assert_mentions(&missing, &["no row", "cr-nobody", "tpl-nothing"]);
+    common::assert_mentions(&missing, &["no row", "cr-nobody", "tpl-nothing"]);
     eprintln!("log, show, lineage: {:?}", started.elapsed());
 }
 
@@ -424,7 +418,7 @@ fn verify_passes_untouched_output_and_pinpoints_modified_files() {
             "{day} in:\n{text}"
         );
     }
-    assert_mentions(&text, &["all partitions identical"]);
+    common::assert_mentions(&text, &["all partitions identical"]);
     let (code, report) = p.verify_json(&[]);
     assert_eq!(code, 0);
     let checks = report["partitions"].as_array().unwrap();
@@ -478,7 +472,7 @@ fn verify_passes_untouched_output_and_pinpoints_modified_files() {
     let out = p.verify(&[]);
     let text = String::from_utf8(out.stdout).unwrap();
     assert_eq!(out.status.code(), Some(1), "{text}");
-    assert_mentions(
+    common::assert_mentions(
         &text,
         &[
             &format!("{edited_day}  DIFFERS"),
@@ -524,7 +518,7 @@ fn verify_passes_untouched_output_and_pinpoints_modified_files() {
     let out = p.verify(&[]);
     let text = String::from_utf8(out.stdout).unwrap();
     assert_eq!(out.status.code(), Some(1), "{text}");
-    assert_mentions(
+    common::assert_mentions(
         &text,
         &[
             &format!("{flipped_day}  DIFFERS"),
@@ -603,7 +597,7 @@ fn verify_needs_the_stamped_rule_in_the_registry() {
             stderr.starts_with("error: ") && !stderr.contains("panicked"),
             "{stderr}"
         );
-        assert_mentions(&stderr, &[&p.hashes[1], s(&partial)]);
+        common::assert_mentions(&stderr, &[&p.hashes[1], s(&partial)]);
         assert!(
             !String::from_utf8_lossy(&out.stdout).contains("identical"),
             "a verdict without the rule"
@@ -615,7 +609,7 @@ fn verify_needs_the_stamped_rule_in_the_registry() {
     let out = common::tally(&["verify", s(&p.out), "--registry", s(&nowhere)]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
-    assert_mentions(&stderr, &[s(&nowhere)]);
+    common::assert_mentions(&stderr, &[s(&nowhere)]);
     assert!(
         p.hashes.iter().any(|h| stderr.contains(h.as_str())),
         "no rule hash in: {stderr}"

@@ -36,19 +36,7 @@ impl Reg {
     fn fails(&self, args: &[&str]) -> String {
         let mut all = args.to_vec();
         all.extend(["--registry", s(&self.path)]);
-        let out = common::tally(&all);
-        let stderr = String::from_utf8(out.stderr).expect("utf-8 stderr");
-        assert_eq!(
-            out.status.code(),
-            Some(1),
-            "tally {all:?} should fail with exit code 1:\nstdout: {}\nstderr: {stderr}",
-            String::from_utf8_lossy(&out.stdout)
-        );
-        assert!(
-            stderr.starts_with("error: ") && !stderr.contains("panicked"),
-            "tally {all:?}: unexpected stderr: {stderr}"
-        );
-        stderr
+        common::tally_err(&all)
     }
 
     /// `tally rule show <reference> --json`.
@@ -117,12 +105,6 @@ fn hash_of(path: &Path) -> String {
     };
     let hashes = tally::ingest::hash_files(&[file]).expect("file hashes");
     hashes[0].to_hex().to_string()
-}
-
-fn assert_mentions(text: &str, parts: &[&str]) {
-    for part in parts {
-        assert!(text.contains(part), "expected {part:?} in: {text}");
-    }
 }
 
 /// The hand-written `constant@0.1.0` rule (tests/fixtures/rules/constant.wat)
@@ -204,7 +186,7 @@ fn publish_and_resolve_by_every_form_of_reference() {
 
     // A tag.
     let out = reg.ok(&["rule", "tag", "creator-pay", "prod", &v1[..10]]);
-    assert_mentions(&out, &["creator-pay@prod -> creator-pay@1.0.0", &v1]);
+    common::assert_mentions(&out, &["creator-pay@prod -> creator-pay@1.0.0", &v1]);
     let shown = reg.show("creator-pay@prod");
     assert_eq!(shown["kind"], "tag");
     assert_eq!(shown["hash"], v1.as_str());
@@ -212,7 +194,7 @@ fn publish_and_resolve_by_every_form_of_reference() {
 
     // The text forms.
     let text = reg.ok(&["rule", "show", "creator-pay@prod"]);
-    assert_mentions(
+    common::assert_mentions(
         &text,
         &[
             "creator-pay@prod (tag)",
@@ -224,8 +206,8 @@ fn publish_and_resolve_by_every_form_of_reference() {
     let list = reg.ok(&["rule", "list"]);
     let lines: Vec<&str> = list.lines().collect();
     assert_eq!(lines.len(), 3, "{list}");
-    assert_mentions(lines[1], &["creator-pay", "1.0.0", &v1[..12], "prod"]);
-    assert_mentions(lines[2], &["creator-pay", "2.0.0", &v2[..12]]);
+    common::assert_mentions(lines[1], &["creator-pay", "1.0.0", &v1[..12], "prod"]);
+    common::assert_mentions(lines[2], &["creator-pay", "2.0.0", &v2[..12]]);
     let list: serde_json::Value =
         serde_json::from_str(&reg.ok(&["rule", "list", "--json"])).unwrap();
     assert_eq!(list.as_array().unwrap().len(), 2);
@@ -236,23 +218,23 @@ fn publish_and_resolve_by_every_form_of_reference() {
 
     // References that resolve to nothing say why.
     let err = reg.fails(&["rule", "show", "creator-pay@3.0.0"]);
-    assert_mentions(
+    common::assert_mentions(
         &err,
         &["creator-pay@3.0.0 is not published", "1.0.0, 2.0.0"],
     );
     let err = reg.fails(&["rule", "show", "creator-pay@staging"]);
-    assert_mentions(&err, &["no tag creator-pay@staging"]);
+    common::assert_mentions(&err, &["no tag creator-pay@staging"]);
     let err = reg.fails(&["rule", "show", "abc"]);
-    assert_mentions(&err, &["not a rule reference"]);
+    common::assert_mentions(&err, &["not a rule reference"]);
     let unknown = if v1.starts_with("ffffff") || v2.starts_with("ffffff") {
         "eeeeee"
     } else {
         "ffffff"
     };
     let err = reg.fails(&["rule", "show", unknown]);
-    assert_mentions(&err, &["no rule published", unknown]);
+    common::assert_mentions(&err, &["no rule published", unknown]);
     let err = reg.fails(&["rule", "show", "missing/rule.wasm"]);
-    assert_mentions(&err, &["missing/rule.wasm does not exist"]);
+    common::assert_mentions(&err, &["missing/rule.wasm does not exist"]);
 
     // An ambiguous prefix lists its candidates. Two real hashes sharing six
     // hex digits take millions of tries to find, so a second claim whose hash
@@ -261,7 +243,7 @@ fn publish_and_resolve_by_every_form_of_reference() {
     let twin = format!("{}{seventh}{}", &v1[..6], &v1[7..]);
     std::fs::write(reg.path.join("versions/other@1.0.0"), format!("{twin}\n")).unwrap();
     let err = reg.fails(&["rule", "show", &v1[..6]]);
-    assert_mentions(
+    common::assert_mentions(
         &err,
         &[
             "ambiguous",
@@ -285,7 +267,7 @@ fn a_path_needs_no_registry() {
 
     // Anything but a path needs the registry, and says where it looked.
     let err = reg.fails(&["rule", "show", "creator-pay@1.0.0"]);
-    assert_mentions(&err, &["no rule registry at", s(&reg.path), "--registry"]);
+    common::assert_mentions(&err, &["no rule registry at", s(&reg.path), "--registry"]);
 }
 
 #[test]
@@ -297,7 +279,7 @@ fn tags_move_and_only_point_at_versions_of_their_name() {
     assert_eq!(reg.show("creator-pay@prod")["version"], "1.0.0");
 
     let out = reg.ok(&["rule", "tag", "creator-pay", "prod", "creator-pay@2.0.0"]);
-    assert_mentions(
+    common::assert_mentions(
         &out,
         &[
             "creator-pay@prod -> creator-pay@2.0.0",
@@ -323,15 +305,15 @@ fn tags_move_and_only_point_at_versions_of_their_name() {
     reg.ok(&["rule", "publish", s(&other)]);
     let constant_hash = hash_of(&other);
     let err = reg.fails(&["rule", "tag", "creator-pay", "prod", &constant_hash]);
-    assert_mentions(
+    common::assert_mentions(
         &err,
         &["that rule is constant@0.1.0, not a version of creator-pay"],
     );
     let unpublished = constant(reg.dir.path(), "unpublished.wasm", Some("x"));
     let err = reg.fails(&["rule", "tag", "constant", "prod", s(&unpublished)]);
-    assert_mentions(&err, &["is not published", &hash_of(&unpublished)]);
+    common::assert_mentions(&err, &["is not published", &hash_of(&unpublished)]);
     let err = reg.fails(&["rule", "tag", "creator-pay", "1.0.1", &v1]);
-    assert_mentions(&err, &["not a valid tag"]);
+    common::assert_mentions(&err, &["not a valid tag"]);
     assert_eq!(reg.show("creator-pay@prod")["hash"], v1.as_str());
 }
 
@@ -341,7 +323,7 @@ fn a_modified_blob_is_reported_and_never_loaded() {
     let (v1, v2) = reg.publish_reference_rules();
     reg.ok(&["rule", "tag", "creator-pay", "prod", &v1]);
     let out = reg.ok(&["rule", "verify"]);
-    assert_mentions(&out, &["2 blobs checked", "0 problems"]);
+    common::assert_mentions(&out, &["2 blobs checked", "0 problems"]);
     // Compile it once, so a cache entry exists for the original bytes.
     reg.show("creator-pay@1.0.0");
 
@@ -355,8 +337,8 @@ fn a_modified_blob_is_reported_and_never_loaded() {
     assert_eq!(out.status.code(), Some(1));
     let stdout = String::from_utf8(out.stdout).unwrap();
     let stderr = String::from_utf8(out.stderr).unwrap();
-    assert_mentions(&stdout, &["TAMPERED", &v1, "1 problems", &v2]);
-    assert_mentions(
+    common::assert_mentions(&stdout, &["TAMPERED", &v1, "1 problems", &v2]);
+    common::assert_mentions(
         &stderr,
         &[
             "failed verification",
@@ -374,19 +356,19 @@ fn a_modified_blob_is_reported_and_never_loaded() {
         "creator-pay@prod",
     ] {
         let err = reg.fails(&["rule", "show", reference]);
-        assert_mentions(
+        common::assert_mentions(
             &err,
             &[s(&blob), "does not match its hash", "will not be loaded"],
         );
     }
     let err = reg.fails(&["rule", "tag", "creator-pay", "canary", &v1]);
-    assert_mentions(&err, &["does not match its hash"]);
+    common::assert_mentions(&err, &["does not match its hash"]);
     // The other rule is fine.
     assert_eq!(reg.show("creator-pay@2.0.0")["hash"], v2.as_str());
 
     // Publishing the original again restores the blob.
     let out = reg.ok(&["rule", "publish", s(&common::rule("creator-pay-v1"))]);
-    assert_mentions(&out, &["already published", "written again"]);
+    common::assert_mentions(&out, &["already published", "written again"]);
     reg.ok(&["rule", "verify"]);
     assert_eq!(reg.show("creator-pay@prod")["hash"], v1.as_str());
 }
@@ -399,7 +381,7 @@ fn publishing_the_same_bytes_twice_is_a_no_op() {
     assert!(first.starts_with("published creator-pay@1.0.0"), "{first}");
     let before = snapshot(&reg.path);
     let second = reg.ok(&["rule", "publish", s(&wasm)]);
-    assert_mentions(
+    common::assert_mentions(
         &second,
         &[
             "creator-pay@1.0.0 is already published",
@@ -435,7 +417,7 @@ fn different_bytes_under_a_published_version_are_refused() {
     reg.ok(&["rule", "publish", s(&a)]);
     let before = snapshot(&reg.path);
     let err = reg.fails(&["rule", "publish", s(&b)]);
-    assert_mentions(
+    common::assert_mentions(
         &err,
         &[
             "constant@0.1.0 is already published with different bytes",
@@ -468,7 +450,7 @@ fn golden_cases_gate_publishing() {
     );
     std::fs::write(&golden, format!("{good}\n{wrong}\n")).unwrap();
     let err = reg.fails(&["rule", "publish", s(&wasm)]);
-    assert_mentions(
+    common::assert_mentions(
         &err,
         &[
             "constant@0.1.0",
@@ -494,18 +476,18 @@ fn golden_cases_gate_publishing() {
     )
     .unwrap();
     let err = reg.fails(&["rule", "publish", s(&wasm)]);
-    assert_mentions(&err, &[s(&golden), "line 2", "`user_tier` \"gold\""]);
+    common::assert_mentions(&err, &[s(&golden), "line 2", "`user_tier` \"gold\""]);
 
     // `golden.jsonl` beside the component is used too, and --golden wins.
     std::fs::remove_file(&golden).unwrap();
     let shared = reg.dir.path().join("golden.jsonl");
     std::fs::write(&shared, format!("{wrong}\n")).unwrap();
     let err = reg.fails(&["rule", "publish", s(&wasm)]);
-    assert_mentions(&err, &["fails 1 of the 1 golden cases", s(&shared)]);
+    common::assert_mentions(&err, &["fails 1 of the 1 golden cases", s(&shared)]);
     let explicit = reg.dir.path().join("right.jsonl");
     std::fs::write(&explicit, format!("{good}\n")).unwrap();
     let out = reg.ok(&["rule", "publish", s(&wasm), "--golden", s(&explicit)]);
-    assert_mentions(
+    common::assert_mentions(
         &out,
         &[
             "published constant@0.1.0",
@@ -524,7 +506,7 @@ fn publishing_a_crate_builds_it_and_runs_its_golden_cases() {
         "publish",
         s(&common::root().join("rules/creator-pay-v2")),
     ]);
-    assert_mentions(
+    common::assert_mentions(
         &out,
         &[
             "published creator-pay@2.0.0",
@@ -559,7 +541,7 @@ fn a_corrupt_compiled_cache_entry_is_rebuilt() {
     std::fs::write(&code, &bad).unwrap();
     let outcome = compiled("creator-pay@1.0.0");
     assert!(outcome.starts_with("cache entry rebuilt"), "{outcome}");
-    assert_mentions(&outcome, &["hashes to"]);
+    common::assert_mentions(&outcome, &["hashes to"]);
     let rewritten = std::fs::read(&code).unwrap();
     assert_ne!(rewritten, bad, "the corrupt entry was overwritten");
     let side: serde_json::Value =
@@ -573,16 +555,16 @@ fn a_corrupt_compiled_cache_entry_is_rebuilt() {
     assert!(compiled(&v1).starts_with("cache entry rebuilt"));
     // A missing or unreadable sidecar.
     std::fs::remove_file(&sidecar).unwrap();
-    assert_mentions(&compiled(&v1), &["rebuilt", "sidecar is missing"]);
+    common::assert_mentions(&compiled(&v1), &["rebuilt", "sidecar is missing"]);
     std::fs::write(&sidecar, "{").unwrap();
-    assert_mentions(&compiled(&v1), &["rebuilt", "sidecar is not valid"]);
+    common::assert_mentions(&compiled(&v1), &["rebuilt", "sidecar is not valid"]);
     // Another rule's entry, code and sidecar consistent with each other,
     // copied over this one: stale, not trusted.
     compiled("creator-pay@2.0.0");
     let (code2, sidecar2) = reg.cache_entry(&v2);
     std::fs::copy(&code2, &code).unwrap();
     std::fs::copy(&sidecar2, &sidecar).unwrap();
-    assert_mentions(&compiled(&v1), &["rebuilt", "another rule or engine"]);
+    common::assert_mentions(&compiled(&v1), &["rebuilt", "another rule or engine"]);
     // A forged sidecar that matches corrupt code: wasmtime refuses the code
     // and the entry is rebuilt; it never runs.
     let junk = b"not compiled code at all".to_vec();
@@ -591,7 +573,7 @@ fn a_corrupt_compiled_cache_entry_is_rebuilt() {
     forged["code_blake3"] = hash_of(&code).into();
     forged["code_size"] = junk.len().into();
     std::fs::write(&sidecar, serde_json::to_vec(&forged).unwrap()).unwrap();
-    assert_mentions(&compiled(&v1), &["rebuilt", "wasmtime refused the code"]);
+    common::assert_mentions(&compiled(&v1), &["rebuilt", "wasmtime refused the code"]);
 
     // Whatever happened, the rule loaded is the published one.
     let shown = reg.show("creator-pay@1.0.0");
@@ -616,7 +598,7 @@ fn the_default_registry_is_tally_registry_or_the_environment() {
     };
     let out = run(None);
     assert_eq!(out.status.code(), Some(1));
-    assert_mentions(
+    common::assert_mentions(
         &String::from_utf8_lossy(&out.stderr),
         &["no rule registry at tally-registry"],
     );
@@ -631,7 +613,7 @@ fn the_default_registry_is_tally_registry_or_the_environment() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert_mentions(
+    common::assert_mentions(
         &String::from_utf8_lossy(&out.stdout),
         &["creator-pay", "2.0.0"],
     );

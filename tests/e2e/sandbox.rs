@@ -109,7 +109,7 @@ impl Workspace {
             "--quiet",
         ];
         args.extend_from_slice(extra);
-        let stderr = fails(&args);
+        let stderr = common::tally_err(&args);
         self.assert_untouched(&stderr);
         stderr
     }
@@ -129,31 +129,6 @@ impl Workspace {
                 "a failed run left {name} behind"
             );
         }
-    }
-}
-
-/// Runs `tally`, expects the ordinary failure exit code (1: not a panic, not a
-/// signal) and returns stderr.
-fn fails(args: &[&str]) -> String {
-    let out = common::tally(args);
-    let stderr = String::from_utf8(out.stderr).expect("utf-8 stderr");
-    assert_eq!(
-        out.status.code(),
-        Some(1),
-        "tally {args:?} should fail with exit code 1:\nstdout: {}\nstderr: {stderr}",
-        String::from_utf8_lossy(&out.stdout)
-    );
-    assert!(
-        stderr.starts_with("error: ") && !stderr.contains("panicked"),
-        "tally {args:?}: unexpected stderr: {stderr}"
-    );
-    stderr
-}
-
-/// Asserts that `stderr` contains each of `parts`.
-fn assert_mentions(stderr: &str, parts: &[&str]) {
-    for part in parts {
-        assert!(stderr.contains(part), "expected {part:?} in: {stderr}");
     }
 }
 
@@ -228,7 +203,7 @@ fn endless_loop_runs_out_of_fuel_quickly_and_deterministically() {
         elapsed < Duration::from_secs(5),
         "the endless loop took {elapsed:?} to stop"
     );
-    assert_mentions(
+    common::assert_mentions(
         &first,
         &[
             &label("loop-forever", &rule),
@@ -247,7 +222,7 @@ fn endless_loop_runs_out_of_fuel_quickly_and_deterministically() {
     // The budget follows --fuel-per-event.
     let small = ws.run_fails(&rule, &["--fuel-per-event", "1000"]);
     let budget = limits.fuel_per_call + 1000 * EVENTS as u64;
-    assert_mentions(&small, &[&format!("ran out of fuel (budget {budget})")]);
+    common::assert_mentions(&small, &[&format!("ran out of fuel (budget {budget})")]);
 }
 
 #[test]
@@ -257,7 +232,7 @@ fn memory_growth_is_stopped_by_the_cap() {
     let name = label("grow-memory", &rule);
 
     let stderr = ws.run_fails(&rule, &["--rule-memory-mib", "16"]);
-    assert_mentions(
+    common::assert_mentions(
         &stderr,
         &[
             &name,
@@ -272,7 +247,7 @@ fn memory_growth_is_stopped_by_the_cap() {
         "grow-memory stopped after {:?} with the default cap",
         started.elapsed()
     );
-    assert_mentions(
+    common::assert_mentions(
         &stderr,
         &[&name, "tried to use more than its memory cap of 256 MiB"],
     );
@@ -285,7 +260,7 @@ fn trap_is_reported() {
     let ws = Workspace::with_output_of(dir, &common::rule("creator-pay-v1"));
     let rule = component(ws.dir.path(), "trap");
     let stderr = ws.run_fails(&rule, &[]);
-    assert_mentions(
+    common::assert_mentions(
         &stderr,
         &[
             &label("trap", &rule),
@@ -301,7 +276,7 @@ fn too_few_verdicts_are_refused() {
     let ws = Workspace::new();
     let rule = component(ws.dir.path(), "too-few-verdicts");
     let stderr = ws.run_fails(&rule, &["--batch-size", "5"]);
-    assert_mentions(
+    common::assert_mentions(
         &stderr,
         &[
             &label("too-few-verdicts", &rule),
@@ -315,7 +290,7 @@ fn returned_error_is_reported() {
     let ws = Workspace::new();
     let rule = component(ws.dir.path(), "returns-error");
     let stderr = ws.run_fails(&rule, &[]);
-    assert_mentions(
+    common::assert_mentions(
         &stderr,
         &[
             &label("returns-error", &rule),
@@ -333,15 +308,15 @@ fn rule_that_imports_is_refused() {
     let import = "wasi:clocks/monotonic-clock@0.2.0";
 
     let stderr = ws.run_fails(&rule, &[]);
-    assert_mentions(&stderr, &[&hash, import, "a rule must import nothing"]);
+    common::assert_mentions(&stderr, &[&hash, import, "a rule must import nothing"]);
 
-    let stderr = fails(&["rule", "inspect", s(&rule)]);
-    assert_mentions(
+    let stderr = common::tally_err(&["rule", "inspect", s(&rule)]);
+    common::assert_mentions(
         &stderr,
         &[s(&rule), &hash, import, "a rule must import nothing"],
     );
-    let stderr = fails(&["rule", "inspect", "--json", s(&rule)]);
-    assert_mentions(&stderr, &[&hash, import]);
+    let stderr = common::tally_err(&["rule", "inspect", "--json", s(&rule)]);
+    common::assert_mentions(&stderr, &[&hash, import]);
 }
 
 #[test]
@@ -359,9 +334,9 @@ fn core_module_is_refused() {
 
     for stderr in [
         ws.run_fails(&path, &[]),
-        fails(&["rule", "inspect", s(&path)]),
+        common::tally_err(&["rule", "inspect", s(&path)]),
     ] {
-        assert_mentions(
+        common::assert_mentions(
             &stderr,
             &[
                 s(&path),
@@ -393,9 +368,9 @@ fn files_that_are_not_components_are_refused() {
         let hash = blake3_hex(&path);
         for stderr in [
             ws.run_fails(&path, &[]),
-            fails(&["rule", "inspect", s(&path)]),
+            common::tally_err(&["rule", "inspect", s(&path)]),
         ] {
-            assert_mentions(&stderr, &[s(&path), &hash, "is not a valid component"]);
+            common::assert_mentions(&stderr, &[s(&path), &hash, "is not a valid component"]);
             // Binary garbage is not answered with text-parser complaints.
             assert!(
                 !stderr.contains("utf-8") && !stderr.contains("expected `(`"),
@@ -406,7 +381,7 @@ fn files_that_are_not_components_are_refused() {
 
     let missing = ws.dir.path().join("missing.wasm");
     let stderr = ws.run_fails(&missing, &[]);
-    assert_mentions(&stderr, &[s(&missing), "does not exist"]);
-    let stderr = fails(&["rule", "inspect", s(&missing)]);
-    assert_mentions(&stderr, &[s(&missing), "No such file"]);
+    common::assert_mentions(&stderr, &[s(&missing), "does not exist"]);
+    let stderr = common::tally_err(&["rule", "inspect", s(&missing)]);
+    common::assert_mentions(&stderr, &[s(&missing), "No such file"]);
 }
