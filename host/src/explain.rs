@@ -146,13 +146,7 @@ pub fn explain(
         for (rule, reference) in rules {
             let v = rule.classify(&batch, 0)?;
             verdicts.push(RuleVerdict {
-                rule: RuleSummary {
-                    hash: rule.hash.to_hex().to_string(),
-                    name: rule.info.name.clone(),
-                    version: rule.info.version.clone(),
-                    sdk_version: rule.info.sdk_version.clone(),
-                    path: reference.clone(),
-                },
+                rule: RuleSummary::of(rule, reference),
                 payable: v.payable[0] == 1,
                 rate_micros: v.rate_micros[0],
                 reason: v.reasons[v.reason[0] as usize].clone(),

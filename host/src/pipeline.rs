@@ -86,15 +86,6 @@ fn run_id() -> String {
     format!("{stamp}-{}", &noise.to_hex()[..8])
 }
 
-fn format_name(format: Format) -> &'static str {
-    match format {
-        Format::Jsonl => "jsonl",
-        Format::JsonlGz => "jsonl.gz",
-        Format::JsonlZst => "jsonl.zst",
-        Format::Parquet => "parquet",
-    }
-}
-
 /// Runs the whole pipeline with the rule file `options.rule` and commits its
 /// output. On error, the previous output is left exactly as it was.
 pub fn run(options: &RunOptions) -> Result<RunReport, RunError> {
@@ -223,10 +214,14 @@ pub fn prepare(
     counts.unique = deduped.survivors.len() as u64;
     if let Some((from, to)) = days {
         let table = &deduped.table;
-        deduped.survivors.retain(|&g| {
-            let (c, r) = table.locate(g);
-            (from..=to).contains(&crate::event::day_of(c.occurred_at[r]))
-        });
+        let survivors = &deduped.survivors;
+        let kept = survivors
+            .iter()
+            .zip(table.rows(survivors))
+            .filter(|(_, (c, r))| (from..=to).contains(&crate::event::day_of(c.occurred_at[*r])))
+            .map(|(&g, _)| g)
+            .collect();
+        deduped.survivors = kept;
     }
     counts.classified = deduped.survivors.len() as u64;
     counts.outside_window = counts.unique - counts.classified;
@@ -241,7 +236,7 @@ pub fn prepare(
                 .unwrap_or_else(|_| f.path.clone())
                 .display()
                 .to_string(),
-            format: format_name(f.format).to_string(),
+            format: f.format.name().to_string(),
             size: f.size,
             blake3: h.to_hex().to_string(),
         })
@@ -381,13 +376,7 @@ fn run_in_pool(options: &RunOptions, rule: Rule) -> Result<RunReport, RunError> 
     let report = RunReport {
         tally_version: VERSION.to_string(),
         run_id: computed.run_id.clone(),
-        rule: RuleSummary {
-            hash: lineage.rule_hash.clone(),
-            name: lineage.rule_name.clone(),
-            version: lineage.rule_version.clone(),
-            sdk_version: lineage.rule_sdk_version.clone(),
-            path: options.rule.display().to_string(),
-        },
+        rule: RuleSummary::of(&computed.rule, &options.rule.display().to_string()),
         inputs: computed.inputs.clone(),
         input_fingerprint: lineage.input_fingerprint.clone(),
         output: options.out.display().to_string(),

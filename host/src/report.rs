@@ -18,6 +18,19 @@ pub struct RuleSummary {
     pub path: String,
 }
 
+impl RuleSummary {
+    /// The summary of a loaded rule, given as `reference`.
+    pub fn of(rule: &crate::rule::Rule, reference: &str) -> RuleSummary {
+        RuleSummary {
+            hash: rule.hash.to_hex().to_string(),
+            name: rule.info.name.clone(),
+            version: rule.info.version.clone(),
+            sdk_version: rule.info.sdk_version.clone(),
+            path: reference.to_string(),
+        }
+    }
+}
+
 /// One input file.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct InputSummary {

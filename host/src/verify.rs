@@ -152,12 +152,7 @@ fn verify_commit(
         .iter()
         .map(|i| InputFile {
             path: PathBuf::from(&i.path),
-            format: match i.format.as_str() {
-                "parquet" => Format::Parquet,
-                "jsonl.gz" => Format::JsonlGz,
-                "jsonl.zst" => Format::JsonlZst,
-                _ => Format::Jsonl,
-            },
+            format: Format::from_name(&i.format).unwrap_or(Format::Jsonl),
             size: i.size,
         })
         .collect();

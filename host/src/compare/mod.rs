@@ -136,16 +136,6 @@ pub struct Options {
     pub progress: bool,
 }
 
-fn summary(rule: &Rule, reference: &str) -> RuleSummary {
-    RuleSummary {
-        hash: rule.hash.to_hex().to_string(),
-        name: rule.info.name.clone(),
-        version: rule.info.version.clone(),
-        sdk_version: rule.info.sdk_version.clone(),
-        path: reference.to_string(),
-    }
-}
-
 /// Compares two rules on the events of `inputs`, in one pass over the input.
 pub fn compare_rules(
     inputs: &[std::path::PathBuf],
@@ -171,8 +161,8 @@ pub fn compare_rules(
         &mut timings,
     )?;
     let mut comparison = build(&prepared, (&ca, &aa), (&cb, &ab), options);
-    comparison.a = summary(rule_a, ref_a);
-    comparison.b = summary(rule_b, ref_b);
+    comparison.a = RuleSummary::of(rule_a, ref_a);
+    comparison.b = RuleSummary::of(rule_b, ref_b);
     comparison.elapsed_seconds = started.elapsed().as_secs_f64();
     Ok(comparison)
 }

@@ -29,6 +29,30 @@ pub enum Format {
     Parquet,
 }
 
+impl Format {
+    /// The name recorded in manifests and reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            Format::Jsonl => "jsonl",
+            Format::JsonlGz => "jsonl.gz",
+            Format::JsonlZst => "jsonl.zst",
+            Format::Parquet => "parquet",
+        }
+    }
+
+    /// The format with this [`name`](Self::name).
+    pub fn from_name(name: &str) -> Option<Format> {
+        [
+            Format::Jsonl,
+            Format::JsonlGz,
+            Format::JsonlZst,
+            Format::Parquet,
+        ]
+        .into_iter()
+        .find(|f| f.name() == name)
+    }
+}
+
 /// One input file of a run.
 #[derive(Debug, Clone)]
 pub struct InputFile {
