@@ -7,6 +7,7 @@
 //! depend on the batch size or on which thread ran the batch.
 
 use crate::dedup::Deduped;
+use crate::intern::Interner;
 use crate::rule::{DictColumn, EventBatch, Rule, RuleError, StringColumn};
 use crate::validate::NO_BRAND;
 use rayon::prelude::*;
@@ -36,6 +37,10 @@ pub fn scratch(deduped: &Deduped) -> Scratch {
 }
 
 /// Builds the columnar batch for the given rows (global row indices).
+///
+/// The rows are read once, in order, into the fixed-width columns and the raw
+/// string ids; each string column is then turned into a dictionary in a pass of
+/// its own, so that only one of the maps in `local` is in cache at a time.
 pub fn build_batch(deduped: &Deduped, rows: &[u32], local: &mut Scratch) -> EventBatch {
     let table = &deduped.table;
     let n = rows.len();
@@ -46,14 +51,7 @@ pub fn build_batch(deduped: &Deduped, rows: &[u32], local: &mut Scratch) -> Even
     event_id.offsets.push(0);
     let mut occurred_at = Vec::with_capacity(n);
     let mut ingested_at = Vec::with_capacity(n);
-    let mut columns: [DictColumn; 3] = std::array::from_fn(|_| DictColumn {
-        keys: Vec::with_capacity(n),
-        values: StringColumn {
-            offsets: vec![0],
-            bytes: Vec::new(),
-        },
-    });
-    let mut touched: [Vec<u32>; 3] = Default::default();
+    let mut ids: [Vec<u32>; 3] = std::array::from_fn(|_| Vec::with_capacity(n));
     let mut content_kind = Vec::with_capacity(n);
     let mut action = Vec::with_capacity(n);
     let mut user_tier = Vec::with_capacity(n);
@@ -63,48 +61,57 @@ pub fn build_batch(deduped: &Deduped, rows: &[u32], local: &mut Scratch) -> Even
         event_id.offsets.push(event_id.bytes.len() as u32);
         occurred_at.push(c.occurred_at[r]);
         ingested_at.push(c.ingested_at[r]);
-        for k in 0..3 {
-            let id = [c.creator[r], c.template[r], c.brand[r]][k];
-            let column = &mut columns[k];
-            if id == NO_BRAND {
-                column.keys.push(u32::MAX);
-                continue;
-            }
-            let slot = &mut local[k][id as usize];
-            if *slot == u32::MAX {
-                *slot = touched[k].len() as u32;
-                touched[k].push(id);
-                let values = &mut column.values;
-                values
-                    .bytes
-                    .extend_from_slice(table.strings.get(id).as_bytes());
-                values.offsets.push(values.bytes.len() as u32);
-            }
-            column.keys.push(*slot);
-        }
+        ids[0].push(c.creator[r]);
+        ids[1].push(c.template[r]);
+        ids[2].push(c.brand[r]);
         content_kind.push(c.content_kind[r]);
         action.push(c.action[r]);
         user_tier.push(c.user_tier[r]);
         country.extend_from_slice(&c.country[r]);
     }
-    for (map, ids) in local.iter_mut().zip(touched) {
-        for id in ids {
-            map[id as usize] = u32::MAX;
-        }
-    }
-    let [creator_id, template_id, brand_id] = columns;
+    let [creator_id, template_id, brand_id] = ids;
+    let [creators, templates, brands] = local;
     EventBatch {
         event_id,
         occurred_at,
         ingested_at,
-        creator_id,
-        template_id,
-        brand_id,
+        creator_id: dictionary(creator_id, creators, &table.strings),
+        template_id: dictionary(template_id, templates, &table.strings),
+        brand_id: dictionary(brand_id, brands, &table.strings),
         content_kind,
         action,
         user_tier,
         country,
     }
+}
+
+/// Turns global string ids into a batch dictionary: keys numbered in order of
+/// first use, and the values they stand for. `map` holds `u32::MAX` for every
+/// id before and after; [`NO_BRAND`] becomes the null key.
+fn dictionary(mut keys: Vec<u32>, map: &mut [u32], strings: &Interner) -> DictColumn {
+    let mut used = Vec::new();
+    for key in &mut keys {
+        if *key == NO_BRAND {
+            continue;
+        }
+        let slot = &mut map[*key as usize];
+        if *slot == u32::MAX {
+            *slot = used.len() as u32;
+            used.push(*key);
+        }
+        *key = *slot;
+    }
+    let mut values = StringColumn {
+        offsets: Vec::with_capacity(used.len() + 1),
+        bytes: Vec::new(),
+    };
+    values.offsets.push(0);
+    for id in used {
+        values.bytes.extend_from_slice(strings.get(id).as_bytes());
+        values.offsets.push(values.bytes.len() as u32);
+        map[id as usize] = u32::MAX;
+    }
+    DictColumn { keys, values }
 }
 
 /// Classifies every survivor with `rule`, `batch_size` events per call.

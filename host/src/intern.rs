@@ -37,6 +37,7 @@ impl Interner {
     }
 
     /// The string with id `id`.
+    #[inline]
     pub fn get(&self, id: u32) -> &str {
         let (start, end) = (self.offsets[id as usize], self.offsets[id as usize + 1]);
         &self.text[start as usize..end as usize]

@@ -31,19 +31,20 @@ pub const NULL_KEY: u32 = u32::MAX;
 ///
 /// [`BatchView::new`] does all the checking up front, including the UTF-8
 /// check of every string column (once per column, not per event) and the
-/// decoding of each dictionary value (once, however many events use it), so
-/// that [`BatchView::event`] is a handful of loads.
+/// range check of every dictionary key, so that [`BatchView::event`] is a
+/// handful of loads that cannot fail. Loads of fields a rule never reads are
+/// left out by the compiler, since nothing in `event` can panic.
 #[derive(Debug)]
 pub struct BatchView<'a> {
     event_ids: Strings<'a>,
     occurred_at: &'a [i64],
     ingested_at: &'a [i64],
     creator_keys: &'a [u32],
-    creators: Vec<&'a str>,
+    creators: Strings<'a>,
     template_keys: &'a [u32],
-    templates: Vec<&'a str>,
+    templates: Strings<'a>,
     brand_keys: &'a [u32],
-    brands: Vec<&'a str>,
+    brands: Strings<'a>,
     content_kind: &'a [u8],
     action: &'a [u8],
     user_tier: &'a [u8],
@@ -159,24 +160,47 @@ impl<'a> BatchView<'a> {
     /// # Panics
     ///
     /// If `index` is not less than [`len`](Self::len), like slice indexing.
+    #[inline(always)]
     pub fn event(&self, index: usize) -> Event<'a> {
-        // Every key and code was checked in `new`, so the lookups below cannot
-        // fail for an index in range.
-        let brand_id = match self.brand_keys[index] {
+        assert!(
+            index < self.len(),
+            "event {index} of a batch of {}",
+            self.len()
+        );
+        // `new` checked that every column has an element for each index below
+        // `len`, every key and code is in range, and every string is valid
+        // UTF-8 cut on character boundaries. The fallbacks below are never
+        // taken; they keep this free of panics, so that the compiler can drop
+        // the loads of fields a rule does not read.
+        let key = |keys: &[u32]| keys.get(index).copied().unwrap_or(NULL_KEY);
+        let code = |codes: &[u8]| codes.get(index).copied().map_or(0, usize::from);
+        let brand_id = match key(self.brand_keys) {
             NULL_KEY => None,
-            key => Some(self.brands[key as usize]),
+            key => Some(self.brands.get(key as usize)),
         };
         Event {
             event_id: self.event_ids.get(index),
             occurred_at_ms: self.occurred_at[index],
-            ingested_at_ms: self.ingested_at[index],
-            creator_id: self.creators[self.creator_keys[index] as usize],
-            template_id: self.templates[self.template_keys[index] as usize],
+            ingested_at_ms: self.ingested_at.get(index).copied().unwrap_or(0),
+            creator_id: self.creators.get(key(self.creator_keys) as usize),
+            template_id: self.templates.get(key(self.template_keys) as usize),
             brand_id,
-            content_kind: ContentKind::ALL[usize::from(self.content_kind[index])],
-            action: Action::ALL[usize::from(self.action[index])],
-            user_tier: UserTier::ALL[usize::from(self.user_tier[index])],
-            country: &self.country[2 * index..2 * index + 2],
+            content_kind: ContentKind::ALL
+                .get(code(self.content_kind))
+                .copied()
+                .unwrap_or(ContentKind::Template),
+            action: Action::ALL
+                .get(code(self.action))
+                .copied()
+                .unwrap_or(Action::View),
+            user_tier: UserTier::ALL
+                .get(code(self.user_tier))
+                .copied()
+                .unwrap_or(UserTier::Free),
+            country: self
+                .country
+                .get(2 * index..2 * index + 2)
+                .unwrap_or_default(),
         }
     }
 
@@ -317,12 +341,11 @@ pub(crate) struct VerdictColumns {
     pub(crate) rate_micros: Vec<i64>,
     pub(crate) reason: Vec<u16>,
     pub(crate) reasons: Vec<&'static str>,
-    /// The index of every reason, consulted once there are too many reasons
-    /// for a linear scan.
+    /// The index of every reason, by value.
     reason_index: HashMap<&'static str, u16>,
 }
 
-/// Up to this many distinct reasons, a linear scan finds a reason's index.
+/// Among the first this many reasons, a scan by pointer finds a reason's index.
 const SCANNED_REASONS: usize = 8;
 
 impl VerdictColumns {
@@ -336,6 +359,7 @@ impl VerdictColumns {
         }
     }
 
+    #[inline(always)]
     fn push(&mut self, verdict: Verdict) -> Result<(), String> {
         let index = self.reason_index(verdict.reason)?;
         self.payable.push(u8::from(verdict.payable));
@@ -344,18 +368,25 @@ impl VerdictColumns {
         Ok(())
     }
 
+    #[inline(always)]
     fn reason_index(&mut self, reason: &'static str) -> Result<u16, String> {
         // A rule uses a handful of reason codes, nearly always the same string
-        // literals, so a scan that compares pointers first is the fast path.
-        let known = if self.reasons.len() <= SCANNED_REASONS {
-            self.reasons
-                .iter()
-                .position(|&known| std::ptr::eq(known, reason) || known == reason)
-                .map(|index| index as u16)
-        } else {
-            self.reason_index.get(reason).copied()
-        };
-        if let Some(index) = known {
+        // literals: a scan that compares pointers is the fast path.
+        let seen = self.reasons.iter().take(SCANNED_REASONS);
+        match seen
+            .into_iter()
+            .position(|&known| std::ptr::eq(known, reason))
+        {
+            Some(index) => Ok(index as u16),
+            None => self.reason_index_by_value(reason),
+        }
+    }
+
+    /// The index of a reason that is not among the first few by pointer.
+    #[cold]
+    #[inline(never)]
+    fn reason_index_by_value(&mut self, reason: &'static str) -> Result<u16, String> {
+        if let Some(&index) = self.reason_index.get(reason) {
             return Ok(index);
         }
         let index = u16::try_from(self.reasons.len()).map_err(|_| {
@@ -386,16 +417,16 @@ pub(crate) fn classify_columns<R: Rule>(
 ) -> Result<VerdictColumns, String> {
     let view = BatchView::new(batch)?;
     let mut columns = VerdictColumns::with_capacity(view.len());
-    for event in view.iter() {
-        let verdict = rule.classify(&event);
-        verdict.check().map_err(|problem| {
-            format!(
+    for index in 0..view.len() {
+        let verdict = rule.classify(&view.event(index));
+        if let Err(problem) = verdict.check() {
+            return Err(format!(
                 "rule {} {} returned {problem} for event `{}`",
                 R::NAME,
                 R::VERSION,
-                event.event_id
-            )
-        })?;
+                view.event(index).event_id
+            ));
+        }
         columns.push(verdict)?;
     }
     Ok(columns)
@@ -472,25 +503,26 @@ impl<'a> Strings<'a> {
         self.offsets.len() - 1
     }
 
-    /// Value `index`.
+    /// Value `index`, or `""` if there is no such value. `new` checked the
+    /// offsets, so this never panics and the compiler can drop a lookup whose
+    /// value is not used.
+    #[inline(always)]
     fn get(&self, index: usize) -> &'a str {
-        &self.text[self.offsets[index] as usize..self.offsets[index + 1] as usize]
-    }
-
-    /// Every value, for a dictionary looked up once per event.
-    fn to_vec(self) -> Vec<&'a str> {
-        (0..self.len()).map(|index| self.get(index)).collect()
+        let offset = |i: usize| self.offsets.get(i).map_or(0, |&o| o as usize);
+        self.text
+            .get(offset(index)..offset(index + 1))
+            .unwrap_or_default()
     }
 }
 
-/// Checks a dictionary column and decodes each of its values once.
+/// Checks a dictionary column: its values, and that every key is in range.
 fn dictionary<'a>(
     column: &'a DictColumn,
     name: &str,
     nullable: bool,
     event_ids: &Strings<'_>,
-) -> Result<Vec<&'a str>, String> {
-    let values = Strings::new(&column.values, &format!("{name}.values"))?.to_vec();
+) -> Result<Strings<'a>, String> {
+    let values = Strings::new(&column.values, &format!("{name}.values"))?;
     let bad = column
         .keys
         .iter()

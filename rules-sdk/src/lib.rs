@@ -199,9 +199,11 @@
 //! batches, as columns: fixed-width fields in bulk, enumerations as one byte,
 //! creators, templates and brands dictionary-encoded. [`export_rule!`] generates
 //! the component's `metadata` and `classify` exports; `classify` hands the batch
-//! to [`batch::classify`], which checks it (a malformed batch is an error, never
-//! a panic), decodes each dictionary value once, calls [`Rule::classify`] with a
-//! borrowing [`Event`] per event, and returns the verdicts as columns. The
+//! to [`batch::classify`], which checks it once up front (a malformed batch is
+//! an error, never a panic), calls [`Rule::classify`] with a borrowing
+//! [`Event`] per event, and returns the verdicts as columns. Building an
+//! `Event` cannot fail after that check, so the compiler leaves out the loads
+//! of fields a rule never reads: a rule pays only for what it looks at. The
 //! [`batch`] module documents the format, for code that needs to produce or
 //! check batches itself.
 

@@ -46,6 +46,7 @@ impl Verdict {
 
     /// Checks the two rules every verdict obeys: the rate is never negative,
     /// and it is 0 when the event is not payable.
+    #[inline]
     pub(crate) fn check(&self) -> Result<(), String> {
         if self.rate_micros < 0 {
             Err(format!("a negative rate ({})", self.rate_micros))
