@@ -72,8 +72,7 @@ pub fn classify_native(deduped: &Deduped, batch_size: usize) -> Classified {
         .zip(rate_micros.par_chunks_mut(batch_size))
         .zip(reason.par_chunks_mut(batch_size))
         .for_each(|(((rows, payable), rate), reason)| {
-            for (i, &g) in rows.iter().enumerate() {
-                let (c, r) = table.locate(g);
+            for (i, (c, r)) in table.rows(rows).enumerate() {
                 let brand = c.brand[r];
                 let event = Event {
                     event_id: std::str::from_utf8(c.event_id(r)).unwrap_or(""),

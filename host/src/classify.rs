@@ -2,7 +2,8 @@
 //! parallel, and collects one verdict per event.
 //!
 //! Batches are cut from the survivors in input order; each batch carries its own
-//! small dictionaries of the creator, template and brand strings it uses. Each
+//! small dictionaries of the creator, template and brand strings it uses, in
+//! byte order. Each
 //! batch runs in a fresh sandboxed instance (see `rule`), so verdicts do not
 //! depend on the batch size or on which thread ran the batch.
 
@@ -26,21 +27,29 @@ pub struct Classified {
     pub reasons: Vec<String>,
 }
 
-/// Maps global string ids to a batch's dictionary keys, one map per string
-/// column; every slot holds `u32::MAX` between batches.
-pub type Scratch = [Vec<u32>; 3];
+/// Scratch space for building a batch's dictionaries: a bitmap with one bit
+/// per string of the run (clear between batches), and each string's key in
+/// the dictionary being built (meaningful only for the strings marked in it).
+pub struct Scratch {
+    bits: Vec<u64>,
+    keys: Vec<u32>,
+}
 
 /// Scratch space for [`build_batch`] over `deduped`.
 pub fn scratch(deduped: &Deduped) -> Scratch {
-    let n = deduped.table.strings.len();
-    [vec![u32::MAX; n], vec![u32::MAX; n], vec![u32::MAX; n]]
+    // At least one slot: a null id looks up slot 0 (and ignores it).
+    let strings = deduped.table.strings.len().max(1);
+    Scratch {
+        bits: vec![0; strings.div_ceil(64)],
+        keys: vec![0; strings],
+    }
 }
 
 /// Builds the columnar batch for the given rows (global row indices).
 ///
 /// The rows are read once, in order, into the fixed-width columns and the raw
-/// string ids; each string column is then turned into a dictionary in a pass of
-/// its own, so that only one of the maps in `local` is in cache at a time.
+/// string ids; each string column is then turned into a dictionary in passes
+/// of its own.
 pub fn build_batch(deduped: &Deduped, rows: &[u32], local: &mut Scratch) -> EventBatch {
     let table = &deduped.table;
     let n = rows.len();
@@ -70,14 +79,13 @@ pub fn build_batch(deduped: &Deduped, rows: &[u32], local: &mut Scratch) -> Even
         country.extend_from_slice(&c.country[r]);
     }
     let [creator_id, template_id, brand_id] = ids;
-    let [creators, templates, brands] = local;
     EventBatch {
         event_id,
         occurred_at,
         ingested_at,
-        creator_id: dictionary(creator_id, creators, &table.strings),
-        template_id: dictionary(template_id, templates, &table.strings),
-        brand_id: dictionary(brand_id, brands, &table.strings),
+        creator_id: dictionary(creator_id, local, &table.strings),
+        template_id: dictionary(template_id, local, &table.strings),
+        brand_id: dictionary(brand_id, local, &table.strings),
         content_kind,
         action,
         user_tier,
@@ -85,33 +93,83 @@ pub fn build_batch(deduped: &Deduped, rows: &[u32], local: &mut Scratch) -> Even
     }
 }
 
-/// Turns global string ids into a batch dictionary: keys numbered in order of
-/// first use, and the values they stand for. `map` holds `u32::MAX` for every
-/// id before and after; [`NO_BRAND`] becomes the null key.
-fn dictionary(mut keys: Vec<u32>, map: &mut [u32], strings: &Interner) -> DictColumn {
-    let mut used = Vec::new();
-    for key in &mut keys {
-        if *key == NO_BRAND {
-            continue;
-        }
-        let slot = &mut map[*key as usize];
-        if *slot == u32::MAX {
-            *slot = used.len() as u32;
-            used.push(*key);
-        }
-        *key = *slot;
+/// Turns global string ids into a batch dictionary; [`NO_BRAND`] becomes the
+/// null key. Ids are in byte order, and so are the values of the dictionary.
+///
+/// When the ids a batch uses lie close together (fewer apart than there are
+/// events), the dictionary is simply every string from the lowest id to the
+/// highest: a key is an id minus the lowest, and the values are one slice of
+/// the run's strings. Otherwise it holds just the strings used (see
+/// [`sparse_dictionary`]). Either way, each event carries the same strings.
+fn dictionary(mut ids: Vec<u32>, scratch: &mut Scratch, strings: &Interner) -> DictColumn {
+    // `NO_BRAND` is `u32::MAX`, so it never lowers the minimum.
+    let (first, last) = ids.iter().fold((u32::MAX, 0), |(first, last), &id| {
+        let used = id != NO_BRAND;
+        (first.min(id), last.max(if used { id } else { 0 }))
+    });
+    if first > last || (last - first) as usize >= ids.len() {
+        return sparse_dictionary(ids, scratch, strings);
+    }
+    for id in &mut ids {
+        *id = if *id == NO_BRAND {
+            NO_BRAND
+        } else {
+            *id - first
+        };
+    }
+    let (bytes, ends) = strings.span(first, last);
+    let mut offsets = Vec::with_capacity(ends.len() + 1);
+    offsets.push(0);
+    offsets.extend(ends);
+    DictColumn {
+        keys: ids,
+        values: StringColumn {
+            offsets,
+            bytes: bytes.to_vec(),
+        },
+    }
+}
+
+/// A dictionary of just the strings a batch uses, in id order, each key its
+/// string's position among them.
+///
+/// Three passes without data-dependent branches: mark the ids used in a
+/// bitmap, sweep the marked ids in order (numbering them and copying their
+/// strings), then replace each id with its number.
+fn sparse_dictionary(mut ids: Vec<u32>, scratch: &mut Scratch, strings: &Interner) -> DictColumn {
+    let Scratch { bits, keys } = scratch;
+    let (mut first, mut last) = (usize::MAX, 0);
+    for &id in &ids {
+        let used = id != NO_BRAND;
+        let id = if used { id as usize } else { 0 };
+        bits[id / 64] |= u64::from(used) << (id % 64);
+        first = first.min(if used { id / 64 } else { usize::MAX });
+        last = last.max(if used { id / 64 } else { 0 });
     }
     let mut values = StringColumn {
-        offsets: Vec::with_capacity(used.len() + 1),
+        offsets: vec![0],
         bytes: Vec::new(),
     };
-    values.offsets.push(0);
-    for id in used {
-        values.bytes.extend_from_slice(strings.get(id).as_bytes());
-        values.offsets.push(values.bytes.len() as u32);
-        map[id as usize] = u32::MAX;
+    let mut next = 0;
+    for word in first..=last.min(bits.len().saturating_sub(1)) {
+        let mut set = std::mem::take(&mut bits[word]);
+        while set != 0 {
+            let id = word * 64 + set.trailing_zeros() as usize;
+            set &= set - 1;
+            keys[id] = next;
+            next += 1;
+            values
+                .bytes
+                .extend_from_slice(strings.get(id as u32).as_bytes());
+            values.offsets.push(values.bytes.len() as u32);
+        }
     }
-    DictColumn { keys, values }
+    for id in &mut ids {
+        let used = *id != NO_BRAND;
+        let key = keys[if used { *id as usize } else { 0 }];
+        *id = if used { key } else { NO_BRAND };
+    }
+    DictColumn { keys: ids, values }
 }
 
 /// Classifies every survivor with `rule`, `batch_size` events per call.
@@ -171,4 +229,119 @@ pub fn classify(
         reason,
         reasons: reasons.into_inner().unwrap_or_else(|e| e.into_inner()),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dedup::{dedup, merge};
+    use crate::ingest::Chunk;
+    use crate::validate::{EventColumns, Value};
+
+    /// 400 events over 200 templates and 40 brands (every third event has
+    /// none), deduplicated.
+    fn table() -> Deduped {
+        let mut events = EventColumns::new();
+        let mut strings = Interner::new();
+        let (mut ids, mut templates, mut brands) = (vec![], vec![], vec![]);
+        for i in 0..400 {
+            ids.push(format!("ev-{i:04}"));
+            templates.push(format!("tpl-{:03}", (i * 7) % 200));
+            brands.push(format!("br-{:02}", i % 40));
+        }
+        for i in 0..400 {
+            let record = [
+                Value::Str(&ids[i]),
+                Value::Int(1_777_636_800_000 + i as i64),
+                Value::Int(1_777_636_900_000),
+                Value::Str(if i % 2 == 0 { "cr-a" } else { "cr-b" }),
+                Value::Str(&templates[i]),
+                if i % 3 == 0 {
+                    Value::Null
+                } else {
+                    Value::Str(&brands[i])
+                },
+                Value::Str("image"),
+                Value::Str("use"),
+                Value::Str("pro"),
+                Value::Str("BR"),
+            ];
+            events.push(&record, &mut strings).unwrap();
+        }
+        let chunk = Chunk {
+            source: 0,
+            seq: 0,
+            records: 400,
+            interner: 0,
+            events,
+            quarantine: Vec::new(),
+        };
+        let (table, _) = merge(vec![chunk], vec![strings]).unwrap();
+        dedup(table)
+    }
+
+    fn value(column: &StringColumn, key: u32) -> &str {
+        let (start, end) = (
+            column.offsets[key as usize],
+            column.offsets[key as usize + 1],
+        );
+        std::str::from_utf8(&column.bytes[start as usize..end as usize]).unwrap()
+    }
+
+    /// Every event of the batch carries its own strings, whichever way its
+    /// dictionaries were built, and the scratch space is left clean.
+    fn check_batch(deduped: &Deduped, rows: &[u32], local: &mut Scratch) -> [usize; 3] {
+        let batch = build_batch(deduped, rows, local);
+        let table = &deduped.table;
+        for (i, (c, r)) in table.rows(rows).enumerate() {
+            assert_eq!(
+                value(&batch.creator_id.values, batch.creator_id.keys[i]),
+                table.strings.get(c.creator[r])
+            );
+            assert_eq!(
+                value(&batch.template_id.values, batch.template_id.keys[i]),
+                table.strings.get(c.template[r])
+            );
+            match c.brand[r] {
+                NO_BRAND => assert_eq!(batch.brand_id.keys[i], u32::MAX),
+                brand => assert_eq!(
+                    value(&batch.brand_id.values, batch.brand_id.keys[i]),
+                    table.strings.get(brand)
+                ),
+            }
+            assert_eq!(batch.event_id.offsets.len(), rows.len() + 1);
+        }
+        assert!(local.bits.iter().all(|&word| word == 0));
+        [&batch.creator_id, &batch.template_id, &batch.brand_id]
+            .map(|column| column.values.offsets.len() - 1)
+    }
+
+    #[test]
+    fn dictionaries_carry_each_events_strings() {
+        let deduped = table();
+        let mut local = scratch(&deduped);
+        let all = &deduped.survivors;
+        assert_eq!(all.len(), 400);
+
+        // 400 events over 200 templates: the whole span of template ids.
+        let sizes = check_batch(&deduped, all, &mut local);
+        assert_eq!(sizes, [2, 200, 40]);
+
+        // Three events far apart: just the strings they use.
+        let rows = [all[0], all[1], all[399]];
+        let sizes = check_batch(&deduped, &rows, &mut local);
+        assert_eq!(sizes[1], 3);
+        assert_eq!(sizes[2], 1, "events 0 and 399 have no brand");
+
+        // One event without a brand: an empty brand dictionary.
+        let sizes = check_batch(&deduped, &[all[3]], &mut local);
+        assert_eq!(sizes, [1, 1, 0]);
+
+        // Every batch size agrees on each event's strings.
+        for size in [1, 7, 64, 399] {
+            for rows in all.chunks(size) {
+                check_batch(&deduped, rows, &mut local);
+            }
+        }
+    }
 }

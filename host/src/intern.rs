@@ -43,6 +43,15 @@ impl Interner {
         &self.text[start as usize..end as usize]
     }
 
+    /// The strings with ids `first..=last`, back to back, and where each one
+    /// ends in those bytes.
+    pub fn span(&self, first: u32, last: u32) -> (&[u8], impl ExactSizeIterator<Item = u32> + '_) {
+        let ends = &self.offsets[first as usize + 1..=last as usize + 1];
+        let start = self.offsets[first as usize];
+        let bytes = &self.text.as_bytes()[start as usize..ends[ends.len() - 1] as usize];
+        (bytes, ends.iter().map(move |&end| end - start))
+    }
+
     /// The id of `value`, interning it if it is new.
     pub fn intern(&mut self, value: &str) -> u32 {
         let hash = self.hasher.hash_one(value.as_bytes());

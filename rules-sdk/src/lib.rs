@@ -182,9 +182,12 @@
 //! ```
 //!
 //! - `tally rule build` compiles the crate for `wasm32-unknown-unknown` in
-//!   release mode, with link-time optimization and `panic = "abort"`, and turns
-//!   the module into a WebAssembly component of the `tally:rules/rule` world.
-//!   It needs the target: `rustup target add wasm32-unknown-unknown`.
+//!   release mode, with link-time optimization, `panic = "abort"` and
+//!   WebAssembly SIMD, and turns the module into a WebAssembly component of the
+//!   `tally:rules/rule` world. It needs the target: `rustup target add
+//!   wasm32-unknown-unknown`. The build is reproducible: the same sources and
+//!   toolchain give the same component, byte for byte, wherever they are
+//!   checked out (`RUSTFLAGS` from the environment are not used).
 //! - `tally rule inspect` loads the component and shows what its `metadata`
 //!   export reports ([`Rule::NAME`], [`Rule::VERSION`] and the SDK version,
 //!   [`SDK_VERSION`]), so you can check what you built before running it.

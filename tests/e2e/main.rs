@@ -1,6 +1,7 @@
 //! End-to-end tests: each module drives the real `tally` binary on one topic.
 
 mod bad_input;
+mod build;
 mod common;
 mod compare;
 mod crash;

@@ -1,5 +1,6 @@
 //! Building a rule crate into a component: `cargo build` for
-//! `wasm32-unknown-unknown` (LTO, one codegen unit, panic=abort), then the core
+//! `wasm32-unknown-unknown` (LTO, one codegen unit, panic=abort, SIMD, paths
+//! remapped so that builds are reproducible), then the core
 //! module is wrapped into a component with `wit-component`, using the interface
 //! description the rules SDK embeds in it.
 
@@ -40,6 +41,26 @@ pub fn componentize(module: &[u8]) -> Result<Vec<u8>, String> {
         .module(module)
         .and_then(|encoder| encoder.validate(true).encode())
         .map_err(|e| format!("{e:#}"))
+}
+
+/// The compiler flags of every rule build, replacing any from the environment
+/// so that the same sources give the same component on every machine:
+/// WebAssembly SIMD on (the SDK's checks of a batch are vectorized with it;
+/// every WebAssembly engine of note supports it), and the paths of the
+/// workspace and of Cargo's home, which end up in panic messages, replaced by
+/// fixed names.
+fn rustflags(metadata: &serde_json::Value) -> String {
+    let mut flags = vec!["-Ctarget-feature=+simd128".to_string()];
+    if let Some(root) = metadata["workspace_root"].as_str() {
+        flags.push(format!("--remap-path-prefix={root}=/rule"));
+    }
+    let home = std::env::var_os("CARGO_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|home| Path::new(&home).join(".cargo")));
+    if let Some(home) = home {
+        flags.push(format!("--remap-path-prefix={}=/cargo", home.display()));
+    }
+    flags.join("\x1f")
 }
 
 /// Builds the rule crate in `dir` and writes the component to `out` (default:
@@ -106,6 +127,7 @@ pub fn build(dir: &Path, out: Option<&Path>) -> Result<PathBuf, BuildError> {
         .env("CARGO_PROFILE_RELEASE_PANIC", "abort")
         .env("CARGO_PROFILE_RELEASE_OPT_LEVEL", "3")
         .env("CARGO_PROFILE_RELEASE_DEBUG", "false")
+        .env("CARGO_ENCODED_RUSTFLAGS", rustflags(&metadata))
         .stderr(Stdio::inherit())
         .output()
         .map_err(|e| cargo_error(format!("cannot run cargo: {e}")))?;
