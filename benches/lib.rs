@@ -55,16 +55,20 @@ pub fn events(count: u64, format: Format) -> PathBuf {
     dir
 }
 
-/// The same creator-pay 1.0.0 policy run as plain native Rust over the table,
-/// split into the same batches and threads as the sandboxed classification.
-pub fn classify_native(deduped: &Deduped, batch_size: usize) -> Classified {
+/// A policy run as plain native Rust over the table, split into the same
+/// batches and threads as the sandboxed classification and walking the table
+/// with the same row cursor. `reasons` lists the rule's reason codes.
+pub fn classify_native<R: Rule + Sync>(
+    rule: &R,
+    reasons: &[&str],
+    deduped: &Deduped,
+    batch_size: usize,
+) -> Classified {
     let n = deduped.survivors.len();
     let mut payable = vec![false; n];
     let mut rate_micros = vec![0i64; n];
     let mut reason = vec![0u16; n];
-    let reasons = ["test-creator", "view-only", "free-tier", "payable"];
     let table = &deduped.table;
-    let rule = creator_pay_v1::CreatorPay;
     deduped
         .survivors
         .par_chunks(batch_size)

@@ -65,18 +65,23 @@ pub fn build_batch(deduped: &Deduped, rows: &[u32], local: &mut Scratch) -> Even
     let mut action = Vec::with_capacity(n);
     let mut user_tier = Vec::with_capacity(n);
     let mut country = Vec::with_capacity(2 * n);
-    for (c, r) in table.rows(rows) {
-        event_id.bytes.extend_from_slice(c.event_id(r));
-        event_id.offsets.push(event_id.bytes.len() as u32);
-        occurred_at.push(c.occurred_at[r]);
-        ingested_at.push(c.ingested_at[r]);
-        ids[0].push(c.creator[r]);
-        ids[1].push(c.template[r]);
-        ids[2].push(c.brand[r]);
-        content_kind.push(c.content_kind[r]);
-        action.push(c.action[r]);
-        user_tier.push(c.user_tier[r]);
-        country.extend_from_slice(&c.country[r]);
+    // A column at a time within each chunk: tight loops without a capacity
+    // check per value.
+    for (c, start, rows) in table.segments(rows) {
+        let rows = || rows.iter().map(|&g| (g - start) as usize);
+        for r in rows() {
+            event_id.bytes.extend_from_slice(c.event_id(r));
+            event_id.offsets.push(event_id.bytes.len() as u32);
+        }
+        occurred_at.extend(rows().map(|r| c.occurred_at[r]));
+        ingested_at.extend(rows().map(|r| c.ingested_at[r]));
+        ids[0].extend(rows().map(|r| c.creator[r]));
+        ids[1].extend(rows().map(|r| c.template[r]));
+        ids[2].extend(rows().map(|r| c.brand[r]));
+        content_kind.extend(rows().map(|r| c.content_kind[r]));
+        action.extend(rows().map(|r| c.action[r]));
+        user_tier.extend(rows().map(|r| c.user_tier[r]));
+        country.extend(rows().flat_map(|r| c.country[r]));
     }
     let [creator_id, template_id, brand_id] = ids;
     EventBatch {
@@ -214,10 +219,12 @@ pub fn classify(
                         })
                         .collect()
                 };
-                for i in 0..rows.len() {
-                    payable[i] = verdicts.payable[i] == 1;
-                    rate[i] = verdicts.rate_micros[i];
-                    reason[i] = global[verdicts.reason[i] as usize];
+                for (out, &v) in payable.iter_mut().zip(&verdicts.payable) {
+                    *out = v == 1;
+                }
+                rate.copy_from_slice(&verdicts.rate_micros);
+                for (out, &v) in reason.iter_mut().zip(&verdicts.reason) {
+                    *out = global[usize::from(v)];
                 }
                 progress(done.fetch_add(rows.len() as u64, Ordering::Relaxed) + rows.len() as u64);
                 Ok(())

@@ -52,6 +52,27 @@ impl Table {
         })
     }
 
+    /// `rows` (global indices, ascending) split by chunk: each chunk that holds
+    /// some of them, the global index of its first row, and those rows.
+    pub fn segments<'a>(
+        &'a self,
+        mut rows: &'a [u32],
+    ) -> impl Iterator<Item = (&'a EventColumns, u32, &'a [u32])> + 'a {
+        let mut chunk = rows
+            .first()
+            .map_or(0, |&g| self.starts.partition_point(|&s| s <= g) - 1);
+        std::iter::from_fn(move || {
+            let (&first, _) = rows.split_first()?;
+            while first >= self.starts[chunk + 1] {
+                chunk += 1;
+            }
+            let end = self.starts[chunk + 1];
+            let (here, rest) = rows.split_at(rows.partition_point(|&g| g < end));
+            rows = rest;
+            Some((&self.chunks[chunk], self.starts[chunk], here))
+        })
+    }
+
     /// Number of valid records.
     pub fn len(&self) -> usize {
         *self.starts.last().unwrap_or(&0) as usize
@@ -358,6 +379,54 @@ mod tests {
             })
             .collect();
         (rows, d.duplicates, d.conflicts)
+    }
+
+    #[test]
+    fn rows_and_segments_find_every_row_across_chunks() {
+        let ids: Vec<String> = (0..9).map(|i| format!("e{i}")).collect();
+        let records = |range: std::ops::Range<usize>| -> Vec<_> {
+            ids[range]
+                .iter()
+                .map(|id| record(id, 0, "t", None))
+                .collect()
+        };
+        // Chunks of 4, 0 (no valid record) and 5 rows.
+        let chunks = vec![
+            chunk(&records(0..4), 0),
+            chunk(&[], 1),
+            chunk(&records(4..9), 2),
+        ];
+        let (chunks, interners) = chunks.into_iter().unzip();
+        let (table, _) = merge(chunks, interners).unwrap();
+        assert_eq!(table.len(), 9);
+        let id = |c: &EventColumns, r: usize| String::from_utf8(c.event_id(r).to_vec()).unwrap();
+        let subsets: [&[u32]; 6] = [
+            &[],
+            &[0],
+            &[3, 4],
+            &[8],
+            &[0, 1, 2, 3, 4, 5, 6, 7, 8],
+            &[1, 5, 7],
+        ];
+        for rows in subsets {
+            let expected: Vec<String> = rows
+                .iter()
+                .map(|&g| {
+                    let (c, r) = table.locate(g);
+                    id(c, r)
+                })
+                .collect();
+            let by_row: Vec<String> = table.rows(rows).map(|(c, r)| id(c, r)).collect();
+            let by_segment: Vec<String> = table
+                .segments(rows)
+                .flat_map(|(c, start, here)| {
+                    assert!(!here.is_empty());
+                    here.iter().map(move |&g| id(c, (g - start) as usize))
+                })
+                .collect();
+            assert_eq!(by_row, expected, "rows {rows:?}");
+            assert_eq!(by_segment, expected, "segments of {rows:?}");
+        }
     }
 
     #[test]

@@ -91,7 +91,11 @@
 //!   `unwrap` of `None`) aborts the whole batch. Return a verdict instead.
 //! - **Fast is easy.** `classify` is called once per event with a borrowing
 //!   [`Event`]; the SDK allocates nothing per event. Avoid allocating in
-//!   `classify` (no `format!`, no `to_string`) and it stays that way.
+//!   `classify` (no `format!`, no `to_string`) and it stays that way. A rule
+//!   pays only for the fields it reads: `tally rule build` has `classify`
+//!   inlined into the SDK's loop over the batch, and the compiler then drops
+//!   the loads of every other field. That needs `classify` to stay modest in
+//!   size; move long, rarely taken branches into functions of their own.
 //!
 //! # Testing a rule
 //!

@@ -45,12 +45,18 @@ pub fn componentize(module: &[u8]) -> Result<Vec<u8>, String> {
 
 /// The compiler flags of every rule build, replacing any from the environment
 /// so that the same sources give the same component on every machine:
-/// WebAssembly SIMD on (the SDK's checks of a batch are vectorized with it;
-/// every WebAssembly engine of note supports it), and the paths of the
-/// workspace and of Cargo's home, which end up in panic messages, replaced by
-/// fixed names.
+/// - WebAssembly SIMD on: the SDK's checks of a batch are vectorized with it
+///   (every WebAssembly engine of note supports it);
+/// - a higher inlining threshold, so that a rule's `classify` is inlined into
+///   the SDK's loop over the batch and the loads of event fields the rule
+///   does not read are dropped;
+/// - the paths of the workspace and of Cargo's home, which end up in panic
+///   messages, replaced by fixed names.
 fn rustflags(metadata: &serde_json::Value) -> String {
-    let mut flags = vec!["-Ctarget-feature=+simd128".to_string()];
+    let mut flags = vec![
+        "-Ctarget-feature=+simd128".to_string(),
+        "-Cllvm-args=-inline-threshold=1000".to_string(),
+    ];
     if let Some(root) = metadata["workspace_root"].as_str() {
         flags.push(format!("--remap-path-prefix={root}=/rule"));
     }

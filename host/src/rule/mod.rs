@@ -482,6 +482,18 @@ fn check_verdicts(v: &Verdicts, events: usize) -> Result<(), String> {
             return Err(format!("{len} {column} values for {events} events"));
         }
     }
+    // One branch-free sweep; the loop below only runs to say what is wrong.
+    let reasons = v.reasons.len();
+    let rows = v.payable.iter().zip(&v.rate_micros).zip(&v.reason);
+    let fine = rows.fold(true, |fine, ((&payable, &rate), &reason)| {
+        fine & (payable <= 1)
+            & (rate >= 0)
+            & (payable == 1 || rate == 0)
+            & (usize::from(reason) < reasons)
+    });
+    if fine {
+        return Ok(());
+    }
     for i in 0..events {
         let (payable, rate, reason) = (v.payable[i], v.rate_micros[i], v.reason[i]);
         if payable > 1 {
