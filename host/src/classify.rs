@@ -98,14 +98,20 @@ pub fn build_batch(deduped: &Deduped, rows: &[u32], local: &mut Scratch) -> Even
     }
 }
 
+/// The most string bytes per event a span dictionary may carry (ids of the
+/// usual kind are 10 to 40 bytes long).
+const SPAN_BYTES_PER_EVENT: usize = 64;
+
 /// Turns global string ids into a batch dictionary; [`NO_BRAND`] becomes the
 /// null key. Ids are in byte order, and so are the values of the dictionary.
 ///
-/// When the ids a batch uses lie close together (fewer apart than there are
-/// events), the dictionary is simply every string from the lowest id to the
-/// highest: a key is an id minus the lowest, and the values are one slice of
-/// the run's strings. Otherwise it holds just the strings used (see
-/// [`sparse_dictionary`]). Either way, each event carries the same strings.
+/// When the ids a batch uses lie close together, the dictionary is simply
+/// every string from the lowest id to the highest: a key is an id minus the
+/// lowest, and the values are one slice of the run's strings. That span is
+/// used only while it is small next to the batch: fewer strings than there are
+/// events, and at most [`SPAN_BYTES_PER_EVENT`] bytes per event. Otherwise the
+/// dictionary holds just the strings used (see [`sparse_dictionary`]). Either
+/// way, each event carries the same strings.
 fn dictionary(mut ids: Vec<u32>, scratch: &mut Scratch, strings: &Interner) -> DictColumn {
     // `NO_BRAND` is `u32::MAX`, so it never lowers the minimum.
     let (first, last) = ids.iter().fold((u32::MAX, 0), |(first, last), &id| {
@@ -115,6 +121,10 @@ fn dictionary(mut ids: Vec<u32>, scratch: &mut Scratch, strings: &Interner) -> D
     if first > last || (last - first) as usize >= ids.len() {
         return sparse_dictionary(ids, scratch, strings);
     }
+    let (bytes, ends) = strings.span(first, last);
+    if bytes.len() > SPAN_BYTES_PER_EVENT * ids.len() {
+        return sparse_dictionary(ids, scratch, strings);
+    }
     for id in &mut ids {
         *id = if *id == NO_BRAND {
             NO_BRAND
@@ -122,7 +132,6 @@ fn dictionary(mut ids: Vec<u32>, scratch: &mut Scratch, strings: &Interner) -> D
             *id - first
         };
     }
-    let (bytes, ends) = strings.span(first, last);
     let mut offsets = Vec::with_capacity(ends.len() + 1);
     offsets.push(0);
     offsets.extend(ends);
@@ -248,15 +257,22 @@ mod tests {
     /// 400 events over 200 templates and 40 brands (every third event has
     /// none), deduplicated.
     fn table() -> Deduped {
+        let templates = (0..400).map(|i| format!("tpl-{:03}", (i * 7) % 200));
+        table_of(&templates.collect::<Vec<_>>())
+    }
+
+    /// One event per template given, with 40 brands (every third event has
+    /// none), deduplicated.
+    fn table_of(templates: &[String]) -> Deduped {
         let mut events = EventColumns::new();
         let mut strings = Interner::new();
-        let (mut ids, mut templates, mut brands) = (vec![], vec![], vec![]);
-        for i in 0..400 {
+        let n = templates.len();
+        let (mut ids, mut brands) = (vec![], vec![]);
+        for i in 0..n {
             ids.push(format!("ev-{i:04}"));
-            templates.push(format!("tpl-{:03}", (i * 7) % 200));
             brands.push(format!("br-{:02}", i % 40));
         }
-        for i in 0..400 {
+        for i in 0..n {
             let record = [
                 Value::Str(&ids[i]),
                 Value::Int(1_777_636_800_000 + i as i64),
@@ -278,7 +294,7 @@ mod tests {
         let chunk = Chunk {
             source: 0,
             seq: 0,
-            records: 400,
+            records: n as u64,
             interner: 0,
             events,
             quarantine: Vec::new(),
@@ -344,7 +360,22 @@ mod tests {
         let sizes = check_batch(&deduped, &[all[3]], &mut local);
         assert_eq!(sizes, [1, 1, 0]);
 
+        // Close ids but long strings: just the strings used, not the span.
+        let long = |i: usize| format!("tpl-{i:02}-{}", "x".repeat(1_000));
+        let mut templates: Vec<String> = (0..30).map(|i| long(i % 2 * 19)).collect();
+        templates.extend((0..20).map(long));
+        let deduped = table_of(&templates);
+        let mut local = scratch(&deduped);
+        let all = &deduped.survivors;
+        let sizes = check_batch(&deduped, &all[..30], &mut local);
+        assert_eq!(sizes[1], 2, "templates 0 and 19 only, not the 18 between");
+        let sizes = check_batch(&deduped, all, &mut local);
+        assert_eq!(sizes[1], 20);
+
         // Every batch size agrees on each event's strings.
+        let deduped = table();
+        let mut local = scratch(&deduped);
+        let all = &deduped.survivors;
         for size in [1, 7, 64, 399] {
             for rows in all.chunks(size) {
                 check_batch(&deduped, rows, &mut local);
