@@ -8,7 +8,7 @@
 //! way the SDK does:
 //!
 //! - [`encode`] turns events into an [`EventBatch`];
-//! - [`BatchView::new`] checks a batch and decodes it into borrowing [`Event`]s;
+//! - [`BatchView::new`] checks a batch, which then hands out borrowing [`Event`]s;
 //! - [`classify`] runs a rule over a batch and returns its [`Verdicts`];
 //! - [`check_verdicts`] checks verdicts the way a host should before trusting them.
 //!
@@ -27,7 +27,7 @@ pub use crate::__private::bindings::exports::tally::rules::classifier::{
 /// The dictionary key that stands for null (only `brand-id` uses it).
 pub const NULL_KEY: u32 = u32::MAX;
 
-/// A checked [`EventBatch`], decoded once, that hands out borrowing [`Event`]s.
+/// A checked [`EventBatch`] that hands out borrowing [`Event`]s.
 ///
 /// [`BatchView::new`] does all the checking up front, including the UTF-8
 /// check of every string column (once per column, not per event) and the
@@ -52,7 +52,7 @@ pub struct BatchView<'a> {
 }
 
 impl<'a> BatchView<'a> {
-    /// Checks that `batch` is well formed and decodes its strings.
+    /// Checks that `batch` is well formed.
     ///
     /// A batch is well formed when every column has one element per event (two
     /// bytes per event for `country`), every string column's offsets start at 0,
