@@ -186,6 +186,7 @@ pub fn prepare(
     let fingerprint = ingest::fingerprint(&files, &hashes);
     let bar = Progress::start("ingest", None, progress);
     let (chunks, interners) = ingest::read_all(&files, &|n| bar.set(n))?;
+    ingest::check_unchanged(&files)?;
     bar.finish();
     let mut counts = Counts::default();
     for chunk in &chunks {

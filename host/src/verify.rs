@@ -154,6 +154,7 @@ fn verify_commit(
             path: PathBuf::from(&i.path),
             format: Format::from_name(&i.format).unwrap_or(Format::Jsonl),
             size: i.size,
+            modified: None,
         })
         .collect();
     let mut inputs_ok = true;

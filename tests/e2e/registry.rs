@@ -102,6 +102,7 @@ fn hash_of(path: &Path) -> String {
         path: path.to_path_buf(),
         format: tally::ingest::Format::Jsonl,
         size: std::fs::metadata(path).expect("file exists").len(),
+        modified: None,
     };
     let hashes = tally::ingest::hash_files(&[file]).expect("file hashes");
     hashes[0].to_hex().to_string()

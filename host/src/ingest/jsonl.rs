@@ -345,6 +345,7 @@ mod tests {
             path,
             format: Format::Jsonl,
             size: 0,
+            modified: None,
         };
         let blocks: Vec<Block> = super::blocks(0, &file).map(Result::unwrap).collect();
         assert!(blocks.len() >= 3);

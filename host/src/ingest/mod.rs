@@ -62,6 +62,19 @@ pub struct InputFile {
     pub format: Format,
     /// Its size in bytes.
     pub size: u64,
+    /// When it was last modified, if the file system says.
+    pub modified: Option<std::time::SystemTime>,
+}
+
+impl InputFile {
+    fn new(path: PathBuf, format: Format, meta: &std::fs::Metadata) -> Self {
+        InputFile {
+            path,
+            format,
+            size: meta.len(),
+            modified: meta.modified().ok(),
+        }
+    }
 }
 
 /// The valid events and quarantined records of one unit of input.
@@ -98,6 +111,12 @@ pub enum IngestError {
     /// Reading or decompressing failed part way (for example a truncated file).
     #[error("reading input {path} failed (is the file truncated or corrupt?)")]
     Read { path: PathBuf, source: io::Error },
+    /// A file was written to between being found and being read to the end,
+    /// so its fingerprint and its events may not describe the same contents.
+    #[error(
+        "input {path} changed while it was being read (its size or modification time is not what it was when the run started); nothing was written: rerun once the file is complete"
+    )]
+    Changed { path: PathBuf },
     /// A Parquet file could not be decoded.
     #[error("input {path}: not a readable Parquet file: {message}")]
     Parquet { path: PathBuf, message: String },
@@ -138,11 +157,7 @@ pub fn discover(inputs: &[PathBuf]) -> Result<Vec<InputFile>, IngestError> {
             let format = format_of(input).ok_or_else(|| IngestError::UnknownFormat {
                 path: input.clone(),
             })?;
-            files.push(InputFile {
-                path: input.clone(),
-                format,
-                size: meta.len(),
-            });
+            files.push(InputFile::new(input.clone(), format, &meta));
         }
     }
     files.sort_by(|a, b| a.path.cmp(&b.path));
@@ -176,10 +191,24 @@ fn walk(dir: &Path, files: &mut Vec<InputFile>) -> Result<(), IngestError> {
                 walk(&path, files)?;
             }
         } else if let Some(format) = format_of(&path) {
-            files.push(InputFile {
-                path,
-                format,
-                size: meta.len(),
+            files.push(InputFile::new(path, format, &meta));
+        }
+    }
+    Ok(())
+}
+
+/// Checks that no file changed (in size or modification time) since it was
+/// found: run after reading, so that the input fingerprint, taken first,
+/// describes exactly the contents that were read.
+pub fn check_unchanged(files: &[InputFile]) -> Result<(), IngestError> {
+    for file in files {
+        let meta = std::fs::metadata(&file.path).map_err(|source| IngestError::Open {
+            path: file.path.clone(),
+            source,
+        })?;
+        if meta.len() != file.size || meta.modified().ok() != file.modified {
+            return Err(IngestError::Changed {
+                path: file.path.clone(),
             });
         }
     }
@@ -309,6 +338,50 @@ pub fn read_all(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_file_written_to_after_it_was_found_is_caught() {
+        use std::io::Write;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a.jsonl");
+        std::fs::write(&path, b"{}\n").unwrap();
+        let files = discover(std::slice::from_ref(&path)).unwrap();
+        check_unchanged(&files).unwrap();
+
+        // Same size, newer modification time.
+        let later = files[0].modified.unwrap() + std::time::Duration::from_secs(5);
+        std::fs::File::options()
+            .write(true)
+            .open(&path)
+            .unwrap()
+            .set_modified(later)
+            .unwrap();
+        let message = check_unchanged(&files).unwrap_err().to_string();
+        assert!(
+            message.contains("changed while it was being read"),
+            "{message}"
+        );
+
+        // Grown.
+        let files = discover(std::slice::from_ref(&path)).unwrap();
+        std::fs::File::options()
+            .append(true)
+            .open(&path)
+            .unwrap()
+            .write_all(b"{}\n")
+            .unwrap();
+        assert!(matches!(
+            check_unchanged(&files),
+            Err(IngestError::Changed { .. })
+        ));
+
+        // Gone.
+        std::fs::remove_file(&path).unwrap();
+        assert!(matches!(
+            check_unchanged(&files),
+            Err(IngestError::Open { .. })
+        ));
+    }
 
     #[test]
     fn directories_skip_hidden_entries_other_formats_and_tally_outputs() {
