@@ -2,10 +2,9 @@
 //! parallel, and collects one verdict per event.
 //!
 //! Batches are cut from the survivors in input order; each batch carries its own
-//! small dictionaries of the creator, template and brand strings it uses, in
-//! byte order. Each
-//! batch runs in a fresh sandboxed instance (see `rule`), so verdicts do not
-//! depend on the batch size or on which thread ran the batch.
+//! dictionaries of the creator, template and brand strings it uses, in byte
+//! order. Each batch runs in a fresh sandboxed instance (see `rule`), so
+//! verdicts do not depend on the batch size or on which thread ran the batch.
 
 use crate::dedup::Deduped;
 use crate::intern::Interner;
@@ -47,9 +46,8 @@ pub fn scratch(deduped: &Deduped) -> Scratch {
 
 /// Builds the columnar batch for the given rows (global row indices).
 ///
-/// The rows are read once, in order, into the fixed-width columns and the raw
-/// string ids; each string column is then turned into a dictionary in passes
-/// of its own.
+/// The rows are gathered a column at a time within each chunk, the string
+/// columns as raw ids, which [`dictionary`] then turns into keys and values.
 pub fn build_batch(deduped: &Deduped, rows: &[u32], local: &mut Scratch) -> EventBatch {
     let table = &deduped.table;
     let n = rows.len();
