@@ -1,31 +1,58 @@
 //! The whole pipeline, end to end, on generated events: Parquet and JSONL inputs.
-//! Reports records/s and the peak resident memory of the run, and the cost of
+//! Each run is the `tally` command as a user runs it, a fresh process writing a
+//! fresh output directory, timed from start to exit. Reports records/s and the
+//! peak resident memory of the run (from its JSON report), and the cost of
 //! `tally compare` (v1 against v2 in one pass) relative to a single run.
 //!
-//! `cargo bench -p tally-benches --bench pipeline` (after `make rules`);
-//! `TALLY_BENCH_EVENTS` sets the size (default 10,000,000), `TALLY_BENCH_RUNS`
-//! the runs per format (default 3, the best and the median are shown).
+//! `cargo bench -p tally-benches --bench pipeline` (after `make rules`; the
+//! `tally` binary is brought up to date first); `TALLY_BENCH_EVENTS` sets the
+//! size (default 10,000,000), `TALLY_BENCH_RUNS` the runs per format (default
+//! 3, the best and the median are shown).
 
+use std::ffi::OsStr;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
 use std::time::Instant;
-use tally::compare;
 use tally::generate::Format;
-use tally::pipeline::{RunOptions, run};
-use tally::rule::{Limits, Rule};
 use tally_benches::{events, root, rule};
 
-/// Peak resident memory of this process since the last reset, in bytes.
-fn peak_rss() -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-        .map_or(0, |kb| kb * 1024)
+/// Builds the `tally` binary if it is out of date, and returns its path.
+fn tally_binary() -> PathBuf {
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let status = Command::new(cargo)
+        .args([
+            "build",
+            "--release",
+            "--quiet",
+            "-p",
+            "tally",
+            "--bin",
+            "tally",
+        ])
+        .current_dir(root())
+        .status()
+        .expect("cargo runs");
+    assert!(status.success(), "building tally failed");
+    root().join("target/release/tally")
 }
 
-/// Resets the peak so each run is measured alone (Linux `clear_refs`).
-fn reset_peak_rss() {
-    let _ = std::fs::write("/proc/self/clear_refs", "5");
+/// Runs `tally` with `args`, output discarded; returns the wall time in seconds.
+fn timed(tally: &Path, args: &[&OsStr]) -> f64 {
+    let started = Instant::now();
+    let status = Command::new(tally)
+        .args(args)
+        .stdout(Stdio::null())
+        .status()
+        .expect("tally runs");
+    let seconds = started.elapsed().as_secs_f64();
+    assert!(status.success(), "tally {args:?} failed");
+    seconds
+}
+
+/// The best and the median of `times`.
+fn best_and_median(mut times: Vec<f64>) -> (f64, f64) {
+    times.sort_by(f64::total_cmp);
+    (times[0], times[times.len() / 2])
 }
 
 fn main() {
@@ -40,43 +67,51 @@ fn main() {
     let runs: usize = std::env::var("TALLY_BENCH_RUNS")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(3);
-    let rule = rule("creator-pay-v1");
+        .unwrap_or(3)
+        .max(1);
+    let tally = tally_binary();
+    let v1 = rule("creator-pay-v1");
+    let v2 = rule("creator-pay-v2");
+    let out = root().join("target/bench-data/out");
     println!(
-        "pipeline, {count} records, creator-pay v1, {} threads",
-        rayon::current_num_threads()
+        "pipeline, {count} records, creator-pay v1, `tally run` on {} cores",
+        std::thread::available_parallelism().map_or(1, |n| n.get())
     );
     let mut best_parquet = f64::MAX;
     for format in [Format::Parquet, Format::Jsonl] {
         let input = events(count, format);
-        let out = root().join("target/bench-data/out");
         let mut times = Vec::new();
         let mut peak = 0;
         for _ in 0..runs {
-            reset_peak_rss();
-            let started = Instant::now();
-            let report = run(&RunOptions {
-                inputs: vec![input.clone()],
-                rule: rule.clone(),
-                out: out.clone(),
-                threads: None,
-                batch_size: tally::pipeline::DEFAULT_BATCH_SIZE,
-                limits: Limits::default(),
-                progress: false,
-                days: None,
-            })
-            .expect("the pipeline runs");
-            times.push(started.elapsed().as_secs_f64());
-            peak = peak.max(peak_rss());
-            assert_eq!(report.counts.records, count);
-            let t = &report.timings;
+            let _ = std::fs::remove_dir_all(&out);
+            let args = [
+                "run".as_ref(),
+                "--input".as_ref(),
+                input.as_os_str(),
+                "--rule".as_ref(),
+                v1.as_os_str(),
+                "--out".as_ref(),
+                out.as_os_str(),
+                "--quiet".as_ref(),
+            ];
+            let seconds = timed(&tally, &args);
+            let report = std::fs::read_to_string(out.join("_report.json")).expect("_report.json");
+            let report: serde_json::Value = serde_json::from_str(&report).expect("a JSON report");
+            assert_eq!(report["counts"]["records"].as_u64(), Some(count));
+            peak = peak.max(report["peak_memory_bytes"].as_u64().unwrap_or(0));
+            let t = &report["timings"];
+            let stage = |name: &str| t[name].as_f64().unwrap_or(f64::NAN);
             println!(
-                "  {format:?}: {:.2}s (ingest {:.2}, dedup {:.2}, classify {:.2}, aggregate {:.2}, commit {:.2})",
-                t.total, t.ingest, t.dedup, t.classify, t.aggregate, t.commit
+                "  {format:?}: {seconds:.2}s (ingest {:.2}, dedup {:.2}, classify {:.2}, aggregate {:.2}, commit {:.2})",
+                stage("ingest"),
+                stage("dedup"),
+                stage("classify"),
+                stage("aggregate"),
+                stage("commit")
             );
+            times.push(seconds);
         }
-        times.sort_by(f64::total_cmp);
-        let (best, median) = (times[0], times[times.len() / 2]);
+        let (best, median) = best_and_median(times);
         if format == Format::Parquet {
             best_parquet = best;
         }
@@ -90,30 +125,24 @@ fn main() {
 
     // Two rules in one pass, against the best single run on the same input.
     let input = events(count, Format::Parquet);
-    let a = Rule::load(&rule, Limits::default()).expect("rule v1");
-    let b = Rule::load(&tally_benches::rule("creator-pay-v2"), Limits::default()).expect("rule v2");
-    let mut times = Vec::new();
-    for _ in 0..runs {
-        let started = Instant::now();
-        let options = compare::Options {
-            top: 10,
-            sample: 20,
-            batch_size: tally::pipeline::DEFAULT_BATCH_SIZE,
-            progress: false,
-        };
-        compare::compare_rules(
-            std::slice::from_ref(&input),
-            (&a, "v1"),
-            (&b, "v2"),
-            options,
-        )
-        .expect("the comparison runs");
-        times.push(started.elapsed().as_secs_f64());
-    }
-    times.sort_by(f64::total_cmp);
+    let times = (0..runs)
+        .map(|_| {
+            let args = [
+                "compare".as_ref(),
+                "--input".as_ref(),
+                input.as_os_str(),
+                "--rule".as_ref(),
+                v1.as_os_str(),
+                "--rule".as_ref(),
+                v2.as_os_str(),
+                "--quiet".as_ref(),
+            ];
+            timed(&tally, &args)
+        })
+        .collect();
+    let (best, median) = best_and_median(times);
     println!(
-        "compare v1 vs v2 on Parquet: best {:.2}s = {:.2}x the best single run",
-        times[0],
-        times[0] / best_parquet
+        "compare v1 vs v2 on Parquet: best {best:.2}s = {:.2}x the best single run, median {median:.2}s",
+        best / best_parquet
     );
 }

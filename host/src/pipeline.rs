@@ -384,6 +384,7 @@ fn run_in_pool(options: &RunOptions, rule: Rule) -> Result<RunReport, RunError> 
         threads: rayon::current_num_threads(),
         batch_size: options.batch_size,
         records_per_second: 0.0,
+        peak_memory_bytes: None,
         counts: computed.counts.clone(),
         commit: 0,
         window: window_names(options.days),
@@ -538,6 +539,7 @@ fn commit_output(
     report.timings.commit = t.elapsed().as_secs_f64();
     report.timings.total = started.elapsed().as_secs_f64();
     report.records_per_second = report.counts.records as f64 / report.timings.total.max(1e-9);
+    report.peak_memory_bytes = crate::report::peak_memory();
     commit::write_file(
         &staging.dir.join(commit::REPORT),
         pretty(&report).as_bytes(),

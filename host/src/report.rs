@@ -113,7 +113,21 @@ pub struct RunReport {
     pub timings: Timings,
     /// Input records per second, end to end.
     pub records_per_second: f64,
+    /// The most memory the process held at once up to the end of the run,
+    /// in bytes (resident set; null where the system does not say).
+    pub peak_memory_bytes: Option<u64>,
     pub checks: Vec<Check>,
+}
+
+/// The peak resident memory of this process so far, in bytes (Linux:
+/// `VmHWM` in `/proc/self/status`; `None` elsewhere).
+pub fn peak_memory() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let kib = status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmHWM:"))?;
+    let kib: u64 = kib.trim().strip_suffix("kB")?.trim().parse().ok()?;
+    Some(kib * 1024)
 }
 
 /// The invariants every run must satisfy.
@@ -254,6 +268,9 @@ impl fmt::Display for RunReport {
             thousands(self.records_per_second as u64),
             self.threads
         )?;
+        if let Some(bytes) = self.peak_memory_bytes {
+            writeln!(f, "memory    {} MiB at the peak", thousands(bytes >> 20))?;
+        }
         let failed: Vec<_> = self.checks.iter().filter(|c| !c.ok).collect();
         if failed.is_empty() {
             write!(f, "checks    all {} passed", self.checks.len())

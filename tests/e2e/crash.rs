@@ -55,11 +55,12 @@ fn copy_tree(from: &Path, to: &Path) {
 }
 
 /// Fields of the JSON files that differ from run to run of the same work.
-const RUN_SPECIFIC: [&str; 5] = [
+const RUN_SPECIFIC: [&str; 6] = [
     "run_id",
     "committed_at",
     "timings",
     "records_per_second",
+    "peak_memory_bytes",
     "output",
 ];
 

@@ -110,6 +110,9 @@ pub fn run(inputs: &[&Path], rule: &Path, out: &Path, extra: &[&str]) -> serde_j
         checks.iter().all(|c| c["ok"] == true),
         "failed checks: {checks:?}"
     );
+    // Linux says how much memory the run took at its peak.
+    let peak = report["peak_memory_bytes"].as_u64().unwrap_or(0);
+    assert!(peak > 1 << 20, "peak memory {peak} bytes");
     report
 }
 

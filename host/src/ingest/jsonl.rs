@@ -14,6 +14,7 @@ use std::borrow::Cow;
 use std::fmt;
 use std::fs::File;
 use std::io::{BufReader, Read};
+use std::sync::{Arc, Mutex};
 
 /// Bytes read from a file per block (a block always ends at a line end).
 const BLOCK_BYTES: usize = 4 << 20;
@@ -26,10 +27,45 @@ pub(super) struct Block {
     bytes: Vec<u8>,
 }
 
-/// The blocks of one file, read lazily. A read error ends the sequence with `Err`.
+impl Block {
+    /// The block's buffer, to be used again (see [`Buffers`]).
+    pub(super) fn into_buffer(self) -> Vec<u8> {
+        self.bytes
+    }
+}
+
+/// Block buffers handed back after parsing, for the next blocks to read into:
+/// a new process's fresh memory costs a page fault per page, and a run reads
+/// gigabytes of blocks.
+#[derive(Default)]
+pub(super) struct Buffers(Mutex<Vec<Vec<u8>>>);
+
+impl Buffers {
+    /// Buffers kept at most; more are freed.
+    const KEPT: usize = 64;
+
+    fn take(&self) -> Vec<u8> {
+        let mut kept = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let mut buffer = kept.pop().unwrap_or_default();
+        buffer.clear();
+        buffer
+    }
+
+    pub(super) fn give(&self, buffer: Vec<u8>) {
+        let mut kept = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let size = buffer.capacity();
+        if kept.len() < Self::KEPT && (BLOCK_BYTES..=4 * BLOCK_BYTES).contains(&size) {
+            kept.push(buffer);
+        }
+    }
+}
+
+/// The blocks of one file, read lazily into buffers from `buffers`. A read
+/// error ends the sequence with `Err`.
 pub(super) fn blocks(
     source: u32,
     file: &InputFile,
+    buffers: Arc<Buffers>,
 ) -> impl Iterator<Item = Result<Block, IngestError>> + Send + use<> {
     let path = file.path.clone();
     let format = file.format;
@@ -58,7 +94,15 @@ pub(super) fn blocks(
             }
         }
         let r = reader.as_mut()?;
-        let mut bytes = std::mem::take(&mut carry);
+        // The unfinished line from the last block comes first. A line longer
+        // than a block keeps growing in its own buffer.
+        let mut bytes = if carry.capacity() >= BLOCK_BYTES {
+            std::mem::take(&mut carry)
+        } else {
+            let mut bytes = buffers.take();
+            bytes.append(&mut carry);
+            bytes
+        };
         let start = bytes.len();
         bytes.resize(start + BLOCK_BYTES, 0);
         let mut filled = start;
@@ -83,7 +127,10 @@ pub(super) fn blocks(
         } else {
             // Keep the unfinished last line for the next block.
             match memchr::memrchr(b'\n', &bytes) {
-                Some(end) => carry = bytes.split_off(end + 1),
+                Some(end) => {
+                    carry.extend_from_slice(&bytes[end + 1..]);
+                    bytes.truncate(end + 1);
+                }
                 None => {
                     // One line longer than a block: keep reading until it ends.
                     carry = bytes;
@@ -119,7 +166,7 @@ fn open(path: &std::path::Path, format: Format) -> std::io::Result<Box<dyn Read 
 }
 
 /// Parses and validates every line of a block.
-pub(super) fn parse(block: Block, strings: &mut Interner) -> Chunk {
+pub(super) fn parse(block: &Block, strings: &mut Interner) -> Chunk {
     let mut events = EventColumns::new();
     events.source = block.source;
     let mut quarantine = Vec::new();
@@ -284,7 +331,7 @@ mod tests {
             first_line: 1,
             bytes: text.to_vec(),
         };
-        (parse(block, &mut strings), strings)
+        (parse(&block, &mut strings), strings)
     }
 
     const GOOD: &str = r#"{"event_id":"e1","occurred_at":"2026-05-01T12:00:00Z","ingested_at":1777636800000,"creator_id":"cr-1","template_id":"t\u00e9","brand_id":null,"content_kind":"video","action":"view","user_tier":"teams","country":"BR","extra":{"x":[1]}}"#;
@@ -347,7 +394,9 @@ mod tests {
             size: 0,
             modified: None,
         };
-        let blocks: Vec<Block> = super::blocks(0, &file).map(Result::unwrap).collect();
+        let blocks: Vec<Block> = super::blocks(0, &file, Default::default())
+            .map(Result::unwrap)
+            .collect();
         assert!(blocks.len() >= 3);
         let mut expected_line = 1;
         for block in &blocks {
@@ -358,8 +407,41 @@ mod tests {
         let mut strings = Interner::new();
         let total: u64 = blocks
             .into_iter()
-            .map(|b| parse(b, &mut strings).records)
+            .map(|b| parse(&b, &mut strings).records)
             .sum();
         assert_eq!(total, n as u64);
+    }
+
+    #[test]
+    fn recycled_buffers_and_a_line_longer_than_a_block_keep_every_byte() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("e.jsonl");
+        let line = format!("{GOOD}\n");
+        let long = format!("{}\n", "x".repeat(BLOCK_BYTES * 2 + 5));
+        let mut text = line.repeat(BLOCK_BYTES / line.len() + 3);
+        text.push_str(&long);
+        text.push_str(&line.repeat(BLOCK_BYTES / line.len() * 2));
+        std::fs::write(&path, &text).unwrap();
+        let file = InputFile {
+            path,
+            format: Format::Jsonl,
+            size: 0,
+            modified: None,
+        };
+        let buffers = Arc::new(Buffers::default());
+        let mut read = Vec::new();
+        let mut expected_line = 1;
+        for block in super::blocks(0, &file, buffers.clone()) {
+            let block = block.unwrap();
+            assert_eq!(block.first_line, expected_line);
+            expected_line += memchr::memchr_iter(b'\n', &block.bytes).count() as u64;
+            read.extend_from_slice(&block.bytes);
+            // Handed back at once, so the next block reads into it.
+            buffers.give(block.into_buffer());
+        }
+        assert!(
+            read == text.as_bytes(),
+            "the blocks do not add up to the file"
+        );
     }
 }

@@ -297,11 +297,12 @@ pub fn read_all(
             row_groups.extend(parquet::row_groups(source as u32, &file.path)?);
         }
     }
+    let buffers = std::sync::Arc::new(jsonl::Buffers::default());
     let json_blocks = files
         .iter()
         .enumerate()
         .filter(|(_, f)| f.format != Format::Parquet)
-        .flat_map(|(source, file)| jsonl::blocks(source as u32, file))
+        .flat_map(|(source, file)| jsonl::blocks(source as u32, file, buffers.clone()))
         .map(|block| block.map_or_else(Work::Failed, Work::Json));
     let work = row_groups
         .into_iter()
@@ -318,7 +319,11 @@ pub fn read_all(
         .map(|work| {
             let (id, mut strings) = interners.take();
             let chunk = match work {
-                Work::Json(block) => Ok(jsonl::parse(block, &mut strings)),
+                Work::Json(block) => {
+                    let chunk = jsonl::parse(&block, &mut strings);
+                    buffers.give(block.into_buffer());
+                    Ok(chunk)
+                }
                 Work::RowGroup(rg) => {
                     parquet::read(&files[rg.source as usize].path, rg, &mut strings)
                 }
