@@ -372,11 +372,8 @@ impl VerdictColumns {
     fn reason_index(&mut self, reason: &'static str) -> Result<u16, String> {
         // A rule uses a handful of reason codes, nearly always the same string
         // literals: a scan that compares pointers is the fast path.
-        let seen = self.reasons.iter().take(SCANNED_REASONS);
-        match seen
-            .into_iter()
-            .position(|&known| std::ptr::eq(known, reason))
-        {
+        let mut seen = self.reasons.iter().take(SCANNED_REASONS);
+        match seen.position(|&known| std::ptr::eq(known, reason)) {
             Some(index) => Ok(index as u16),
             None => self.reason_index_by_value(reason),
         }
