@@ -117,11 +117,11 @@ fn dictionary(mut ids: Vec<u32>, scratch: &mut Scratch, strings: &Interner) -> D
         (first.min(id), last.max(if used { id } else { 0 }))
     });
     if first > last || (last - first) as usize >= ids.len() {
-        return sparse_dictionary(ids, scratch, strings);
+        return sparse_dictionary(ids, (first, last), scratch, strings);
     }
     let (bytes, ends) = strings.span(first, last);
     if bytes.len() > SPAN_BYTES_PER_EVENT * ids.len() {
-        return sparse_dictionary(ids, scratch, strings);
+        return sparse_dictionary(ids, (first, last), scratch, strings);
     }
     for id in &mut ids {
         *id = if *id == NO_BRAND {
@@ -143,28 +143,37 @@ fn dictionary(mut ids: Vec<u32>, scratch: &mut Scratch, strings: &Interner) -> D
 }
 
 /// A dictionary of just the strings a batch uses, in id order, each key its
-/// string's position among them.
+/// string's position among them; `first` and `last` are the lowest and highest
+/// id used (`u32::MAX` and 0 when every id is null).
 ///
 /// Three passes without data-dependent branches: mark the ids used in a
 /// bitmap, sweep the marked ids in order (numbering them and copying their
 /// strings), then replace each id with its number.
-fn sparse_dictionary(mut ids: Vec<u32>, scratch: &mut Scratch, strings: &Interner) -> DictColumn {
+fn sparse_dictionary(
+    mut ids: Vec<u32>,
+    (first, last): (u32, u32),
+    scratch: &mut Scratch,
+    strings: &Interner,
+) -> DictColumn {
     let Scratch { bits, keys } = scratch;
-    let (mut first, mut last) = (usize::MAX, 0);
     for &id in &ids {
         let used = id != NO_BRAND;
         let id = if used { id as usize } else { 0 };
         bits[id / 64] |= u64::from(used) << (id % 64);
-        first = first.min(if used { id / 64 } else { usize::MAX });
-        last = last.max(if used { id / 64 } else { 0 });
     }
     let mut values = StringColumn {
         offsets: vec![0],
         bytes: Vec::new(),
     };
     let mut next = 0;
-    for word in first..=last.min(bits.len().saturating_sub(1)) {
-        let mut set = std::mem::take(&mut bits[word]);
+    // The words that hold every id used (none when every id is null).
+    let words = if first <= last {
+        first as usize / 64..last as usize / 64 + 1
+    } else {
+        0..0
+    };
+    for (word, bits) in words.clone().zip(&mut bits[words]) {
+        let mut set = std::mem::take(bits);
         while set != 0 {
             let id = word * 64 + set.trailing_zeros() as usize;
             set &= set - 1;

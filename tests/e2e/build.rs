@@ -2,26 +2,16 @@
 //! byte, wherever the checkout is, so a rule's hash can be recomputed from its
 //! sources.
 
-use crate::common::{root, rule, tally_ok};
+use crate::common::{self, root, rule, tally_ok};
 use std::path::Path;
 use tempfile::TempDir;
 
-/// Copies the sources under `from` to `to`, leaving out build output.
+/// Copies the sources under `from` to `to`, leaving out build output and
+/// hidden entries.
 fn copy_sources(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).expect("creating a directory");
-    for entry in std::fs::read_dir(from).expect("reading a directory") {
-        let entry = entry.expect("a directory entry");
-        let name = entry.file_name();
-        if name == "target" || name.to_string_lossy().starts_with('.') {
-            continue;
-        }
-        let path = entry.path();
-        if path.is_dir() {
-            copy_sources(&path, &to.join(&name));
-        } else {
-            std::fs::copy(&path, to.join(&name)).expect("copying a file");
-        }
-    }
+    common::copy_tree(from, to, &|name| {
+        name == "target" || name.to_string_lossy().starts_with('.')
+    });
 }
 
 #[test]

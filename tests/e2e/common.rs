@@ -137,3 +137,35 @@ pub fn small_jsonl(dir: &Path, n: usize) -> PathBuf {
     std::fs::write(&path, lines.join("\n") + "\n").expect("write input");
     path
 }
+
+/// The blake3 hash of a file's bytes, in hex. It is computed with the input
+/// hasher of the ingest stage, which has nothing to do with loading or
+/// publishing rules.
+pub fn blake3_hex(path: &Path) -> String {
+    let file = tally::ingest::InputFile {
+        path: path.to_path_buf(),
+        format: tally::ingest::Format::Jsonl,
+        size: std::fs::metadata(path).expect("file exists").len(),
+        modified: None,
+    };
+    let hashes = tally::ingest::hash_files(&[file]).expect("file hashes");
+    hashes[0].to_hex().to_string()
+}
+
+/// Copies a directory tree (files and directories only), leaving out the
+/// entries whose name `skip` accepts.
+pub fn copy_tree(from: &Path, to: &Path, skip: &dyn Fn(&std::ffi::OsStr) -> bool) {
+    std::fs::create_dir_all(to).expect("create dir");
+    for entry in std::fs::read_dir(from).expect("readable dir") {
+        let entry = entry.expect("entry");
+        if skip(&entry.file_name()) {
+            continue;
+        }
+        let target = to.join(entry.file_name());
+        if entry.file_type().expect("file type").is_dir() {
+            copy_tree(&entry.path(), &target, skip);
+        } else {
+            std::fs::copy(entry.path(), &target).expect("copy file");
+        }
+    }
+}

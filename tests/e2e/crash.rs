@@ -40,18 +40,9 @@ impl Sequence {
     }
 }
 
-/// Copies a directory tree (files and directories only).
+/// Copies a whole directory tree.
 fn copy_tree(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).expect("create dir");
-    for entry in std::fs::read_dir(from).expect("readable dir") {
-        let entry = entry.expect("entry");
-        let target = to.join(entry.file_name());
-        if entry.file_type().expect("file type").is_dir() {
-            copy_tree(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), &target).expect("copy file");
-        }
-    }
+    common::copy_tree(from, to, &|_| false);
 }
 
 /// Fields of the JSON files that differ from run to run of the same work.

@@ -65,7 +65,7 @@ impl Reg {
         for (name, cases) in [("creator-pay-v1", 14), ("creator-pay-v2", 15)] {
             let wasm = self.reference_rule(name);
             let out = self.ok(&["rule", "publish", s(&wasm)]);
-            let hash = hash_of(&wasm);
+            let hash = common::blake3_hex(&wasm);
             assert!(out.starts_with("published creator-pay@"), "{out}");
             assert!(out.contains(&hash), "{out}");
             assert!(out.contains(&format!("{cases} golden cases")), "{out}");
@@ -93,19 +93,6 @@ impl Reg {
         let sidecar = PathBuf::from(format!("{}.json", code.display()));
         (code, sidecar)
     }
-}
-
-/// The blake3 hash of a file, in hex, computed with the input hasher of the
-/// ingest stage (independent of the registry's code).
-fn hash_of(path: &Path) -> String {
-    let file = tally::ingest::InputFile {
-        path: path.to_path_buf(),
-        format: tally::ingest::Format::Jsonl,
-        size: std::fs::metadata(path).expect("file exists").len(),
-        modified: None,
-    };
-    let hashes = tally::ingest::hash_files(&[file]).expect("file hashes");
-    hashes[0].to_hex().to_string()
 }
 
 /// The hand-written `constant@0.1.0` rule (tests/fixtures/rules/constant.wat)
@@ -143,7 +130,7 @@ fn publish_and_resolve_by_every_form_of_reference() {
 
     // The layout is plain files named by hash, name@version.
     for hash in [&v1, &v2] {
-        assert_eq!(hash_of(&reg.blob(hash)), *hash);
+        assert_eq!(common::blake3_hex(&reg.blob(hash)), *hash);
         let record: serde_json::Value = serde_json::from_slice(
             &std::fs::read(reg.path.join("rules").join(format!("{hash}.json"))).unwrap(),
         )
@@ -262,7 +249,7 @@ fn a_path_needs_no_registry() {
     let wasm = common::rule("creator-pay-v1");
     let shown = reg.show(s(&wasm));
     assert_eq!(shown["kind"], "path");
-    assert_eq!(shown["hash"], hash_of(&wasm).as_str());
+    assert_eq!(shown["hash"], common::blake3_hex(&wasm).as_str());
     assert_eq!(shown["published"], serde_json::Value::Null);
     assert!(!reg.path.exists(), "showing a file created no registry");
 
@@ -304,7 +291,7 @@ fn tags_move_and_only_point_at_versions_of_their_name() {
     // A tag only points at a published version of its own name.
     let other = constant(reg.dir.path(), "constant.wasm", None);
     reg.ok(&["rule", "publish", s(&other)]);
-    let constant_hash = hash_of(&other);
+    let constant_hash = common::blake3_hex(&other);
     let err = reg.fails(&["rule", "tag", "creator-pay", "prod", &constant_hash]);
     common::assert_mentions(
         &err,
@@ -312,7 +299,10 @@ fn tags_move_and_only_point_at_versions_of_their_name() {
     );
     let unpublished = constant(reg.dir.path(), "unpublished.wasm", Some("x"));
     let err = reg.fails(&["rule", "tag", "constant", "prod", s(&unpublished)]);
-    common::assert_mentions(&err, &["is not published", &hash_of(&unpublished)]);
+    common::assert_mentions(
+        &err,
+        &["is not published", &common::blake3_hex(&unpublished)],
+    );
     let err = reg.fails(&["rule", "tag", "creator-pay", "1.0.1", &v1]);
     common::assert_mentions(&err, &["not a valid tag"]);
     assert_eq!(reg.show("creator-pay@prod")["hash"], v1.as_str());
@@ -386,7 +376,7 @@ fn publishing_the_same_bytes_twice_is_a_no_op() {
         &second,
         &[
             "creator-pay@1.0.0 is already published",
-            &hash_of(&wasm),
+            &common::blake3_hex(&wasm),
             "nothing to do",
         ],
     );
@@ -404,7 +394,7 @@ fn different_bytes_under_a_published_version_are_refused() {
     let reg = Reg::new();
     let a = constant(reg.dir.path(), "a.wasm", None);
     let b = constant(reg.dir.path(), "b.wasm", Some("a different build"));
-    let (hash_a, hash_b) = (hash_of(&a), hash_of(&b));
+    let (hash_a, hash_b) = (common::blake3_hex(&a), common::blake3_hex(&b));
     assert_ne!(hash_a, hash_b);
     // Both are valid rules with the same metadata.
     for path in [&a, &b] {
@@ -516,7 +506,7 @@ fn publishing_a_crate_builds_it_and_runs_its_golden_cases() {
         ],
     );
     // The same build as `make rules`.
-    let built = hash_of(&common::rule("creator-pay-v2"));
+    let built = common::blake3_hex(&common::rule("creator-pay-v2"));
     assert_eq!(reg.show("creator-pay@2.0.0")["hash"], built.as_str());
 }
 
@@ -547,7 +537,7 @@ fn a_corrupt_compiled_cache_entry_is_rebuilt() {
     assert_ne!(rewritten, bad, "the corrupt entry was overwritten");
     let side: serde_json::Value =
         serde_json::from_slice(&std::fs::read(&sidecar).unwrap()).unwrap();
-    assert_eq!(side["code_blake3"], hash_of(&code).as_str());
+    assert_eq!(side["code_blake3"], common::blake3_hex(&code).as_str());
     assert_eq!(side["rule_hash"], v1.as_str());
     assert_eq!(compiled("creator-pay@1.0.0"), "cache hit");
 
@@ -571,7 +561,7 @@ fn a_corrupt_compiled_cache_entry_is_rebuilt() {
     let junk = b"not compiled code at all".to_vec();
     std::fs::write(&code, &junk).unwrap();
     let mut forged = side.clone();
-    forged["code_blake3"] = hash_of(&code).into();
+    forged["code_blake3"] = common::blake3_hex(&code).into();
     forged["code_size"] = junk.len().into();
     std::fs::write(&sidecar, serde_json::to_vec(&forged).unwrap()).unwrap();
     common::assert_mentions(&compiled(&v1), &["rebuilt", "wasmtime refused the code"]);

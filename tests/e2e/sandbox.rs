@@ -34,22 +34,9 @@ fn component(dir: &Path, name: &str) -> PathBuf {
     path
 }
 
-/// The blake3 hash of a file's bytes, in hex. It is computed with the input
-/// hasher of the ingest stage, which has nothing to do with loading rules.
-fn blake3_hex(path: &Path) -> String {
-    let file = tally::ingest::InputFile {
-        path: path.to_path_buf(),
-        format: tally::ingest::Format::Jsonl,
-        size: std::fs::metadata(path).expect("file exists").len(),
-        modified: None,
-    };
-    let hashes = tally::ingest::hash_files(&[file]).expect("file hashes");
-    hashes[0].to_hex().to_string()
-}
-
 /// How rule-call errors name a rule: `name@version (blake3 <first 12 hex>)`.
 fn label(name: &str, path: &Path) -> String {
-    format!("{name}@0.1.0 (blake3 {})", &blake3_hex(path)[..12])
+    format!("{name}@0.1.0 (blake3 {})", &common::blake3_hex(path)[..12])
 }
 
 /// A working directory with a small input and an output directory written by
@@ -137,7 +124,7 @@ impl Workspace {
 fn constant_rule_classifies_every_event() {
     let dir = TempDir::new().expect("temp dir");
     let rule = component(dir.path(), "constant");
-    let hash = blake3_hex(&rule);
+    let hash = common::blake3_hex(&rule);
 
     let shown = common::tally_ok(&["rule", "inspect", s(&rule), "--json"]);
     let shown: serde_json::Value = serde_json::from_str(&shown).expect("inspect JSON");
@@ -305,7 +292,7 @@ fn returned_error_is_reported() {
 fn rule_that_imports_is_refused() {
     let ws = Workspace::new();
     let rule = component(ws.dir.path(), "imports-something");
-    let hash = blake3_hex(&rule);
+    let hash = common::blake3_hex(&rule);
     let import = "wasi:clocks/monotonic-clock@0.2.0";
 
     let stderr = ws.run_fails(&rule, &[]);
@@ -331,7 +318,7 @@ fn core_module_is_refused() {
     .expect("core module assembles");
     let path = ws.dir.path().join("core.wasm");
     std::fs::write(&path, core).expect("write module");
-    let hash = blake3_hex(&path);
+    let hash = common::blake3_hex(&path);
 
     for stderr in [
         ws.run_fails(&path, &[]),
@@ -366,7 +353,7 @@ fn files_that_are_not_components_are_refused() {
     for (name, bytes) in cases {
         let path = ws.dir.path().join(name);
         std::fs::write(&path, bytes).expect("write file");
-        let hash = blake3_hex(&path);
+        let hash = common::blake3_hex(&path);
         for stderr in [
             ws.run_fails(&path, &[]),
             common::tally_err(&["rule", "inspect", s(&path)]),
