@@ -8,7 +8,9 @@ RULES       := $(RULES_DIR)/creator-pay-v1.wasm $(RULES_DIR)/creator-pay-v2.wasm
 DEMO_EVENTS ?= 1000000
 WASM_TARGET := wasm32-unknown-unknown
 
-.PHONY: demo test setup build rules bench browser
+PYTHON      ?= python3
+
+.PHONY: demo test setup build rules bench browser python-deps
 
 setup:
 	@rustup target list --installed | grep -qx $(WASM_TARGET) || rustup target add $(WASM_TARGET)
@@ -32,7 +34,13 @@ demo: rules
 browser:
 	@command -v chromium >/dev/null || (apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y chromium)
 
-test: rules browser
+# The readers people use on Tally's output, for the test that reads every table
+# with them (DuckDB, Polars and pyarrow from Python).
+python-deps:
+	@$(PYTHON) -c "import duckdb, polars, pyarrow" 2>/dev/null || \
+		$(PYTHON) -m pip install --quiet duckdb==2.0.1 polars==2.1.0 pyarrow==26.0.1
+
+test: rules browser python-deps
 	$(CARGO) fmt --all --check
 	$(CARGO) clippy --workspace --all-targets --release -- -D warnings
 	$(CARGO) clippy --release --target $(WASM_TARGET) -p tally-rules-sdk -p creator-pay-v1 -p creator-pay-v2 -- -D warnings

@@ -31,7 +31,8 @@ const V2_REASONS: [&str; 5] = [
 fn bench(c: &mut Criterion) {
     let dir = events(1_000_000, Format::Parquet);
     let files = ingest::discover(&[dir]).expect("inputs");
-    let (chunks, interners) = ingest::read_all(&files, &|_| {}).expect("ingest");
+    let (chunks, interners) =
+        ingest::read_all(&files, &Default::default(), &|_| {}).expect("ingest");
     let (table, _) = merge(chunks, interners).expect("merge");
     let deduped = dedup(table);
 

@@ -67,7 +67,7 @@ pub fn classify_native<R: Rule + Sync>(
     let n = deduped.survivors.len();
     let mut payable = vec![false; n];
     let mut rate_micros = vec![0i64; n];
-    let mut reason = vec![0u16; n];
+    let mut reason = vec![0u32; n];
     let table = &deduped.table;
     deduped
         .survivors
@@ -96,7 +96,7 @@ pub fn classify_native<R: Rule + Sync>(
                 reason[i] = reasons
                     .iter()
                     .position(|&x| x == verdict.reason)
-                    .unwrap_or(0) as u16;
+                    .unwrap_or(0) as u32;
             }
         });
     Classified {

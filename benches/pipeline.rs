@@ -95,7 +95,8 @@ fn main() {
                 "--quiet".as_ref(),
             ];
             let seconds = timed(&tally, &args);
-            let report = std::fs::read_to_string(out.join("_report.json")).expect("_report.json");
+            let report = std::fs::read_to_string(out.join("_tally/report.json"))
+                .expect("_tally/report.json");
             let report: serde_json::Value = serde_json::from_str(&report).expect("a JSON report");
             assert_eq!(report["counts"]["records"].as_u64(), Some(count));
             peak = peak.max(report["peak_memory_bytes"].as_u64().unwrap_or(0));

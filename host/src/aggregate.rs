@@ -71,6 +71,17 @@ fn partition_of(&(day, creator, template): &Key) -> usize {
     (mixed.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 58) as usize % PARTITIONS
 }
 
+/// Events per reason code (every reason the rule returned, used or not).
+fn by_reason(classified: &Classified) -> BTreeMap<String, u64> {
+    let mut counts = vec![0u64; classified.reasons.len()];
+    for &r in &classified.reason {
+        if let Some(count) = counts.get_mut(r as usize) {
+            *count += 1;
+        }
+    }
+    classified.reasons.iter().cloned().zip(counts).collect()
+}
+
 /// Sums the verdicts of every survivor into daily rows.
 pub fn aggregate(deduped: &Deduped, classified: &Classified) -> Result<Aggregate, AggregateError> {
     const PART: usize = 1 << 18;
@@ -121,14 +132,7 @@ pub fn aggregate(deduped: &Deduped, classified: &Classified) -> Result<Aggregate
     let mut rows = partitions.concat();
     rows.par_sort_unstable_by_key(|r| (r.day, r.creator, r.template));
 
-    let mut by_reason = BTreeMap::new();
-    let mut counts = vec![0u64; classified.reasons.len()];
-    for &r in &classified.reason {
-        counts[r as usize] += 1;
-    }
-    for (name, count) in classified.reasons.iter().zip(counts) {
-        by_reason.insert(name.clone(), count);
-    }
+    let by_reason = by_reason(classified);
     let mut amount_micros = 0i64;
     for &rate in &classified.rate_micros {
         amount_micros = amount_micros
@@ -142,4 +146,34 @@ pub fn aggregate(deduped: &Deduped, classified: &Classified) -> Result<Aggregate
         amount_micros,
         by_reason,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Reason numbers are not cut to 16 bits: with more than 65,536 distinct
+    /// reasons, each is counted under its own name.
+    #[test]
+    fn counts_per_reason_are_exact_past_16_bits() {
+        let distinct = 70_000u32;
+        let reasons: Vec<String> = (0..distinct).map(|i| format!("r{i}")).collect();
+        // Reason i is used i % 3 times.
+        let reason: Vec<u32> = (0..distinct)
+            .flat_map(|i| std::iter::repeat_n(i, (i % 3) as usize))
+            .collect();
+        let n = reason.len();
+        let classified = Classified {
+            payable: vec![false; n],
+            rate_micros: vec![0; n],
+            reason,
+            reasons,
+        };
+        let counts = by_reason(&classified);
+        assert_eq!(counts.len(), distinct as usize);
+        for i in [0u32, 1, 2, 65_535, 65_536, 65_537, 69_999] {
+            assert_eq!(counts[&format!("r{i}")], u64::from(i % 3), "r{i}");
+        }
+        assert_eq!(counts.values().sum::<u64>(), n as u64);
+    }
 }

@@ -8,8 +8,11 @@
 
 use crate::dedup::Deduped;
 use crate::intern::Interner;
-use crate::rule::{DictColumn, EventBatch, Rule, RuleError, StringColumn};
+use crate::rule::{
+    DictColumn, EventBatch, MAX_REASONS_PER_RUN, Problem, Rule, RuleError, StringColumn,
+};
 use crate::validate::NO_BRAND;
+use hashbrown::HashMap;
 use rayon::prelude::*;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -21,9 +24,41 @@ pub struct Classified {
     /// The amount for each event, in micros (0 when not payable).
     pub rate_micros: Vec<i64>,
     /// Index into `reasons` of each event's reason code.
-    pub reason: Vec<u16>,
-    /// The distinct reason codes.
+    pub reason: Vec<u32>,
+    /// The distinct reason codes (at most [`MAX_REASONS_PER_RUN`]).
     pub reasons: Vec<String>,
+}
+
+/// The distinct reasons of a run, each numbered by its first appearance.
+#[derive(Default)]
+struct Reasons {
+    names: Vec<String>,
+    index: HashMap<String, u32>,
+}
+
+impl Reasons {
+    /// The run-wide numbers of a batch's reasons (each already checked by the
+    /// rule's per-batch limits), adding those not seen before; `None` if that
+    /// would take the run past [`MAX_REASONS_PER_RUN`].
+    fn number(&mut self, batch: &[String]) -> Option<Vec<u32>> {
+        let mut numbers = Vec::with_capacity(batch.len());
+        for reason in batch {
+            let number = match self.index.get(reason.as_str()) {
+                Some(&number) => number,
+                None => {
+                    if self.names.len() >= MAX_REASONS_PER_RUN {
+                        return None;
+                    }
+                    let number = self.names.len() as u32;
+                    self.names.push(reason.clone());
+                    self.index.insert(reason.clone(), number);
+                    number
+                }
+            };
+            numbers.push(number);
+        }
+        Some(numbers)
+    }
 }
 
 /// Scratch space for building a batch's dictionaries: a bitmap with one bit
@@ -205,8 +240,8 @@ pub fn classify(
     let batch_size = batch_size.max(1);
     let mut payable = vec![false; n];
     let mut rate_micros = vec![0i64; n];
-    let mut reason = vec![0u16; n];
-    let reasons: Mutex<Vec<String>> = Mutex::new(Vec::new());
+    let mut reason = vec![0u32; n];
+    let reasons: Mutex<Reasons> = Mutex::new(Reasons::default());
     let done = AtomicU64::new(0);
 
     deduped
@@ -221,20 +256,19 @@ pub fn classify(
             |local, (index, (((rows, payable), rate), reason))| {
                 let batch = build_batch(deduped, rows, local);
                 let verdicts = rule.classify(&batch, index)?;
-                let global: Vec<u16> = {
-                    let mut known = reasons.lock().unwrap_or_else(|e| e.into_inner());
-                    verdicts
-                        .reasons
-                        .iter()
-                        .map(|r| match known.iter().position(|k| k == r) {
-                            Some(i) => i as u16,
-                            None => {
-                                known.push(r.clone());
-                                (known.len() - 1) as u16
-                            }
-                        })
-                        .collect()
-                };
+                let global = reasons
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .number(&verdicts.reasons)
+                    .ok_or_else(|| RuleError::Call {
+                        rule: rule.label(),
+                        call: format!("batch {index}, {} events", rows.len()),
+                        problem: Problem::TooManyReasons {
+                            count: MAX_REASONS_PER_RUN + 1,
+                            limit: MAX_REASONS_PER_RUN,
+                            scope: "over the run",
+                        },
+                    })?;
                 for (out, &v) in payable.iter_mut().zip(&verdicts.payable) {
                     *out = v == 1;
                 }
@@ -250,7 +284,10 @@ pub fn classify(
         payable,
         rate_micros,
         reason,
-        reasons: reasons.into_inner().unwrap_or_else(|e| e.into_inner()),
+        reasons: reasons
+            .into_inner()
+            .unwrap_or_else(|e| e.into_inner())
+            .names,
     })
 }
 
@@ -344,6 +381,25 @@ mod tests {
         assert!(local.bits.iter().all(|&word| word == 0));
         [&batch.creator_id, &batch.template_id, &batch.brand_id]
             .map(|column| column.values.offsets.len() - 1)
+    }
+
+    #[test]
+    fn reasons_are_numbered_by_hash_up_to_the_run_limit() {
+        let names = |range: std::ops::Range<usize>| -> Vec<String> {
+            range.map(|i| format!("reason-{i}")).collect()
+        };
+        let mut reasons = Reasons::default();
+        assert_eq!(reasons.number(&names(0..3)), Some(vec![0, 1, 2]));
+        // Known reasons keep their numbers, in any order, repeated or not.
+        let again = vec!["reason-2".to_string(), "reason-0".into(), "reason-2".into()];
+        assert_eq!(reasons.number(&again), Some(vec![2, 0, 2]));
+        // Up to the limit, and not one more.
+        let numbers = reasons.number(&names(0..MAX_REASONS_PER_RUN)).unwrap();
+        assert_eq!(numbers, (0..MAX_REASONS_PER_RUN as u32).collect::<Vec<_>>());
+        assert_eq!(reasons.number(&names(5..7)), Some(vec![5, 6]));
+        let over = names(MAX_REASONS_PER_RUN..MAX_REASONS_PER_RUN + 1);
+        assert_eq!(reasons.number(&over), None);
+        assert_eq!(reasons.names.len(), MAX_REASONS_PER_RUN);
     }
 
     #[test]

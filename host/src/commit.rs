@@ -1,25 +1,15 @@
 //! Commit: writes a run's output into a staging directory beside `--out`, then
-//! promotes it in one atomic step.
-//!
-//! Layout of an output directory:
-//!
-//! ```text
-//! day=YYYY-MM-DD/part-0.parquet   the day's rows (hive partitioning)
-//! day=YYYY-MM-DD/_manifest.json   the partition's lineage: rule, inputs, run, commit
-//! _log/NNNNNNNN.json              one file per commit, never rewritten
-//! _changes/NNNNNNNN/day=….parquet each commit's changeset (rows that differ, zeros included)
-//! _quarantine/quarantine.jsonl    the last run's quarantined records
-//! _manifest.json, _report.json    the current state and the last run's report
-//! ```
+//! promotes it in one atomic step. Where each file goes is [`crate::layout`].
 //!
 //! Data files hold nothing run-specific: the same rows, rule and inputs give the
 //! same bytes. Lineage goes into each Parquet file's key-value metadata; run ids
-//! and times go into the JSON files. Writers take a lock beside the output, so
-//! two runs never claim the same commit number. The staging directory gets hard
-//! links to everything the run does not rewrite, then is swapped with the
-//! previous output (`renameat2(RENAME_EXCHANGE)`): a failed or killed run
-//! leaves the previous output exactly as it was.
+//! and times go into the JSON files under `_tally/`. Writers take a lock beside
+//! the output, so two runs never claim the same commit number. The staging
+//! directory gets hard links to everything the run does not rewrite, then is
+//! swapped with the previous output (`renameat2(RENAME_EXCHANGE)`): a failed or
+//! killed run leaves the previous output exactly as it was.
 
+use crate::layout;
 use crate::reconcile::{Change, OutRow};
 use crate::validate::Quarantined;
 use arrow::array::{ArrayRef, Int64Array, RecordBatch, StringArray};
@@ -32,26 +22,6 @@ use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-
-/// Name of the lineage manifest at the root of an output directory.
-pub const MANIFEST: &str = "_manifest.json";
-/// Name of the run report at the root of an output directory.
-pub const REPORT: &str = "_report.json";
-/// Directory of quarantined records in an output directory.
-pub const QUARANTINE_DIR: &str = "_quarantine";
-/// The quarantine file inside [`QUARANTINE_DIR`].
-pub const QUARANTINE_FILE: &str = "quarantine.jsonl";
-/// Name of the data file inside each `day=YYYY-MM-DD/` partition.
-pub const PART_FILE: &str = "part-0.parquet";
-/// The commit log directory.
-pub const LOG_DIR: &str = "_log";
-/// The changesets directory.
-pub const CHANGES_DIR: &str = "_changes";
-
-/// The name of commit `n`'s log entry and changeset, without extension.
-pub fn commit_name(n: u64) -> String {
-    format!("{n:08}")
-}
 
 /// What every data file records about where it came from.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
@@ -99,9 +69,15 @@ pub enum CommitError {
     Parquet { path: PathBuf, message: String },
     /// `--out` holds something that is not Tally output; it is never replaced.
     #[error(
-        "{0} exists and is not a Tally output directory (no {MANIFEST}); choose an empty or new directory"
+        "{0} exists and is not a Tally output directory (no _tally/manifest.json); choose an empty or new directory"
     )]
     NotTallyOutput(PathBuf),
+    /// `--out` is a Tally output in an earlier layout.
+    #[error("{}", layout::legacy_message(.0))]
+    LegacyLayout(PathBuf),
+    /// A file the run must create already exists in the staged output.
+    #[error("{0} already exists; a commit never overwrites a file it carries over or writes")]
+    Exists(PathBuf),
 }
 
 fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> CommitError + '_ {
@@ -203,23 +179,30 @@ pub fn existing(out: &Path) -> Result<Existing, CommitError> {
         .map_err(io_error(out))?
         .collect::<Result<_, _>>()
         .map_err(io_error(out))?;
-    if !entries.is_empty() && !out.join(MANIFEST).is_file() {
+    if layout::is_legacy(out) {
+        return Err(CommitError::LegacyLayout(out.to_path_buf()));
+    }
+    if entries.is_empty() {
+        return Ok(found);
+    }
+    if !layout::manifest(out).is_file() {
         return Err(CommitError::NotTallyOutput(out.to_path_buf()));
     }
-    for entry in entries {
-        let name = entry.file_name().to_string_lossy().into_owned();
-        if let Some(day) = name.strip_prefix("day=").and_then(crate::event::parse_day) {
-            found.days.insert(day, entry.path());
+    let daily = layout::daily_dir(out);
+    if daily.is_dir() {
+        for entry in std::fs::read_dir(&daily).map_err(io_error(&daily))? {
+            let entry = entry.map_err(io_error(&daily))?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if let Some(day) = name.strip_prefix("day=").and_then(crate::event::parse_day) {
+                found.days.insert(day, entry.path());
+            }
         }
     }
-    let log = out.join(LOG_DIR);
+    let log = layout::log_dir(out);
     if log.is_dir() {
         for entry in std::fs::read_dir(&log).map_err(io_error(&log))? {
             let name = entry.map_err(io_error(&log))?.file_name();
-            let number = name
-                .to_string_lossy()
-                .strip_suffix(".json")
-                .and_then(|n| n.parse::<u64>().ok());
+            let number = layout::log_entry_number(&name.to_string_lossy());
             found.last_commit = found.last_commit.max(number.unwrap_or(0));
         }
     }
@@ -270,22 +253,74 @@ pub fn stage(out: &Path, run_id: &str) -> Result<Staging, CommitError> {
 }
 
 impl Staging {
-    /// Links `relative` from the current output into the staging directory
-    /// (copies it where hard links are not possible).
-    pub fn keep(&self, relative: &Path) -> Result<(), CommitError> {
+    /// Carries the current output over into the staging directory, except the
+    /// paths in `replaced` (relative to the output root) and what lies under
+    /// them: everything else is linked (or copied where hard links are not
+    /// possible). Nothing already staged is ever overwritten.
+    pub fn carry_over(
+        &self,
+        replaced: &std::collections::HashSet<PathBuf>,
+    ) -> Result<(), CommitError> {
+        if self.out.is_dir() {
+            self.carry(Path::new(""), replaced)?;
+        }
+        Ok(())
+    }
+
+    fn carry(
+        &self,
+        relative: &Path,
+        replaced: &std::collections::HashSet<PathBuf>,
+    ) -> Result<(), CommitError> {
+        let from = self.out.join(relative);
+        for entry in std::fs::read_dir(&from).map_err(io_error(&from))? {
+            let entry = entry.map_err(io_error(&from))?;
+            let path = relative.join(entry.file_name());
+            if replaced.contains(&path) {
+                continue;
+            }
+            if entry.file_type().map_err(io_error(&from))?.is_dir() {
+                let to = self.dir.join(&path);
+                std::fs::create_dir_all(&to).map_err(io_error(&to))?;
+                self.carry(&path, replaced)?;
+            } else {
+                self.keep(&path)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Links the file `relative` from the current output into the staging
+    /// directory (copies it where hard links are not possible).
+    fn keep(&self, relative: &Path) -> Result<(), CommitError> {
         let from = self.out.join(relative);
         let to = self.dir.join(relative);
-        if from.is_dir() {
-            std::fs::create_dir_all(&to).map_err(io_error(&to))?;
-            for entry in std::fs::read_dir(&from).map_err(io_error(&from))? {
-                let entry = entry.map_err(io_error(&from))?;
-                self.keep(&relative.join(entry.file_name()))?;
-            }
-            return Ok(());
+        if to.symlink_metadata().is_ok() {
+            return Err(CommitError::Exists(to));
         }
-        std::fs::hard_link(&from, &to)
-            .or_else(|_| std::fs::copy(&from, &to).map(|_| ()))
-            .map_err(io_error(&to))
+        match std::fs::hard_link(&from, &to) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Err(CommitError::Exists(to)),
+            // Where hard links are not possible, a copy into a new file: never
+            // over one the run has written.
+            Err(_) => {
+                let mut source = File::open(&from).map_err(io_error(&from))?;
+                let mut target = std::fs::OpenOptions::new()
+                    .write(true)
+                    .create_new(true)
+                    .open(&to)
+                    .map_err(|e| match e.kind() {
+                        std::io::ErrorKind::AlreadyExists => CommitError::Exists(to.clone()),
+                        _ => CommitError::Io {
+                            path: to.clone(),
+                            source: e,
+                        },
+                    })?;
+                std::io::copy(&mut source, &mut target)
+                    .and_then(|_| target.sync_all())
+                    .map_err(io_error(&to))
+            }
+        }
     }
 
     /// Makes the staged output the output, atomically. The previous output, if
@@ -385,24 +420,22 @@ pub fn encode(
 }
 
 /// Writes one day's part of a changeset: the rows that differ from the
-/// previous output, as Parquet with the columns of a partition plus `day` and
-/// `change`.
+/// previous output, as Parquet with the columns of a partition plus `change`
+/// (the commit and the day are the partition directories above it).
 pub fn write_changes(
     path: &Path,
-    day: i32,
     changes: &[(OutRow<'_>, Change)],
     rule_hash: &str,
     key_values: &[KeyValue],
 ) -> Result<(), CommitError> {
-    let mut fields: Vec<Field> = vec![Field::new("day", DataType::Utf8, false)];
-    fields.extend(schema().fields().iter().map(|f| f.as_ref().clone()));
+    let mut fields: Vec<Field> = schema()
+        .fields()
+        .iter()
+        .map(|f| f.as_ref().clone())
+        .collect();
     fields.push(Field::new("change", DataType::Utf8, false));
     let rows = || changes.iter().map(|(r, _)| r);
     let columns: Vec<ArrayRef> = vec![
-        Arc::new(StringArray::from_iter_values(std::iter::repeat_n(
-            crate::event::format_day(day),
-            changes.len(),
-        ))),
         Arc::new(StringArray::from_iter_values(rows().map(|r| r.creator))),
         Arc::new(StringArray::from_iter_values(rows().map(|r| r.template))),
         Arc::new(Int64Array::from_iter_values(rows().map(|r| r.events))),
@@ -426,33 +459,36 @@ pub fn write_changes(
 
 /// Writes a file and flushes it to disk.
 pub fn write_file(path: &Path, bytes: &[u8]) -> Result<(), CommitError> {
+    create_parent(path)?;
     let mut file = File::create(path).map_err(io_error(path))?;
     file.write_all(bytes)
         .and_then(|()| file.sync_all())
         .map_err(io_error(path))
 }
 
-/// Writes the quarantined records as JSON lines: `file`, `line` (JSON input) or
-/// `row` (Parquet input), `reason` and `raw`, in input order.
+/// Writes the quarantined records to `path` as JSON lines: `file`, `line` (JSON
+/// input) or `row` (Parquet input), `reason` and `raw`, in input order.
 pub fn write_quarantine(
-    dir: &Path,
+    path: &Path,
     records: &[Quarantined],
     sources: &[(String, bool)],
-) -> Result<PathBuf, CommitError> {
-    let qdir = dir.join(QUARANTINE_DIR);
-    std::fs::create_dir_all(&qdir).map_err(io_error(&qdir))?;
-    let path = qdir.join(QUARANTINE_FILE);
+) -> Result<(), CommitError> {
+    create_parent(path)?;
+    let path = path.to_path_buf();
     let file = File::create(&path).map_err(io_error(&path))?;
     let mut out = BufWriter::new(file);
     for q in records {
         let (source, is_parquet) = &sources[q.source as usize];
         let position = if *is_parquet { "row" } else { "line" };
-        let line = serde_json::json!({
+        let mut line = serde_json::json!({
             "file": source,
             position: q.position,
             "reason": q.reason.to_string(),
             "raw": q.raw,
         });
+        if let Some(bytes) = q.line_bytes {
+            line["line_bytes"] = bytes.into();
+        }
         serde_json::to_writer(&mut out, &line)
             .map_err(std::io::Error::from)
             .and_then(|()| out.write_all(b"\n"))
@@ -462,13 +498,23 @@ pub fn write_quarantine(
         path: path.clone(),
         source: e.into_error(),
     })?;
-    file.sync_all().map_err(io_error(&path))?;
-    Ok(path)
+    file.sync_all().map_err(io_error(&path))
+}
+
+/// Creates the directory a file goes into.
+pub fn create_parent(path: &Path) -> Result<(), CommitError> {
+    match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => {
+            std::fs::create_dir_all(dir).map_err(io_error(dir))
+        }
+        _ => Ok(()),
+    }
 }
 
 /// Writes a file that must not exist yet (a commit log entry): two writers can
 /// never both create it.
 pub fn write_new_file(path: &Path, bytes: &[u8]) -> Result<(), CommitError> {
+    create_parent(path)?;
     let mut file = std::fs::OpenOptions::new()
         .write(true)
         .create_new(true)

@@ -4,6 +4,7 @@
 
 use crate::classify::{build_batch, scratch};
 use crate::event::{ACTIONS, CONTENT_KINDS, USER_TIERS, day_of, format_day};
+use crate::ingest::ReadOptions;
 use crate::pipeline::{self, RunError};
 use crate::report::RuleSummary;
 use crate::rule::Rule;
@@ -60,14 +61,15 @@ fn fields(c: &EventColumns, r: usize, strings: &crate::intern::Interner) -> serd
     })
 }
 
-/// Explains `event_id` in `inputs` under each of `rules` (with the reference
-/// each was given as).
+/// Explains `event_id` in `inputs`, read as `read` says, under each of
+/// `rules` (with the reference each was given as).
 pub fn explain(
     inputs: &[PathBuf],
     rules: &[(Rule, String)],
     event_id: &str,
+    read: &ReadOptions,
 ) -> Result<Explanation, RunError> {
-    let prepared = pipeline::prepare(inputs, None, false)?;
+    let prepared = pipeline::prepare(inputs, read, None, false)?;
     let deduped = &prepared.deduped;
     let table = &deduped.table;
     let file = |source: u32| prepared.files[source as usize].path.display().to_string();
@@ -122,7 +124,12 @@ pub fn explain(
     for q in &prepared.quarantine {
         let parsed: Option<serde_json::Value> = serde_json::from_str(&q.raw).ok();
         let matches = match &parsed {
-            Some(v) => v.get("event_id").and_then(|id| id.as_str()) == Some(event_id),
+            // A Parquet row is rendered as JSON too, whatever its column types.
+            Some(v) => v.get("event_id").is_some_and(|id| match id {
+                serde_json::Value::String(id) => id == event_id,
+                serde_json::Value::Number(id) => id.to_string() == event_id,
+                _ => false,
+            }),
             // Not JSON: a line that holds the id as a whole JSON string.
             None => q.raw.contains(&quoted),
         };

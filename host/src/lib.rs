@@ -10,7 +10,8 @@
 //! - [`classify`] hands columnar batches to the [`rule`] in its sandbox;
 //! - [`aggregate`] sums verdicts into daily rows;
 //! - [`reconcile`] merges the new rows with what the output already holds;
-//! - [`commit`] writes lineage-stamped Parquet and promotes it atomically;
+//! - [`commit`] writes lineage-stamped Parquet and promotes it atomically, in
+//!   the directories [`layout`] names;
 //! - [`report`] describes the run for people and machines.
 //!
 //! [`pipeline::run`] runs them in order; [`lineage`] reads back where output
@@ -29,6 +30,7 @@
 //!     limits: Limits::default(),
 //!     progress: false,
 //!     days: None,
+//!     read: Default::default(),
 //! })?;
 //! println!("{report}");
 //! # Ok::<(), tally::pipeline::RunError>(())
@@ -44,6 +46,7 @@ pub mod explain;
 pub mod generate;
 pub mod ingest;
 pub mod intern;
+pub mod layout;
 pub mod lineage;
 pub mod pipeline;
 pub mod progress;

@@ -4,8 +4,8 @@
 //! Everything here reads the metadata `commit` wrote; nothing is recomputed
 //! (that is `verify`).
 
-use crate::commit::{LOG_DIR, MANIFEST, PART_FILE};
 use crate::event::format_day;
+use crate::layout;
 use crate::pipeline::{LogEntry, PartitionManifest};
 use crate::reconcile::Published;
 use std::path::{Path, PathBuf};
@@ -23,6 +23,9 @@ pub enum LineageError {
     /// The day has no partition.
     #[error("{out} has no partition for {day}")]
     NoDay { out: String, day: String },
+    /// The output is in an earlier layout.
+    #[error("{}", layout::legacy_message(.0))]
+    LegacyLayout(PathBuf),
     /// The key has no row on that day.
     #[error("{out} has no row for creator {creator:?} and template {template:?} on {day}")]
     NoRow {
@@ -42,9 +45,24 @@ fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, LineageEr
     serde_json::from_str(&text).map_err(|e| fail(e.to_string()))
 }
 
+fn check_layout(out: &Path) -> Result<(), LineageError> {
+    if layout::is_legacy(out) {
+        return Err(LineageError::LegacyLayout(out.to_path_buf()));
+    }
+    let manifest = layout::manifest(out);
+    if !manifest.is_file() {
+        return Err(LineageError::Unreadable {
+            path: manifest,
+            message: "not a Tally output directory".to_string(),
+        });
+    }
+    Ok(())
+}
+
 /// Every commit of the output's log, in order.
 pub fn log(out: &Path) -> Result<Vec<LogEntry>, LineageError> {
-    let dir = out.join(LOG_DIR);
+    check_layout(out)?;
+    let dir = layout::log_dir(out);
     let entries = std::fs::read_dir(&dir).map_err(|e| LineageError::Unreadable {
         path: dir.clone(),
         message: e.to_string(),
@@ -52,7 +70,11 @@ pub fn log(out: &Path) -> Result<Vec<LogEntry>, LineageError> {
     let mut paths: Vec<PathBuf> = entries
         .flatten()
         .map(|e| e.path())
-        .filter(|p| p.extension().is_some_and(|e| e == "json"))
+        .filter(|p| {
+            p.file_name()
+                .and_then(|n| layout::log_entry_number(&n.to_string_lossy()))
+                .is_some()
+        })
         .collect();
     paths.sort();
     paths.iter().map(|p| read_json(p)).collect()
@@ -60,9 +82,8 @@ pub fn log(out: &Path) -> Result<Vec<LogEntry>, LineageError> {
 
 /// One commit of the log.
 pub fn commit(out: &Path, number: u64) -> Result<LogEntry, LineageError> {
-    let path = out
-        .join(LOG_DIR)
-        .join(format!("{}.json", crate::commit::commit_name(number)));
+    check_layout(out)?;
+    let path = layout::log_entry(out, number);
     if !path.is_file() {
         return Err(LineageError::NoCommit {
             out: out.display().to_string(),
@@ -74,33 +95,42 @@ pub fn commit(out: &Path, number: u64) -> Result<LogEntry, LineageError> {
 
 /// The manifests of the output's partitions, by day (optionally one day).
 pub fn partitions(out: &Path, day: Option<i32>) -> Result<Vec<PartitionManifest>, LineageError> {
+    check_layout(out)?;
     let mut days: Vec<PathBuf> = match day {
         Some(day) => {
-            let dir = out.join(format!("day={}", format_day(day)));
-            if !dir.is_dir() {
+            let path = layout::partition_manifest(out, &format_day(day));
+            if !path.is_file() {
                 return Err(LineageError::NoDay {
                     out: out.display().to_string(),
                     day: format_day(day),
                 });
             }
-            vec![dir]
+            vec![path]
         }
-        None => std::fs::read_dir(out)
-            .map_err(|e| LineageError::Unreadable {
-                path: out.to_path_buf(),
-                message: e.to_string(),
-            })?
-            .flatten()
-            .map(|e| e.path())
-            .filter(|p| {
-                p.is_dir()
-                    && p.file_name()
-                        .is_some_and(|n| n.to_string_lossy().starts_with("day="))
-            })
-            .collect(),
+        None => {
+            let dir = layout::partitions_dir(out);
+            if !dir.is_dir() {
+                return Ok(Vec::new());
+            }
+            std::fs::read_dir(&dir)
+                .map_err(|e| LineageError::Unreadable {
+                    path: dir.clone(),
+                    message: e.to_string(),
+                })?
+                .flatten()
+                .map(|e| e.path())
+                .filter(|p| {
+                    p.file_name()
+                        .and_then(|n| {
+                            layout::partition_manifest_day(&n.to_string_lossy()).map(|_| ())
+                        })
+                        .is_some()
+                })
+                .collect()
+        }
     };
     days.sort();
-    days.iter().map(|d| read_json(&d.join(MANIFEST))).collect()
+    days.iter().map(|p| read_json(p)).collect()
 }
 
 /// One row with the lineage of the partition that holds it.
@@ -154,5 +184,5 @@ pub fn row(
 
 /// The partition data file of a day.
 pub fn part_file(out: &Path, day: &str) -> PathBuf {
-    out.join(format!("day={day}")).join(PART_FILE)
+    layout::part_file(out, day)
 }

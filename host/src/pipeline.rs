@@ -10,12 +10,14 @@ use crate::commit::{self, CommitError, Lineage};
 use crate::dedup::{DedupError, Deduped, dedup, merge};
 use crate::event::format_day;
 use crate::ingest::{self, Format, IngestError};
+use crate::layout;
 use crate::progress::Progress;
 use crate::reconcile::{OutRow, Published, ReconcileCounts, ReconcileError, reconcile};
 use crate::report::{self, Check, Counts, InputSummary, RuleSummary, RunReport, Timings};
 use crate::rule::{self, Limits, Rule, RuleError};
 use crate::validate::Quarantined;
 use rayon::prelude::*;
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -45,6 +47,8 @@ pub struct RunOptions {
     pub progress: bool,
     /// Recompute only these days (inclusive, days since 1970-01-01).
     pub days: Option<(i32, i32)>,
+    /// How input files are read (the longest JSON line).
+    pub read: ingest::ReadOptions,
 }
 
 /// Why a run failed. Nothing was committed.
@@ -96,6 +100,7 @@ pub fn run(options: &RunOptions) -> Result<RunReport, RunError> {
 /// Like [`run`], with the rule already loaded (from the registry, say);
 /// `options.rule` is only recorded as the reference it was given as.
 pub fn run_loaded(options: &RunOptions, rule: Rule) -> Result<RunReport, RunError> {
+    ingest::check_inputs_apart_from_output(&options.inputs, &options.out)?;
     match options.threads {
         Some(n) if n == 0 || n > rule::max_instances() => Err(RunError::Threads(n)),
         Some(n) => rayon::ThreadPoolBuilder::new()
@@ -173,6 +178,7 @@ pub struct Prepared {
 /// window of days (inclusive); the others are counted as outside it.
 pub fn prepare(
     inputs: &[PathBuf],
+    read: &ingest::ReadOptions,
     days: Option<(i32, i32)>,
     progress: bool,
 ) -> Result<Prepared, RunError> {
@@ -185,7 +191,7 @@ pub fn prepare(
     let hashes = ingest::hash_files(&files)?;
     let fingerprint = ingest::fingerprint(&files, &hashes);
     let bar = Progress::start("ingest", None, progress);
-    let (chunks, interners) = ingest::read_all(&files, &|n| bar.set(n))?;
+    let (chunks, interners) = ingest::read_all(&files, read, &|n| bar.set(n))?;
     ingest::check_unchanged(&files)?;
     bar.finish();
     let mut counts = Counts::default();
@@ -298,12 +304,13 @@ pub fn classify_and_aggregate(
 /// a window of days (inclusive).
 pub fn compute(
     inputs: &[PathBuf],
+    read: &ingest::ReadOptions,
     rule: Rule,
     batch_size: usize,
     days: Option<(i32, i32)>,
     progress: bool,
 ) -> Result<Computed, RunError> {
-    let prepared = prepare(inputs, days, progress)?;
+    let prepared = prepare(inputs, read, days, progress)?;
     let mut timings = prepared.timings.clone();
     let (_, aggregate, counts, checks) =
         classify_and_aggregate(&prepared, &rule, batch_size, progress, &mut timings)?;
@@ -322,7 +329,7 @@ pub fn compute(
     })
 }
 
-/// The lineage of one partition, written beside it as `_manifest.json`.
+/// The lineage of one partition, written as `_tally/partitions/day=D.json`.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct PartitionManifest {
     pub day: String,
@@ -341,7 +348,7 @@ pub struct PartitionManifest {
     pub reconcile: ReconcileCounts,
 }
 
-/// One entry of the commit log (`_log/NNNNNNNN.json`), never rewritten.
+/// One entry of the commit log (`_tally/log/NNNNNNNN.json`), never rewritten.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct LogEntry {
     pub commit: u64,
@@ -359,15 +366,20 @@ pub struct LogEntry {
     pub zeroed_days: Vec<String>,
     pub counts: Counts,
     pub reconcile: ReconcileCounts,
-    /// The changeset directory, relative to the output root: one Parquet file
-    /// per day with changes, `day=YYYY-MM-DD.parquet`.
+    /// The changeset directory, relative to the output root: one partition
+    /// per day with changes, `day=YYYY-MM-DD/part-0.parquet`.
     pub changeset: String,
+    /// The file of the records this commit's run quarantined, relative to the
+    /// output root.
+    #[serde(default)]
+    pub quarantine: Option<String>,
 }
 
 fn run_in_pool(options: &RunOptions, rule: Rule) -> Result<RunReport, RunError> {
     let started = Instant::now();
     let computed = compute(
         &options.inputs,
+        &options.read,
         rule,
         options.batch_size,
         options.days,
@@ -414,7 +426,6 @@ fn commit_output(
     let _lock = commit::lock(out)?;
     let existing = commit::existing(out)?;
     let number = existing.last_commit + 1;
-    let name = commit::commit_name(number);
     let staging = commit::stage(out, &computed.run_id)?;
     let lineage = computed.lineage();
     let in_window = |day: &i32| {
@@ -430,35 +441,33 @@ fn commit_output(
     days.sort_unstable();
     days.dedup();
 
-    let changes_dir = staging.dir.join(commit::CHANGES_DIR).join(&name);
-    std::fs::create_dir_all(&changes_dir).map_err(|source| CommitError::Io {
-        path: changes_dir.clone(),
-        source,
-    })?;
     let written: Vec<PartitionManifest> = days
         .par_iter()
         .map(|&day| write_partition(computed, &existing, &staging, day, number, &report.window))
         .collect::<Result<_, _>>()?;
 
     // Everything this run does not rewrite is carried over as it is: other
-    // days, the log and earlier changesets, and anything else kept there.
-    let rewritten: Vec<String> = days
+    // days, the log, earlier changesets and quarantines, and anything else kept
+    // there. What this commit writes replaces whatever stood there (a stale
+    // changeset or quarantine of the same number included).
+    let root = Path::new("");
+    let mut replaced: HashSet<PathBuf> = days
         .iter()
-        .map(|d| format!("day={}", format_day(*d)))
-        .chain([commit::QUARANTINE_DIR, commit::MANIFEST, commit::REPORT].map(String::from))
+        .flat_map(|d| {
+            let day = format_day(*d);
+            [
+                layout::day_dir(root, &day),
+                layout::partition_manifest(root, &day),
+            ]
+        })
         .collect();
-    if out.is_dir() {
-        let entries = std::fs::read_dir(out).map_err(|source| CommitError::Io {
-            path: out.clone(),
-            source,
-        })?;
-        for entry in entries.flatten() {
-            let name = entry.file_name().to_string_lossy().into_owned();
-            if !rewritten.contains(&name) {
-                staging.keep(Path::new(&name))?;
-            }
-        }
-    }
+    replaced.extend([
+        layout::manifest(root),
+        layout::report(root),
+        layout::changes_dir(root, number),
+        layout::quarantine_dir(root, number),
+    ]);
+    staging.carry_over(&replaced)?;
 
     let mut reconciled = ReconcileCounts::default();
     let mut zeroed_days = Vec::new();
@@ -468,18 +477,18 @@ fn commit_output(
             zeroed_days.push(manifest.day.clone());
         }
     }
-    let log_dir = staging.dir.join(commit::LOG_DIR);
-    std::fs::create_dir_all(&log_dir).map_err(|source| CommitError::Io {
-        path: log_dir.clone(),
-        source,
-    })?;
-    let changeset = format!("{}/{name}/", commit::CHANGES_DIR);
+    let changeset = format!("{}/", layout::changes_dir(root, number).display());
+    let quarantine = layout::quarantine_file(root, number);
     let sources: Vec<(String, bool)> = computed
         .files
         .iter()
         .map(|f| (f.path.display().to_string(), f.format == Format::Parquet))
         .collect();
-    commit::write_quarantine(&staging.dir, &computed.quarantine, &sources)?;
+    commit::write_quarantine(
+        &staging.dir.join(&quarantine),
+        &computed.quarantine,
+        &sources,
+    )?;
 
     report.commit = number;
     report.reconcile = reconciled;
@@ -499,19 +508,17 @@ fn commit_output(
         counts: report.counts.clone(),
         reconcile: reconciled,
         changeset,
+        quarantine: Some(quarantine.display().to_string()),
     };
     commit::write_new_file(
-        &log_dir.join(format!("{name}.json")),
+        &layout::log_entry(&staging.dir, number),
         pretty(&entry).as_bytes(),
     )?;
 
     // The current state: every partition with the commit that last wrote it.
     let mut partitions: Vec<serde_json::Value> = Vec::new();
     for day in existing.days.keys().copied().filter(|d| !in_window(d)) {
-        let path = staging
-            .dir
-            .join(format!("day={}", format_day(day)))
-            .join(commit::MANIFEST);
+        let path = layout::partition_manifest(&staging.dir, &format_day(day));
         let manifest = std::fs::read_to_string(&path)
             .ok()
             .and_then(|text| serde_json::from_str::<PartitionManifest>(&text).ok());
@@ -523,16 +530,17 @@ fn commit_output(
     partitions.extend(written.iter().map(partition_summary));
     partitions.sort_by(|a, b| a["day"].as_str().cmp(&b["day"].as_str()));
     let manifest = serde_json::json!({
+        "layout": layout::LAYOUT_VERSION,
         "tally_version": VERSION,
         "commit": number,
         "run_id": computed.run_id,
         "lineage": lineage,
         "inputs": computed.inputs,
         "partitions": partitions,
-        "quarantine": format!("{}/{}", commit::QUARANTINE_DIR, commit::QUARANTINE_FILE),
+        "quarantine": quarantine.display().to_string(),
     });
     commit::write_file(
-        &staging.dir.join(commit::MANIFEST),
+        &layout::manifest(&staging.dir),
         pretty(&manifest).as_bytes(),
     )?;
 
@@ -540,10 +548,7 @@ fn commit_output(
     report.timings.total = started.elapsed().as_secs_f64();
     report.records_per_second = report.counts.records as f64 / report.timings.total.max(1e-9);
     report.peak_memory_bytes = crate::report::peak_memory();
-    commit::write_file(
-        &staging.dir.join(commit::REPORT),
-        pretty(&report).as_bytes(),
-    )?;
+    commit::write_file(&layout::report(&staging.dir), pretty(&report).as_bytes())?;
     staging.promote()?;
     Ok(report)
 }
@@ -574,24 +579,21 @@ fn write_partition(
     let lineage = computed.lineage();
     let day_name = format_day(day);
     let published = match existing.days.get(&day) {
-        Some(dir) => Some(Published::read(&dir.join(commit::PART_FILE))?),
+        Some(dir) => Some(Published::read(&dir.join(layout::PART_FILE))?),
         None => None,
     };
     let new = computed.day_rows(day);
     let merged = reconcile(&new, published.as_ref(), &lineage.rule_hash);
-    let dir = staging.dir.join(format!("day={day_name}"));
-    std::fs::create_dir_all(&dir).map_err(|source| CommitError::Io {
-        path: dir.clone(),
-        source,
-    })?;
+    let file = layout::part_file(Path::new(""), &day_name);
+    commit::create_parent(&staging.dir.join(&file))?;
     let blake3 = commit::write_rows(
-        &dir.join(commit::PART_FILE),
+        &staging.dir.join(&file),
         &merged.rows,
         &lineage.rule_hash,
         &lineage.key_values(&day_name),
     )?;
     let manifest = PartitionManifest {
-        file: format!("day={day_name}/{}", commit::PART_FILE),
+        file: file.display().to_string(),
         day: day_name,
         blake3,
         rows: merged.rows.len() as u64,
@@ -605,17 +607,15 @@ fn write_partition(
         window: window.clone(),
         reconcile: merged.counts,
     };
-    commit::write_file(&dir.join(commit::MANIFEST), pretty(&manifest).as_bytes())?;
+    commit::write_file(
+        &layout::partition_manifest(&staging.dir, &manifest.day),
+        pretty(&manifest).as_bytes(),
+    )?;
     if !merged.changes.is_empty() {
-        let name = commit::commit_name(commit);
-        let path = staging
-            .dir
-            .join(commit::CHANGES_DIR)
-            .join(name)
-            .join(format!("day={}.parquet", manifest.day));
+        let path = layout::change_file(&staging.dir, commit, &manifest.day);
+        commit::create_parent(&path)?;
         commit::write_changes(
             &path,
-            day,
             &merged.changes,
             &manifest.lineage.rule_hash,
             &manifest.lineage.key_values(&manifest.day),

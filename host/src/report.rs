@@ -4,6 +4,7 @@
 //! machines, so the two never disagree. Invariant checks live here too: a run
 //! whose counts do not add up fails before anything is committed.
 
+use crate::rule::shown;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::fmt;
@@ -201,7 +202,9 @@ impl fmt::Display for RunReport {
         writeln!(
             f,
             "rule      {}@{}  blake3 {}",
-            self.rule.name, self.rule.version, self.rule.hash
+            shown(&self.rule.name),
+            shown(&self.rule.version),
+            self.rule.hash
         )?;
         writeln!(
             f,
@@ -222,6 +225,7 @@ impl fmt::Display for RunReport {
         )?;
         writeln!(f, "  unique      {:>10}", thousands(c.unique))?;
         for (reason, n) in &c.by_reason {
+            let reason = shown(reason);
             writeln!(f, "      {reason:<28} {:>10}", thousands(*n))?;
         }
         writeln!(f, "payable   {:>14}", thousands(c.payable))?;

@@ -32,6 +32,8 @@ pub enum Value<'a> {
 pub enum Reason {
     /// The line is not a JSON object.
     MalformedJson,
+    /// The line is longer than the limit of the run (`--max-line-bytes`).
+    LineTooLong,
     /// A required field is absent or null (field index into [`FIELDS`]).
     MissingField(usize),
     /// A field has the wrong type.
@@ -44,6 +46,7 @@ impl fmt::Display for Reason {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match *self {
             Reason::MalformedJson => f.write_str("malformed-json"),
+            Reason::LineTooLong => f.write_str("line-too-long"),
             Reason::MissingField(i) => write!(f, "missing-field:{}", FIELDS[i]),
             Reason::BadType(i) => write!(f, "bad-type:{}", FIELDS[i]),
             Reason::BadValue(i) => write!(f, "bad-value:{}", FIELDS[i]),
@@ -60,8 +63,11 @@ pub struct Quarantined {
     pub position: u64,
     /// The first problem found.
     pub reason: Reason,
-    /// The record as it was: the JSON line, or the Parquet row rendered as JSON.
+    /// The record as it was: the JSON line, or the Parquet row rendered as
+    /// JSON; for a line over the limit, its first bytes only.
     pub raw: String,
+    /// For a line over the limit, its length in bytes (without its line end).
+    pub line_bytes: Option<u64>,
 }
 
 /// Valid events of one chunk, as columns. Strings are ids into an [`Interner`]:

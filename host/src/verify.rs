@@ -184,7 +184,7 @@ fn verify_commit(
         .as_ref()
         .and_then(|(from, to)| Some((parse_day(from)?, parse_day(to)?)));
     let paths: Vec<PathBuf> = files.iter().map(|f| f.path.clone()).collect();
-    let computed = pipeline::compute(&paths, rule, batch_size, window, false)?;
+    let computed = pipeline::compute(&paths, &Default::default(), rule, batch_size, window, false)?;
     let lineage = computed.lineage();
     if lineage.input_fingerprint != first.lineage.input_fingerprint {
         for check in &mut checks {

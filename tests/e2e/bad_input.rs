@@ -242,10 +242,20 @@ fn quarantined_lines(
     name: &str,
     bytes: &[u8],
 ) -> (serde_json::Value, Vec<(u64, String, String)>) {
+    quarantined_lines_with(dir, name, bytes, &[])
+}
+
+/// [`quarantined_lines`] with more arguments for `tally run`.
+fn quarantined_lines_with(
+    dir: &Path,
+    name: &str,
+    bytes: &[u8],
+    extra: &[&str],
+) -> (serde_json::Value, Vec<(u64, String, String)>) {
     let path = dir.join(name);
     std::fs::write(&path, bytes).expect("write");
     let out = dir.join(format!("out-{name}"));
-    let report = support::run(&[&path], &common::rule("creator-pay-v1"), &out, &[]);
+    let report = support::run(&[&path], &common::rule("creator-pay-v1"), &out, extra);
     let q = output::quarantine(&out)
         .iter()
         .map(|q| {
@@ -399,7 +409,8 @@ fn odd_but_valid_json_lines_are_read() {
 #[test]
 fn a_line_longer_than_a_read_block_is_read_whole() {
     // Files are read in blocks of 4 MiB of whole lines: a 9 MiB line (a
-    // valid event with a huge unknown field) spans several.
+    // valid event with a huge unknown field) spans several. It is over the
+    // default line-length limit, which is raised for it.
     let dir = TempDir::new().expect("temp dir");
     let mut text = events_text(3);
     let huge = event_json("huge", 2, "cr-huge", "tpl-huge");
@@ -411,7 +422,13 @@ fn a_line_longer_than_a_read_block_is_read_whole() {
     text.push('\n');
     text.push_str("not json\n");
     text.push_str(&events_text(2).replace("ev-", "after-"));
-    let (report, q) = quarantined_lines(dir.path(), "long.jsonl", text.as_bytes());
+    let limit = (10 << 20).to_string();
+    let (report, q) = quarantined_lines_with(
+        dir.path(),
+        "long.jsonl",
+        text.as_bytes(),
+        &["--max-line-bytes", &limit],
+    );
     assert_eq!(count(&report, "records"), 7);
     assert_eq!(count(&report, "unique"), 6);
     assert_eq!(q.len(), 1);
@@ -631,6 +648,111 @@ fn parquet_with_a_wrong_schema_is_quarantined_row_by_row() {
         &output::daily(&output::partitions(&out)),
         &model.daily(model::creator_pay_v1),
         "daily totals",
+    );
+}
+
+#[test]
+fn generated_parquet_quarantines_every_raw_record_with_its_fields() {
+    let dir = TempDir::new().expect("temp dir");
+    let (input, planted) = support::generate(dir.path(), "gen", 20_000, 11, "parquet", 20_000);
+    assert!(planted.quarantined > 0);
+    let out = dir.path().join("out");
+    let report = support::run(&[&input], &common::rule("creator-pay-v1"), &out, &[]);
+    assert_eq!(count(&report, "quarantined"), planted.quarantined);
+    for q in output::quarantine(&out) {
+        let raw: serde_json::Value =
+            serde_json::from_str(q["raw"].as_str().expect("raw")).expect("raw rows are JSON");
+        let raw = raw
+            .as_object()
+            .unwrap_or_else(|| panic!("not an object: {q}"));
+        let reason = q["reason"].as_str().expect("reason");
+        let (kind, field) = reason.split_once(':').expect("a field's reason");
+        // The field at fault is there unless it is missing; the others as written.
+        assert_eq!(raw.contains_key(field), kind != "missing-field", "{q}");
+        for name in [
+            "event_id",
+            "occurred_at",
+            "ingested_at",
+            "creator_id",
+            "template_id",
+            "content_kind",
+            "action",
+            "user_tier",
+            "country",
+        ] {
+            if name == field {
+                continue;
+            }
+            let value = raw.get(name).unwrap_or_else(|| panic!("no {name} in {q}"));
+            assert!(value.is_string(), "{name} in {q}");
+        }
+        // Timestamps (tz "UTC") come out as instants in RFC 3339.
+        for name in ["occurred_at", "ingested_at"] {
+            if let Some(value) = raw.get(name).and_then(|v| v.as_str()) {
+                chrono::DateTime::parse_from_rfc3339(value)
+                    .unwrap_or_else(|e| panic!("{name} {value:?} in {q}: {e}"));
+                assert!(value.ends_with('Z'), "{name} {value:?} in {q}");
+            }
+        }
+    }
+}
+
+#[test]
+fn quarantined_parquet_timestamps_show_their_time_zone() {
+    let dir = TempDir::new().expect("temp dir");
+    let path = dir.path().join("zones.parquet");
+    let mut columns = good_columns(3, "tz");
+    let base = model::days_from_civil(2026, 5, 4) * 86_400_000;
+    let zoned = |zone: &str, offset: i64| -> ArrayRef {
+        Arc::new(
+            TimestampMillisecondArray::from(
+                (0..3)
+                    .map(|i| base + i * 60_000 + offset)
+                    .collect::<Vec<_>>(),
+            )
+            .with_timezone(zone),
+        )
+    };
+    replace(
+        &mut columns,
+        "occurred_at",
+        Some(zoned("America/New_York", 0)),
+    );
+    replace(
+        &mut columns,
+        "ingested_at",
+        Some(zoned("Europe/Paris", 5_000)),
+    );
+    replace(
+        &mut columns,
+        "country",
+        Some(utf8(&[Some("DE"), Some("Germany"), Some("DE")])),
+    );
+    write_parquet(&path, columns, 3);
+    let out = dir.path().join("out");
+    let report = support::run(&[&path], &common::rule("creator-pay-v1"), &out, &[]);
+    assert_eq!(count(&report, "unique"), 2);
+    let q = output::quarantine(&out);
+    assert_eq!(q.len(), 1);
+    assert_eq!(
+        (&q[0]["row"], &q[0]["reason"]),
+        (&1.into(), &"bad-value:country".into())
+    );
+    let raw: serde_json::Value =
+        serde_json::from_str(q[0]["raw"].as_str().expect("raw")).expect("JSON");
+    assert_eq!(
+        raw,
+        serde_json::json!({
+            "event_id": "tz-1",
+            "occurred_at": "2026-05-03T20:01:00-04:00",
+            "ingested_at": "2026-05-04T02:01:05+02:00",
+            "creator_id": "cr-2",
+            "template_id": "tpl-2",
+            "content_kind": "image",
+            "action": "export",
+            "user_tier": "teams",
+            "country": "Germany",
+        })
     );
 }
 
@@ -1060,7 +1182,7 @@ fn empty_input_files_give_an_empty_but_sane_output() {
         assert_eq!(report["inputs"].as_array().map(Vec::len), Some(1), "{name}");
         assert!(output::partitions(&out).is_empty(), "{name}");
         assert!(output::quarantine(&out).is_empty(), "{name}");
-        assert!(out.join("_manifest.json").is_file(), "{name}");
+        assert!(out.join("_tally/manifest.json").is_file(), "{name}");
     }
 }
 

@@ -118,7 +118,7 @@ pub fn snapshot(dir: &Path) -> Vec<(String, Vec<u8>)> {
 
 /// The JSON run report of an output directory.
 pub fn report(out: &Path) -> serde_json::Value {
-    let text = std::fs::read_to_string(out.join("_report.json")).expect("_report.json");
+    let text = std::fs::read_to_string(out.join("_tally/report.json")).expect("_tally/report.json");
     serde_json::from_str(&text).expect("report is JSON")
 }
 

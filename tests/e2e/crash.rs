@@ -109,7 +109,7 @@ fn first_difference(got: &[(String, Vec<u8>)], want: &[(String, Vec<u8>)]) -> St
 /// each naming its own number; returns n.
 fn check_log(out: &Path) -> u64 {
     let mut numbers = Vec::new();
-    for entry in std::fs::read_dir(out.join("_log")).expect("a commit log") {
+    for entry in std::fs::read_dir(out.join("_tally/log")).expect("a commit log") {
         let path = entry.expect("entry").path();
         let name = path.file_name().unwrap().to_string_lossy().into_owned();
         let number: u64 = name
@@ -415,7 +415,7 @@ fn concurrent_runs_get_consecutive_commits() {
         for report in &reports {
             let commit = report["commit"].as_u64().unwrap();
             let entry: Value = serde_json::from_slice(
-                &std::fs::read(out.join(format!("_log/{commit:08}.json"))).unwrap(),
+                &std::fs::read(out.join(format!("_tally/log/{commit:08}.json"))).unwrap(),
             )
             .unwrap();
             assert_eq!(entry["run_id"], report["run_id"], "round {round}");

@@ -1,4 +1,4 @@
-//! Determinism: the data files of a run (every `day=*/part-0.parquet` and the
+//! Determinism: the data files of a run (every `daily/day=*/part-0.parquet` and the
 //! quarantine file) are the same bytes whatever `--threads` and
 //! `--batch-size`, for JSONL and Parquet input alike; the same files under
 //! other names give the same partitions; and the same records cut into other
@@ -37,7 +37,11 @@ fn same_bytes_for_every_setting(dir: &Path, input: &Path, rule: &str) {
         eprintln!("{settings:?}: {:?}", started.elapsed());
         let files = output::data_files(&out);
         assert!(
-            files.iter().filter(|(n, _)| n.starts_with("day=")).count() > 20,
+            files
+                .iter()
+                .filter(|(n, _)| n.starts_with("daily/day="))
+                .count()
+                > 20,
             "a month of days"
         );
         assert!(count(&report, "quarantined") > 0);

@@ -7,7 +7,8 @@
 
 use crate::common::{self, s};
 use crate::model::{self, Event, Expected};
-use crate::output::blake3_file;
+use crate::output::{self, blake3_file};
+use crate::support;
 use arrow::array::{ArrayRef, Int64Array, RecordBatch, StringArray};
 use arrow::datatypes::{DataType, Field, Schema};
 use parquet::arrow::ArrowWriter;
@@ -433,6 +434,52 @@ fn explain_of_an_event_that_was_only_quarantined() {
     assert!(
         !text.contains("creator-pay@"),
         "a verdict for a quarantined event:\n{text}"
+    );
+}
+
+#[test]
+fn explain_finds_a_quarantined_parquet_row() {
+    let dir = TempDir::new().expect("temp dir");
+    let (input, planted) = support::generate(dir.path(), "gen", 5_000, 5, "parquet", 5_000);
+    assert!(planted.quarantined > 0);
+    let out = dir.path().join("out");
+    support::run(&[&input], &common::rule("creator-pay-v1"), &out, &[]);
+    let quarantined = output::quarantine(&out);
+    // A row whose event_id can be read.
+    let (q, raw, id) = quarantined
+        .iter()
+        .find_map(|q| {
+            let raw: Value = serde_json::from_str(q["raw"].as_str()?).ok()?;
+            let id = raw.get("event_id")?.as_str()?.to_string();
+            let about_id = q["reason"].as_str()?.ends_with(":event_id");
+            (!about_id).then(|| (q.clone(), raw, id))
+        })
+        .expect("a quarantined row with its event_id");
+    let (json, text) = explain(&input, &id);
+    let found: Vec<&Value> = json["records"]
+        .as_array()
+        .expect("records")
+        .iter()
+        .filter(|r| r["status"] == "quarantined")
+        .collect();
+    assert_eq!(
+        found,
+        [&json!({
+            "file": q["file"],
+            "position_kind": "row",
+            "position": q["row"],
+            "status": "quarantined",
+            "note": q["reason"],
+            "record": raw,
+        })],
+        "{json}"
+    );
+    let file = q["file"].as_str().expect("file");
+    let row = q["row"].as_u64().expect("row");
+    let reason = q["reason"].as_str().expect("reason");
+    assert_eq!(
+        text_entry(&text, file, "row", row),
+        format!(" quarantined ({reason})")
     );
 }
 

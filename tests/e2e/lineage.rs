@@ -170,9 +170,10 @@ fn log_show_and_lineage_say_which_rule_inputs_and_run() {
         assert_eq!(entry["input_fingerprint"], fingerprint);
         assert_eq!(inputs_of(entry), inputs);
         assert_eq!(entry["reconcile"], p.reports[i]["reconcile"]);
-        let on_disk =
-            json(&std::fs::read_to_string(p.out.join(format!("_log/{:08}.json", i + 1))).unwrap());
-        assert_eq!(*entry, on_disk, "log --json against _log/");
+        let on_disk = json(
+            &std::fs::read_to_string(p.out.join(format!("_tally/log/{:08}.json", i + 1))).unwrap(),
+        );
+        assert_eq!(*entry, on_disk, "log --json against _tally/log/");
         let committed = entry["committed_at"].as_str().expect("committed_at");
         assert!(
             chrono::DateTime::parse_from_rfc3339(committed).is_ok(),
@@ -246,7 +247,7 @@ fn log_show_and_lineage_say_which_rule_inputs_and_run() {
         );
         assert_eq!(m["commit"], i + 1);
         assert_eq!(m["run_id"], run_ids[i]);
-        let file = format!("day={}/part-0.parquet", part.day);
+        let file = format!("daily/day={}/part-0.parquet", part.day);
         assert_eq!(m["file"], file.as_str());
         assert_eq!(m["blake3"], blake3_file(&p.out.join(&file)).as_str());
         assert_eq!(m["rows"], part.rows.len());
@@ -436,9 +437,13 @@ fn verify_passes_untouched_output_and_pinpoints_modified_files() {
     // One amount edited by hand, the file rewritten with the same schema and
     // metadata: that day differs, at that row, with both values.
     let edited_day = p.days[2].clone();
-    let edited_file = format!("day={edited_day}/part-0.parquet");
+    let edited_file = format!("daily/day={edited_day}/part-0.parquet");
     let manifest_blake3 = json(
-        &std::fs::read_to_string(p.out.join(format!("day={edited_day}/_manifest.json"))).unwrap(),
+        &std::fs::read_to_string(
+            p.out
+                .join(format!("_tally/partitions/day={edited_day}.json")),
+        )
+        .unwrap(),
     )["blake3"]
         .as_str()
         .unwrap()
@@ -488,9 +493,15 @@ fn verify_passes_untouched_output_and_pinpoints_modified_files() {
 
     // Bytes flipped in another file: its blake3 no longer matches.
     let flipped_day = p.recomputed.clone();
-    let flipped = p.out.join(format!("day={flipped_day}/part-0.parquet"));
+    let flipped = p
+        .out
+        .join(format!("daily/day={flipped_day}/part-0.parquet"));
     let recorded = json(
-        &std::fs::read_to_string(p.out.join(format!("day={flipped_day}/_manifest.json"))).unwrap(),
+        &std::fs::read_to_string(
+            p.out
+                .join(format!("_tally/partitions/day={flipped_day}.json")),
+        )
+        .unwrap(),
     )["blake3"]
         .as_str()
         .unwrap()
@@ -509,7 +520,7 @@ fn verify_passes_untouched_output_and_pinpoints_modified_files() {
     assert!(
         check["differences"].as_array().unwrap().iter().any(|d| {
             d["key"] == ""
-                && d["what"] == format!("blake3 of day={flipped_day}/part-0.parquet").as_str()
+                && d["what"] == format!("blake3 of daily/day={flipped_day}/part-0.parquet").as_str()
                 && d["expected"] == recorded.as_str()
                 && d["actual"] == actual.as_str()
         }),
@@ -523,7 +534,7 @@ fn verify_passes_untouched_output_and_pinpoints_modified_files() {
         &[
             &format!("{flipped_day}  DIFFERS"),
             &format!(
-                "blake3 of day={flipped_day}/part-0.parquet: expected {recorded}, found {actual}"
+                "blake3 of daily/day={flipped_day}/part-0.parquet: expected {recorded}, found {actual}"
             ),
         ],
     );

@@ -2,12 +2,15 @@
 
 mod bad_input;
 mod build;
+mod cache_trust;
 mod common;
 mod compare;
 mod crash;
 mod determinism;
 mod explain;
 mod html;
+mod ingest_limits;
+mod layout;
 mod lineage;
 mod model;
 mod output;
@@ -15,6 +18,7 @@ mod policies;
 mod reconcile;
 mod registry;
 mod sandbox;
+mod sandbox_limits;
 mod support;
 mod survivors;
 mod totals;

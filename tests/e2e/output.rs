@@ -1,6 +1,6 @@
-//! Reads what `tally run` committed: the daily Parquet partitions (rows and
-//! key-value metadata, the day taken from the directory name), the quarantine
-//! file, and the data files' bytes.
+//! Reads what `tally run` committed: the daily Parquet partitions
+//! (`daily/day=D/part-0.parquet`: rows and key-value metadata, the day taken
+//! from the directory name), the quarantine file, and the data files' bytes.
 
 #![allow(dead_code)]
 
@@ -11,7 +11,7 @@ use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use std::collections::BTreeMap;
 use std::path::Path;
 
-/// One `day=YYYY-MM-DD/part-0.parquet` file.
+/// One `daily/day=YYYY-MM-DD/part-0.parquet` file.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Partition {
     /// From the directory name.
@@ -33,24 +33,30 @@ const COLUMNS: [(&str, DataType); 6] = [
 ];
 
 /// Every partition of an output directory, by day. Also checks the layout:
-/// each `day=` directory holds exactly `part-0.parquet`, with the expected
-/// columns, rows sorted by creator then template and no key twice.
+/// `daily/` holds nothing but `day=` directories, each holding exactly
+/// `part-0.parquet`, with the expected columns, rows sorted by creator then
+/// template and no key twice.
 pub fn partitions(out: &Path) -> Vec<Partition> {
     let mut days = Vec::new();
-    for entry in std::fs::read_dir(out).expect("readable output") {
+    let daily = out.join("daily");
+    if !daily.is_dir() {
+        return Vec::new();
+    }
+    for entry in std::fs::read_dir(&daily).expect("readable daily/") {
         let entry = entry.expect("dir entry");
         let name = entry.file_name().to_string_lossy().into_owned();
-        if let Some(day) = name.strip_prefix("day=") {
-            days.push(day.to_string());
-        }
+        let day = name
+            .strip_prefix("day=")
+            .unwrap_or_else(|| panic!("daily/ holds {name}, not a day= partition"));
+        days.push(day.to_string());
     }
     days.sort();
     days.iter().map(|day| partition(out, day)).collect()
 }
 
 fn partition(out: &Path, day: &str) -> Partition {
-    let dir = out.join(format!("day={day}"));
-    // Beside the data file, only metadata that hive readers skip (`_*`).
+    let dir = out.join(format!("daily/day={day}"));
+    // Nothing beside the data file, not even metadata.
     let mut names: Vec<String> = std::fs::read_dir(&dir)
         .expect("readable partition")
         .map(|e| {
@@ -59,7 +65,6 @@ fn partition(out: &Path, day: &str) -> Partition {
                 .to_string_lossy()
                 .into_owned()
         })
-        .filter(|name| !name.starts_with('_'))
         .collect();
     names.sort();
     assert_eq!(names, ["part-0.parquet"], "data files in {}", dir.display());
@@ -137,10 +142,27 @@ pub fn daily(parts: &[Partition]) -> Daily {
     daily
 }
 
-/// The quarantine file as JSON objects, in order.
+/// The last commit's quarantine file, relative to the output (as the
+/// manifest names it).
+pub fn quarantine_path(out: &Path) -> String {
+    let manifest: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(out.join("_tally/manifest.json")).expect("_tally/manifest.json"),
+    )
+    .expect("manifest JSON");
+    let path = manifest["quarantine"]
+        .as_str()
+        .expect("quarantine in manifest");
+    assert!(
+        path.starts_with("quarantine/commit=") && path.ends_with("/quarantine.jsonl"),
+        "{path}"
+    );
+    path.to_string()
+}
+
+/// The last commit's quarantine file as JSON objects, in order.
 pub fn quarantine(out: &Path) -> Vec<serde_json::Value> {
-    let text = std::fs::read_to_string(out.join("_quarantine/quarantine.jsonl"))
-        .expect("_quarantine/quarantine.jsonl");
+    let path = out.join(quarantine_path(out));
+    let text = std::fs::read_to_string(&path).expect("the quarantine file");
     text.lines()
         .map(|line| serde_json::from_str(line).expect("quarantine lines are JSON"))
         .collect()
@@ -165,15 +187,24 @@ pub fn quarantine_keys(out: &Path) -> Vec<(String, u64, String)> {
         .collect()
 }
 
-/// The bytes of the data files of an output: every `day=*/part-0.parquet`
-/// and the quarantine file (not the manifests, report and log, which hold run
-/// ids and times).
+/// The bytes of the data files of an output: every
+/// `daily/day=*/part-0.parquet` and the last commit's quarantine file (not the
+/// manifests, report and log, which hold run ids and times).
 pub fn data_files(out: &Path) -> Vec<(String, Vec<u8>)> {
+    let quarantine = quarantine_path(out);
     crate::common::snapshot(out)
         .into_iter()
         .filter(|(name, _)| {
-            (name.starts_with("day=") && name.ends_with("/part-0.parquet"))
-                || name == "_quarantine/quarantine.jsonl"
+            (name.starts_with("daily/day=") && name.ends_with("/part-0.parquet"))
+                || *name == quarantine
+        })
+        .map(|(name, bytes)| {
+            // The commit number is not data: name the file alike in every output.
+            if name == quarantine {
+                ("quarantine".to_string(), bytes)
+            } else {
+                (name, bytes)
+            }
         })
         .collect()
 }
@@ -182,7 +213,7 @@ pub fn data_files(out: &Path) -> Vec<(String, Vec<u8>)> {
 pub fn partition_files(out: &Path) -> Vec<(String, Vec<u8>)> {
     data_files(out)
         .into_iter()
-        .filter(|(name, _)| name.starts_with("day="))
+        .filter(|(name, _)| name.starts_with("daily/day="))
         .collect()
 }
 

@@ -58,29 +58,27 @@ pub struct Change {
     pub change: String,
 }
 
-/// The files of commit `commit`'s changeset, as its log entry names it: one
-/// Parquet file, or a directory of them (one per day with changes). Relative
-/// paths and bytes, sorted.
+/// The files of commit `commit`'s changeset, as its log entry names it: a
+/// directory `changes/commit=N/` of `day=D/part-0.parquet` partitions (one per
+/// day with changes). Relative paths and bytes, sorted.
 pub fn changeset_files(out: &Path, commit: u64) -> Files {
     let entry = log_entry(out, commit);
     let named = entry["changeset"]
         .as_str()
         .unwrap_or_else(|| panic!("no changeset in log entry {commit}"));
     assert!(
-        named.starts_with(&format!("_changes/{commit:08}")),
+        named == format!("changes/commit={commit}/"),
         "commit {commit}'s changeset is {named}"
     );
     let path = out.join(named);
-    if path.is_dir() {
-        common::snapshot(&path)
-            .into_iter()
-            .map(|(name, bytes)| (format!("{}/{name}", named.trim_end_matches('/')), bytes))
-            .collect()
-    } else {
-        let bytes =
-            std::fs::read(&path).unwrap_or_else(|e| panic!("changeset {}: {e}", path.display()));
-        vec![(named.to_string(), bytes)]
+    if !path.exists() {
+        // A commit that changed nothing has no changeset files.
+        return Vec::new();
     }
+    common::snapshot(&path)
+        .into_iter()
+        .map(|(name, bytes)| (format!("{}/{name}", named.trim_end_matches('/')), bytes))
+        .collect()
 }
 
 /// The changeset of commit `commit`, keyed by row; asserts its columns and
@@ -88,13 +86,15 @@ pub fn changeset_files(out: &Path, commit: u64) -> Files {
 pub fn changeset(out: &Path, commit: u64) -> BTreeMap<Key, Change> {
     let mut rows = BTreeMap::new();
     for (name, _) in changeset_files(out, commit) {
-        assert!(name.ends_with(".parquet"), "{name} in the changeset");
-        // A file per day is named after its day.
+        assert!(name.ends_with("/part-0.parquet"), "{name} in the changeset");
+        // The day is the hive partition the file sits in.
         let file_day = Path::new(&name)
-            .file_stem()
+            .parent()
+            .and_then(|p| p.file_name())
             .and_then(|s| s.to_str())
             .and_then(|s| s.strip_prefix("day="))
-            .map(str::to_string);
+            .unwrap_or_else(|| panic!("{name} is not in a day= partition"))
+            .to_string();
         let file = std::fs::File::open(out.join(&name)).expect("a changeset file");
         let builder = ParquetRecordBatchReaderBuilder::try_new(file).expect("a Parquet changeset");
         let names: Vec<String> = builder
@@ -106,7 +106,6 @@ pub fn changeset(out: &Path, commit: u64) -> BTreeMap<Key, Change> {
         assert_eq!(
             names,
             [
-                "day",
                 "creator_id",
                 "template_id",
                 "events",
@@ -121,18 +120,15 @@ pub fn changeset(out: &Path, commit: u64) -> BTreeMap<Key, Change> {
             let batch: RecordBatch = batch.expect("a readable batch");
             let text = |i: usize| batch.column(i).as_string::<i32>().clone();
             let int = |i: usize| batch.column(i).as_primitive::<Int64Type>().clone();
-            let (day, creator, template) = (text(0), text(1), text(2));
-            let (hash, change) = (text(6), text(7));
-            let (events, payable, amount) = (int(3), int(4), int(5));
+            let (creator, template) = (text(0), text(1));
+            let (hash, change) = (text(5), text(6));
+            let (events, payable, amount) = (int(2), int(3), int(4));
             for r in 0..batch.num_rows() {
                 let key = (
-                    day.value(r).to_string(),
+                    file_day.clone(),
                     creator.value(r).to_string(),
                     template.value(r).to_string(),
                 );
-                if let Some(file_day) = &file_day {
-                    assert_eq!(&key.0, file_day, "a row of another day in {name}");
-                }
                 let row = Change {
                     totals: Totals {
                         events: events.value(r),
@@ -248,12 +244,25 @@ pub fn assert_reconciled(out: &Path, report: &serde_json::Value, expected: &Reco
     assert_eq!(written, want, "days written by commit {commit}");
 }
 
-/// `_log/NNNNNNNN.json` of an output, parsed.
+/// `_tally/log/NNNNNNNN.json` of an output, parsed.
 pub fn log_entry(out: &Path, commit: u64) -> serde_json::Value {
-    let path = out.join(format!("_log/{commit:08}.json"));
+    let path = out.join(format!("_tally/log/{commit:08}.json"));
     let text = std::fs::read_to_string(&path)
         .unwrap_or_else(|e| panic!("log entry {}: {e}", path.display()));
     serde_json::from_str(&text).unwrap_or_else(|e| panic!("{} is not JSON: {e}", path.display()))
+}
+
+/// The bytes of commit `commit`'s quarantine file, as its log entry names it.
+pub fn quarantine_file(out: &Path, commit: u64) -> Vec<u8> {
+    let entry = log_entry(out, commit);
+    let named = entry["quarantine"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no quarantine in log entry {commit}"));
+    assert_eq!(
+        named,
+        format!("quarantine/commit={commit}/quarantine.jsonl")
+    );
+    std::fs::read(out.join(named)).unwrap_or_else(|e| panic!("{named}: {e}"))
 }
 
 /// Files by relative path, with their bytes.
@@ -263,8 +272,8 @@ pub type Files = Vec<(String, Vec<u8>)>;
 /// adds exactly the next number, and nothing already there ever changes.
 pub struct History {
     out: PathBuf,
-    /// The log entry and changeset files of every commit so far.
-    commits: Vec<(Vec<u8>, Files)>,
+    /// The log entry, changeset files and quarantine file of every commit so far.
+    commits: Vec<(Vec<u8>, Files, Vec<u8>)>,
 }
 
 impl History {
@@ -279,36 +288,55 @@ impl History {
     pub fn record(&mut self, report: &serde_json::Value) {
         let number = self.commits.len() as u64 + 1;
         assert_eq!(report["commit"].as_u64(), Some(number), "commit number");
-        let numbers = |dir: &str| -> Vec<u64> {
-            let mut numbers: Vec<u64> = std::fs::read_dir(self.out.join(dir))
+        let numbers = |dir: &str, parse: &dyn Fn(&str) -> Option<u64>| -> Vec<u64> {
+            let path = self.out.join(dir);
+            if !path.is_dir() {
+                return Vec::new();
+            }
+            let mut numbers: Vec<u64> = std::fs::read_dir(path)
                 .expect("readable dir")
                 .map(|e| {
                     let name = e.expect("entry").file_name().to_string_lossy().into_owned();
-                    let stem = name.split('.').next().unwrap_or_default().to_string();
-                    assert_eq!(stem.len(), 8, "{dir}/{name}");
-                    stem.parse()
-                        .unwrap_or_else(|_| panic!("{dir}/{name} is not a commit"))
+                    parse(&name).unwrap_or_else(|| panic!("{dir}/{name} is not a commit"))
                 })
                 .collect();
             numbers.sort_unstable();
             numbers
         };
+        let log_name = |name: &str| {
+            let stem = name.strip_suffix(".json")?;
+            (stem.len() == 8).then(|| stem.parse().ok()).flatten()
+        };
+        let partition = |name: &str| name.strip_prefix("commit=")?.parse().ok();
         let want: Vec<u64> = (1..=number).collect();
-        assert_eq!(numbers("_log"), want, "_log/ after commit {number}");
-        let changes = numbers("_changes");
+        assert_eq!(
+            numbers("_tally/log", &log_name),
+            want,
+            "_tally/log/ after commit {number}"
+        );
+        assert_eq!(
+            numbers("quarantine", &partition),
+            want,
+            "quarantine/ after commit {number}"
+        );
+        let changes = numbers("changes", &partition);
         assert!(
             changes.iter().all(|n| want.contains(n)),
-            "_changes/ after commit {number}: {changes:?}"
+            "changes/ after commit {number}: {changes:?}"
         );
-        for (i, (log, changes)) in self.commits.iter().enumerate() {
+        for (i, (log, changes, quarantine)) in self.commits.iter().enumerate() {
             let n = i as u64 + 1;
             assert!(
-                std::fs::read(self.out.join(format!("_log/{n:08}.json"))).unwrap() == *log,
-                "_log/{n:08}.json changed after commit {number}"
+                std::fs::read(self.out.join(format!("_tally/log/{n:08}.json"))).unwrap() == *log,
+                "_tally/log/{n:08}.json changed after commit {number}"
             );
             assert!(
                 changeset_files(&self.out, n) == *changes,
                 "the changeset of commit {n} changed after commit {number}"
+            );
+            assert!(
+                quarantine_file(&self.out, n) == *quarantine,
+                "the quarantine of commit {n} changed after commit {number}"
             );
         }
         let entry = log_entry(&self.out, number);
@@ -328,8 +356,9 @@ impl History {
             assert_eq!(entry["counts"][key], report["counts"][key], "counts.{key}");
         }
         self.commits.push((
-            std::fs::read(self.out.join(format!("_log/{number:08}.json"))).unwrap(),
+            std::fs::read(self.out.join(format!("_tally/log/{number:08}.json"))).unwrap(),
             changeset_files(&self.out, number),
+            quarantine_file(&self.out, number),
         ));
     }
 }
@@ -626,7 +655,7 @@ fn removed_events_leave_their_keys_zeroed_not_deleted() {
     let entry = log_entry(&out, 2);
     assert_eq!(entry["zeroed_days"], serde_json::json!([empty_day]));
     let manifest: serde_json::Value = serde_json::from_slice(
-        &std::fs::read(out.join(format!("day={empty_day}/_manifest.json"))).unwrap(),
+        &std::fs::read(out.join(format!("_tally/partitions/day={empty_day}.json"))).unwrap(),
     )
     .unwrap();
     assert_eq!(manifest["events"], 0);
@@ -686,8 +715,12 @@ fn a_days_window_rewrites_only_its_partitions() {
     let day = days[days.len() / 3].clone();
     let before: BTreeMap<String, BTreeMap<String, Vec<u8>>> = days
         .iter()
-        .map(|d| (d.clone(), dir_files(&out.join(format!("day={d}")))))
+        .map(|d| (d.clone(), dir_files(&out.join(format!("daily/day={d}")))))
         .collect();
+    let manifest_of =
+        |d: &str| std::fs::read(out.join(format!("_tally/partitions/day={d}.json"))).unwrap();
+    let manifests_before: BTreeMap<String, Vec<u8>> =
+        days.iter().map(|d| (d.clone(), manifest_of(d))).collect();
 
     // Commit 2: v2 over one day only.
     let report = support::run(&[&input], &v2, &out, &["--days", &format!("{day}..{day}")]);
@@ -707,7 +740,7 @@ fn a_days_window_rewrites_only_its_partitions() {
 
     // Every other partition, data and manifest, is exactly as it was.
     for d in &days {
-        let now = dir_files(&out.join(format!("day={d}")));
+        let now = dir_files(&out.join(format!("daily/day={d}")));
         if *d == day {
             assert!(now["part-0.parquet"] != before[d]["part-0.parquet"]);
             continue;
@@ -720,6 +753,10 @@ fn a_days_window_rewrites_only_its_partitions() {
         for (name, bytes) in &now {
             assert!(*bytes == before[d][name], "day={d}/{name} was rewritten");
         }
+        assert!(
+            manifest_of(d) == manifests_before[d],
+            "the manifest of day={d} was rewritten"
+        );
     }
     for part in output::partitions(&out) {
         let want = if part.day == day { &h2 } else { &h1 };
@@ -734,7 +771,7 @@ fn a_days_window_rewrites_only_its_partitions() {
     // The recomputed day is what a full v2 run writes for it, to the byte.
     let full = dir.path().join("full-v2");
     support::run(&[&input], &v2, &full, &[]);
-    let part = |o: &Path| std::fs::read(o.join(format!("day={day}/part-0.parquet"))).unwrap();
+    let part = |o: &Path| std::fs::read(o.join(format!("daily/day={day}/part-0.parquet"))).unwrap();
     assert!(
         part(&out) == part(&full),
         "day={day} differs from a full v2 run's"

@@ -4,11 +4,12 @@
 //! a corrupt compiled-code cache entry.
 //!
 //! Every command gets `--registry` explicitly, except in the test of the
-//! default location, so `$TALLY_REGISTRY` in the environment changes nothing.
+//! default location, so `$TALLY_REGISTRY` in the environment changes nothing;
+//! the cache key is a file in the test's directory (`$TALLY_CACHE_KEY`).
 
 use crate::common::{self, s, snapshot};
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Output};
 use tempfile::TempDir;
 
 /// A temporary directory with a registry path inside it (not created).
@@ -24,19 +25,44 @@ impl Reg {
         Reg { dir, path }
     }
 
-    /// `tally <args> --registry <path>`, which must succeed; returns stdout.
-    fn ok(&self, args: &[&str]) -> String {
-        let mut all = args.to_vec();
-        all.extend(["--registry", s(&self.path)]);
-        common::tally_ok(&all)
+    /// `tally <args> --registry <path>`, with a cache key of its own.
+    fn tally(&self, args: &[&str]) -> Output {
+        Command::new(common::tally_bin())
+            .args(args)
+            .args(["--registry", s(&self.path)])
+            .env("TALLY_CACHE_KEY", self.dir.path().join("cache.key"))
+            .output()
+            .expect("tally runs")
     }
 
-    /// `tally <args> --registry <path>`, which must fail with exit code 1;
-    /// returns stderr.
+    /// `tally <args> --registry <path>`, which must succeed; returns stdout.
+    fn ok(&self, args: &[&str]) -> String {
+        let out = self.tally(args);
+        assert!(
+            out.status.success(),
+            "tally {args:?} failed:\nstdout: {}\nstderr: {}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).expect("utf-8 stdout")
+    }
+
+    /// `tally <args> --registry <path>`, which must fail with exit code 1
+    /// (an `error:` line, no panic); returns stderr.
     fn fails(&self, args: &[&str]) -> String {
-        let mut all = args.to_vec();
-        all.extend(["--registry", s(&self.path)]);
-        common::tally_err(&all)
+        let out = self.tally(args);
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert_eq!(
+            out.status.code(),
+            Some(1),
+            "tally {args:?} should fail with exit code 1:\nstdout: {}\nstderr: {stderr}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+        assert!(
+            stderr.starts_with("error: ") && !stderr.contains("panicked"),
+            "tally {args:?}: unexpected stderr: {stderr}"
+        );
+        stderr
     }
 
     /// `tally rule show <reference> --json`.
@@ -324,7 +350,7 @@ fn a_modified_blob_is_reported_and_never_loaded() {
     bytes[middle] ^= 0x01;
     std::fs::write(&blob, &bytes).unwrap();
 
-    let out = common::tally(&["rule", "verify", "--registry", s(&reg.path)]);
+    let out = reg.tally(&["rule", "verify"]);
     assert_eq!(out.status.code(), Some(1));
     let stdout = String::from_utf8(out.stdout).unwrap();
     let stderr = String::from_utf8(out.stderr).unwrap();
@@ -555,16 +581,19 @@ fn a_corrupt_compiled_cache_entry_is_rebuilt() {
     let (code2, sidecar2) = reg.cache_entry(&v2);
     std::fs::copy(&code2, &code).unwrap();
     std::fs::copy(&sidecar2, &sidecar).unwrap();
-    common::assert_mentions(&compiled(&v1), &["rebuilt", "another rule or engine"]);
-    // A forged sidecar that matches corrupt code: wasmtime refuses the code
-    // and the entry is rebuilt; it never runs.
+    common::assert_mentions(
+        &compiled(&v1),
+        &["rebuilt", "another rule, engine or cache key"],
+    );
+    // A forged sidecar that matches other code, without the cache key's MAC:
+    // the entry is rebuilt; the code never runs.
     let junk = b"not compiled code at all".to_vec();
     std::fs::write(&code, &junk).unwrap();
     let mut forged = side.clone();
     forged["code_blake3"] = common::blake3_hex(&code).into();
     forged["code_size"] = junk.len().into();
     std::fs::write(&sidecar, serde_json::to_vec(&forged).unwrap()).unwrap();
-    common::assert_mentions(&compiled(&v1), &["rebuilt", "wasmtime refused the code"]);
+    common::assert_mentions(&compiled(&v1), &["rebuilt", "MAC does not verify"]);
 
     // Whatever happened, the rule loaded is the published one.
     let shown = reg.show("creator-pay@1.0.0");

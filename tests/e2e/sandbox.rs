@@ -20,9 +20,20 @@ const EVENTS: usize = 10;
 
 /// Compiles `tests/fixtures/rules/<name>.wat` into a binary component at
 /// `dir/<name>.wasm`.
-fn component(dir: &Path, name: &str) -> PathBuf {
-    let source = common::fixture(&format!("rules/{name}.wat"));
-    let bytes = wat::parse_file(&source)
+pub fn component(dir: &Path, name: &str) -> PathBuf {
+    component_with(dir, name, name, &[])
+}
+
+/// Compiles `tests/fixtures/rules/<fixture>.wat`, with each `(from, to)` of
+/// `edits` replaced in its text, into a binary component at `dir/<name>.wasm`.
+pub fn component_with(dir: &Path, fixture: &str, name: &str, edits: &[(&str, &str)]) -> PathBuf {
+    let source = common::fixture(&format!("rules/{fixture}.wat"));
+    let mut text = std::fs::read_to_string(&source).expect("fixture");
+    for (from, to) in edits {
+        assert!(text.contains(from), "{} has no {from:?}", source.display());
+        text = text.replace(from, to);
+    }
+    let bytes = wat::parse_str(&text)
         .unwrap_or_else(|e| panic!("{} does not assemble: {e}", source.display()));
     assert!(
         bytes.len() >= 8 && bytes[..4] == *b"\0asm" && bytes[4..8] == [0x0d, 0, 1, 0],
@@ -35,29 +46,29 @@ fn component(dir: &Path, name: &str) -> PathBuf {
 }
 
 /// How rule-call errors name a rule: `name@version (blake3 <first 12 hex>)`.
-fn label(name: &str, path: &Path) -> String {
+pub fn label(name: &str, path: &Path) -> String {
     format!("{name}@0.1.0 (blake3 {})", &common::blake3_hex(path)[..12])
 }
 
 /// A working directory with a small input and an output directory written by
 /// a successful run of `rule`.
-struct Workspace {
-    dir: TempDir,
-    input: PathBuf,
-    out: PathBuf,
+pub struct Workspace {
+    pub dir: TempDir,
+    pub input: PathBuf,
+    pub out: PathBuf,
     before: Vec<(String, Vec<u8>)>,
 }
 
 impl Workspace {
     /// The existing output is made by the hand-written `constant` rule.
-    fn new() -> Workspace {
+    pub fn new() -> Workspace {
         let dir = TempDir::new().expect("temp dir");
         let rule = component(dir.path(), "constant");
         Workspace::with_output_of(dir, &rule)
     }
 
     /// The existing output is made by `rule`.
-    fn with_output_of(dir: TempDir, rule: &Path) -> Workspace {
+    pub fn with_output_of(dir: TempDir, rule: &Path) -> Workspace {
         let input = common::small_jsonl(dir.path(), EVENTS);
         let out = dir.path().join("out");
         common::tally_ok(&[
@@ -72,7 +83,9 @@ impl Workspace {
         ]);
         let before = snapshot(&out);
         assert!(
-            before.iter().any(|(name, _)| name == "_manifest.json"),
+            before
+                .iter()
+                .any(|(name, _)| name == "_tally/manifest.json"),
             "the first run wrote an output"
         );
         Workspace {
@@ -85,7 +98,7 @@ impl Workspace {
 
     /// Runs `tally run` with `rule` into the existing output, expects it to
     /// fail cleanly and returns its stderr.
-    fn run_fails(&self, rule: &Path, extra: &[&str]) -> String {
+    pub fn run_fails(&self, rule: &Path, extra: &[&str]) -> String {
         let mut args = vec![
             "run",
             "--input",
@@ -104,7 +117,7 @@ impl Workspace {
 
     /// The output is exactly as the first run left it, and no staging
     /// directory was left beside it (the lock file stays, by design).
-    fn assert_untouched(&self, stderr: &str) {
+    pub fn assert_untouched(&self, stderr: &str) {
         assert!(
             snapshot(&self.out) == self.before,
             "a failed run changed the existing output; stderr: {stderr}"
@@ -176,12 +189,42 @@ fn constant_rule_classifies_every_event() {
     assert!(checks.iter().all(|c| c["ok"] == true), "{checks:?}");
 }
 
+/// The fuel budget an out-of-fuel error states, checked against its parts:
+/// `budget B = C per call + E per event × N events + P per byte × S bytes`.
+/// Returns the events and bytes it was given for.
+fn stated_budget(stderr: &str, limits: &Limits) -> (u64, u64) {
+    let numbers = |text: &str| -> Vec<u64> {
+        text.split(|c: char| !c.is_ascii_digit())
+            .filter(|n| !n.is_empty())
+            .map(|n| n.parse().expect("number"))
+            .collect()
+    };
+    let start = stderr
+        .find("ran out of fuel (budget ")
+        .expect("out of fuel");
+    let end = start + stderr[start..].find(')').expect("closing parenthesis");
+    let parts = numbers(&stderr[start..end]);
+    let [budget, per_call, per_event, events, per_byte, bytes] = parts[..] else {
+        panic!("unexpected budget in {stderr}");
+    };
+    assert_eq!(
+        (per_call, per_event, per_byte),
+        (
+            limits.fuel_per_call,
+            limits.fuel_per_event,
+            limits.fuel_per_byte
+        ),
+        "{stderr}"
+    );
+    assert_eq!(budget, per_call + per_event * events + per_byte * bytes);
+    (events, bytes)
+}
+
 #[test]
 fn endless_loop_runs_out_of_fuel_quickly_and_deterministically() {
     let ws = Workspace::new();
     let rule = component(ws.dir.path(), "loop-forever");
     let limits = Limits::default();
-    let budget = limits.fuel_per_call + limits.fuel_per_event * EVENTS as u64;
 
     let started = Instant::now();
     let first = ws.run_fails(&rule, &[]);
@@ -195,10 +238,14 @@ fn endless_loop_runs_out_of_fuel_quickly_and_deterministically() {
         &first,
         &[
             &label("loop-forever", &rule),
-            &format!("ran out of fuel (budget {budget})"),
+            "ran out of fuel (budget ",
             &format!("(batch 0, {EVENTS} events)"),
         ],
     );
+    // The budget counts the batch's events and its bytes.
+    let (events, bytes) = stated_budget(&first, &limits);
+    assert_eq!(events, EVENTS as u64);
+    assert!(bytes > 0, "{first}");
 
     // The same fuel runs out at the same point: the same error, word for word,
     // whatever the number of threads.
@@ -209,8 +256,11 @@ fn endless_loop_runs_out_of_fuel_quickly_and_deterministically() {
 
     // The budget follows --fuel-per-event.
     let small = ws.run_fails(&rule, &["--fuel-per-event", "1000"]);
-    let budget = limits.fuel_per_call + 1000 * EVENTS as u64;
-    common::assert_mentions(&small, &[&format!("ran out of fuel (budget {budget})")]);
+    let small_limits = Limits {
+        fuel_per_event: 1000,
+        ..limits
+    };
+    assert_eq!(stated_budget(&small, &small_limits), (events, bytes));
 }
 
 #[test]
@@ -282,7 +332,7 @@ fn returned_error_is_reported() {
         &stderr,
         &[
             &label("returns-error", &rule),
-            "returned an error: no verdicts for this batch",
+            "returned an error: \"no verdicts for this batch\"",
             &format!("(batch 0, {EVENTS} events)"),
         ],
     );

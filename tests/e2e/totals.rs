@@ -251,7 +251,8 @@ fn input_fingerprint_depends_on_contents_not_paths() {
     let fingerprints = |out: &Path, report: &serde_json::Value| -> String {
         let from_report = report["input_fingerprint"].as_str().expect("fingerprint");
         let manifest: serde_json::Value = serde_json::from_str(
-            &std::fs::read_to_string(out.join("_manifest.json")).expect("_manifest.json"),
+            &std::fs::read_to_string(out.join("_tally/manifest.json"))
+                .expect("_tally/manifest.json"),
         )
         .expect("manifest is JSON");
         assert_eq!(manifest["lineage"]["input_fingerprint"], from_report);

@@ -53,6 +53,8 @@ pub struct Args {
     /// $TALLY_REGISTRY, else ./tally-registry).
     #[arg(long)]
     registry: Option<PathBuf>,
+    #[command(flatten)]
+    read: super::ReadArgs,
 }
 
 pub fn execute(args: Args) -> anyhow::Result<ExitCode> {
@@ -92,6 +94,7 @@ pub fn execute(args: Args) -> anyhow::Result<ExitCode> {
         sample: args.sample,
         batch_size: args.batch_size as usize,
         progress: !args.quiet,
+        read: args.read.options(),
     };
     let comparison = compare::compare_rules(
         &args.inputs,

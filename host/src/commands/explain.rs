@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 use tally::explain::explain;
+use tally::rule::shown;
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -22,6 +23,8 @@ pub struct Args {
     /// $TALLY_REGISTRY, else ./tally-registry).
     #[arg(long)]
     registry: Option<PathBuf>,
+    #[command(flatten)]
+    read: super::ReadArgs,
 }
 
 pub fn execute(args: Args) -> anyhow::Result<ExitCode> {
@@ -33,7 +36,7 @@ pub fn execute(args: Args) -> anyhow::Result<ExitCode> {
                 .map(|rule| (rule, r.clone()))
         })
         .collect::<anyhow::Result<Vec<_>>>()?;
-    let e = explain(&args.inputs, &rules, &args.event)?;
+    let e = explain(&args.inputs, &rules, &args.event, &args.read.options())?;
     if args.json {
         super::print(&serde_json::to_string_pretty(&e)?)?;
     } else {
@@ -58,12 +61,12 @@ pub fn execute(args: Args) -> anyhow::Result<ExitCode> {
         for v in &e.verdicts {
             text.push_str(&format!(
                 "  {}@{} ({}): {} at {} micros, reason {}\n",
-                v.rule.name,
-                v.rule.version,
-                &v.rule.hash[..12],
+                shown(&v.rule.name),
+                shown(&v.rule.version),
+                v.rule.hash.get(..12).unwrap_or(&v.rule.hash),
                 if v.payable { "payable" } else { "not payable" },
                 v.rate_micros,
-                v.reason
+                shown(&v.reason)
             ));
         }
         super::print(&text)?;

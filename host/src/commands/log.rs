@@ -89,7 +89,7 @@ pub fn show(args: ShowArgs) -> anyhow::Result<ExitCode> {
     let c = &e.counts;
     let r = &e.reconcile;
     text.push_str(&format!(
-        "window     {}\nwritten    {}\nzeroed     {}\ncounts     {} records, {} quarantined, {} duplicates, {} unique, {} payable, amount {}\nrows       {} unchanged, {} changed, {} added, {} zeroed, {} restamped\nchangeset  {}\n",
+        "window     {}\nwritten    {}\nzeroed     {}\ncounts     {} records, {} quarantined, {} duplicates, {} unique, {} payable, amount {}\nrows       {} unchanged, {} changed, {} added, {} zeroed, {} restamped\nchangeset  {}\nquarantine {}\n",
         e.window.as_ref().map_or("all days".to_string(), |(f, t)| format!("{f}..{t}")),
         e.written.join(", "),
         if e.zeroed_days.is_empty() { "-".to_string() } else { e.zeroed_days.join(", ") },
@@ -104,7 +104,8 @@ pub fn show(args: ShowArgs) -> anyhow::Result<ExitCode> {
         thousands(r.added),
         thousands(r.zeroed),
         thousands(r.restamped),
-        e.changeset
+        e.changeset,
+        e.quarantine.as_deref().unwrap_or("-")
     ));
     super::print(&text)?;
     Ok(ExitCode::SUCCESS)

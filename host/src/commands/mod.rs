@@ -11,6 +11,24 @@ pub mod verify;
 
 use std::io::Write;
 
+/// How input files are read: the options `run`, `compare` and `explain` share.
+#[derive(clap::Args)]
+pub struct ReadArgs {
+    /// The longest JSON line read, in bytes (without its line end); a longer
+    /// line is quarantined as `line-too-long` and skipped.
+    #[arg(long, value_name = "BYTES", default_value_t = tally::ingest::DEFAULT_MAX_LINE_BYTES as u64, value_parser = clap::value_parser!(u64).range(1..))]
+    max_line_bytes: u64,
+}
+
+impl ReadArgs {
+    /// The options as the library takes them.
+    pub fn options(&self) -> tally::ingest::ReadOptions {
+        tally::ingest::ReadOptions {
+            max_line_bytes: usize::try_from(self.max_line_bytes).unwrap_or(usize::MAX),
+        }
+    }
+}
+
 /// Loads the rule a `--rule` argument names: a path, a full or short hash,
 /// `name@version` or `name@tag` (see `tally rule`). Its bytes are always
 /// checked against their hash; that hash is what gets stamped.

@@ -5,7 +5,7 @@ use anyhow::Context;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use tally::registry::{self, Origin, PublishStatus};
-use tally::rule::{self, Limits, WORLD, build};
+use tally::rule::{self, Limits, WORLD, build, shown};
 
 /// Where the registry is.
 #[derive(clap::Args)]
@@ -76,8 +76,9 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Re-hash every stored blob and check every record, version and tag;
-    /// fails if anything was modified or is missing.
+    /// Re-hash every stored blob, check every record, version and tag, and
+    /// compare each compiled-code cache entry with a fresh compile of its
+    /// rule; fails if anything was modified or is missing.
     Verify {
         #[command(flatten)]
         registry: RegistryArg,
@@ -157,21 +158,31 @@ fn inspect(component: &Path, json: bool) -> anyhow::Result<()> {
         super::print(&serde_json::to_string_pretty(&inspection)?)?;
         return Ok(());
     }
-    let none = || "-".to_string();
+    let or_dash = |text: &Option<String>| {
+        text.as_deref()
+            .map_or_else(|| "-".to_string(), |text| shown(text).into_owned())
+    };
+    let list = |names: &[String]| {
+        names
+            .iter()
+            .map(|name| shown(name))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
     super::print(&format!(
         "path     {}\nname     {}\nversion  {}\nsdk      {}\nblake3   {}\nsize     {} bytes\nworld    {}\nexports  {}\nimports  {}",
         inspection.path.display(),
-        inspection.name.clone().unwrap_or_else(none),
-        inspection.version.clone().unwrap_or_else(none),
-        inspection.sdk_version.clone().unwrap_or_else(none),
+        or_dash(&inspection.name),
+        or_dash(&inspection.version),
+        or_dash(&inspection.sdk_version),
         inspection.hash,
         inspection.size,
         inspection.world.unwrap_or("-"),
-        inspection.exports.join(", "),
+        list(&inspection.exports),
         if inspection.imports.is_empty() {
             "none".to_string()
         } else {
-            inspection.imports.join(", ")
+            list(&inspection.imports)
         },
     ))?;
     Ok(())
@@ -235,8 +246,8 @@ fn list(registry: &Path, json: bool) -> anyhow::Result<()> {
         .iter()
         .map(|e| {
             [
-                e.record.name.clone(),
-                e.record.version.clone(),
+                shown(&e.record.name).into_owned(),
+                shown(&e.record.version).into_owned(),
                 e.record.short_hash().to_string(),
                 if e.tags.is_empty() {
                     "-".to_string()
@@ -327,15 +338,15 @@ fn show(reference: &str, registry: &Path, json: bool) -> anyhow::Result<()> {
         if s.is_empty() {
             "-".to_string()
         } else {
-            s.to_string()
+            rule::shown(s).into_owned()
         }
     };
     super::print(&format!(
         "reference  {} ({})\nname       {}\nversion    {}\nsdk        {}\nblake3     {}\nsize       {} bytes\nworld      {}\npath       {}\npublished  {}\ntags       {}\ncompiled   {}",
         shown.reference,
         shown.kind,
-        shown.name,
-        shown.version,
+        or_dash(shown.name),
+        or_dash(shown.version),
         or_dash(shown.sdk_version),
         shown.hash,
         shown.size,
@@ -369,10 +380,39 @@ fn verify(registry: &Path, json: bool) -> anyhow::Result<ExitCode> {
                 )
             })
             .collect();
+        lines.extend(report.cache.iter().map(|c| {
+            format!(
+                "{:8}  {}  {}  compiled code {}{}",
+                c.status.label(),
+                c.rule_hash,
+                c.rule
+                    .as_deref()
+                    .map_or_else(|| "-".to_string(), |r| rule::shown(r).into_owned()),
+                c.path.file_name().map_or_else(
+                    || c.path.display().to_string(),
+                    |n| n.to_string_lossy().into_owned()
+                ),
+                match c.status {
+                    registry::cache::EntryStatus::OtherEngine => " (for another engine)",
+                    _ => "",
+                }
+            )
+        }));
         lines.extend(report.notes.iter().map(|n| format!("note: {n}")));
+        let skipped = report
+            .cache
+            .iter()
+            .filter(|c| c.status == registry::cache::EntryStatus::OtherEngine)
+            .count();
         lines.push(format!(
-            "{} blobs checked in {}, {} problems",
+            "{} blobs checked, {} compiled-code entries checked{} in {}, {} problems",
             report.blobs.len(),
+            report.cache.len() - skipped,
+            if skipped == 0 {
+                String::new()
+            } else {
+                format!(" ({skipped} for another engine skipped)")
+            },
             registry.display(),
             report.problems.len()
         ));

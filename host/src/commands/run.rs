@@ -47,6 +47,8 @@ pub struct Args {
     /// Never show progress bars.
     #[arg(long)]
     quiet: bool,
+    #[command(flatten)]
+    read: super::ReadArgs,
 }
 
 pub fn execute(args: Args) -> anyhow::Result<ExitCode> {
@@ -65,9 +67,14 @@ pub fn execute(args: Args) -> anyhow::Result<ExitCode> {
         limits,
         progress: !args.quiet,
         days: args.days,
+        read: args.read.options(),
     };
-    let report =
-        run_loaded(&options, rule).context("run failed; the previous output is untouched")?;
+    let had_output = tally::layout::is_output(&options.out);
+    let report = run_loaded(&options, rule).context(if had_output {
+        "run failed; the previous output is untouched"
+    } else {
+        "run failed; nothing was written"
+    })?;
     let json = serde_json::to_string_pretty(&report)? + "\n";
     if let Some(path) = &args.report {
         std::fs::write(path, &json).with_context(|| format!("writing {}", path.display()))?;

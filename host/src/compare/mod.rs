@@ -134,6 +134,8 @@ pub struct Options {
     pub sample: usize,
     pub batch_size: usize,
     pub progress: bool,
+    /// How input files are read (the longest JSON line).
+    pub read: crate::ingest::ReadOptions,
 }
 
 /// Compares two rules on the events of `inputs`, in one pass over the input.
@@ -144,7 +146,7 @@ pub fn compare_rules(
     options: Options,
 ) -> Result<Comparison, RunError> {
     let started = std::time::Instant::now();
-    let prepared = pipeline::prepare(inputs, None, options.progress)?;
+    let prepared = pipeline::prepare(inputs, &options.read, None, options.progress)?;
     let mut timings = prepared.timings.clone();
     let (ca, aa, _, _) = pipeline::classify_and_aggregate(
         &prepared,
@@ -218,7 +220,7 @@ fn build(
     let table = &deduped.table;
     let strings = &table.strings;
     let mut verdicts = VerdictChanges::default();
-    let mut pairs: HashMap<(u16, u16), u64> = HashMap::new();
+    let mut pairs: HashMap<(u32, u32), u64> = HashMap::new();
     let mut creators: HashMap<u32, (i64, i64)> = HashMap::new();
     let mut templates: HashMap<u32, (i64, i64)> = HashMap::new();
     let mut days: BTreeMap<i32, (i64, i64)> = BTreeMap::new();

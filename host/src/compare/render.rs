@@ -5,6 +5,7 @@
 use super::{Comparison, Mover, OutputDiff};
 use crate::commit::CommitError;
 use crate::report::{money, thousands};
+use crate::rule::shown;
 use arrow::array::{ArrayRef, BooleanArray, Int64Array, RecordBatch, StringArray};
 use arrow::datatypes::{DataType, Field, Schema};
 use parquet::file::metadata::KeyValue;
@@ -60,8 +61,15 @@ fn verdict_summary(c: &Comparison) -> String {
 pub fn text(c: &Comparison) -> String {
     let mut out = String::new();
     let (a, b) = (&c.totals_a, &c.totals_b);
-    let _ = writeln!(out, "A  {}@{}  blake3 {}", c.a.name, c.a.version, c.a.hash);
-    let _ = writeln!(out, "B  {}@{}  blake3 {}", c.b.name, c.b.version, c.b.hash);
+    for (side, rule) in [("A", &c.a), ("B", &c.b)] {
+        let _ = writeln!(
+            out,
+            "{side}  {}@{}  blake3 {}",
+            shown(&rule.name),
+            shown(&rule.version),
+            rule.hash
+        );
+    }
     let _ = writeln!(
         out,
         "input fingerprint {}, {} records\n",
@@ -107,6 +115,7 @@ pub fn text(c: &Comparison) -> String {
     for (ra, row) in &c.transitions {
         for (rb, n) in row {
             let mark = if ra == rb { " " } else { "*" };
+            let (ra, rb) = (shown(ra), shown(rb));
             let _ = writeln!(out, " {mark} {ra:<20} -> {rb:<20} {:>14}", thousands(*n));
         }
     }
@@ -129,14 +138,20 @@ pub fn text(c: &Comparison) -> String {
             e.action,
             e.user_tier,
             e.country,
-            e.a_reason,
+            shown(&e.a_reason),
             e.a_rate_micros,
-            e.b_reason,
+            shown(&e.b_reason),
             e.b_rate_micros
         );
     }
     let _ = write!(out, "\nelapsed {:.2}s", c.elapsed_seconds);
     out
+}
+
+/// Rule-supplied text (names, reasons) for HTML: as [`shown`] to a person,
+/// then escaped.
+fn rule_esc(text: &str) -> String {
+    esc(&shown(text))
 }
 
 /// Escapes text for HTML.
@@ -229,11 +244,11 @@ code{font-size:12px}</style></head><body>",
     let _ = write!(
         out,
         "<h1>Rule comparison</h1><p>A: <b>{}@{}</b> <code>{}</code><br>B: <b>{}@{}</b> <code>{}</code><br>Input fingerprint <code>{}</code>, {} records.</p>",
-        esc(&c.a.name),
-        esc(&c.a.version),
+        rule_esc(&c.a.name),
+        rule_esc(&c.a.version),
         esc(&c.a.hash),
-        esc(&c.b.name),
-        esc(&c.b.version),
+        rule_esc(&c.b.name),
+        rule_esc(&c.b.version),
         esc(&c.b.hash),
         esc(&c.input_fingerprint),
         thousands(c.records)
@@ -268,8 +283,8 @@ code{font-size:12px}</style></head><body>",
             let _ = write!(
                 out,
                 "<tr><td>{}</td><td>{}</td><td class=n>{}</td></tr>",
-                esc(ra),
-                esc(rb),
+                rule_esc(ra),
+                rule_esc(rb),
                 thousands(*n)
             );
         }
@@ -287,9 +302,9 @@ code{font-size:12px}</style></head><body>",
             esc(&e.action),
             esc(&e.user_tier),
             esc(&e.country),
-            esc(&e.a_reason),
+            rule_esc(&e.a_reason),
             e.a_rate_micros,
-            esc(&e.b_reason),
+            rule_esc(&e.b_reason),
             e.b_rate_micros
         );
     }

@@ -3,7 +3,9 @@
 //!
 //! Reading (and decompressing) a file is sequential; blocks are parsed in
 //! parallel. A block remembers the number of its first line so quarantine
-//! records can point at the exact line.
+//! records can point at the exact line. A line longer than the limit is
+//! quarantined as `line-too-long`: the reader keeps its first bytes only and
+//! discards the rest up to the next line end, so its length never costs memory.
 
 use super::{Chunk, Format, IngestError, InputFile};
 use crate::event::FIELDS;
@@ -14,17 +16,26 @@ use std::borrow::Cow;
 use std::fmt;
 use std::fs::File;
 use std::io::{BufReader, Read};
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 /// Bytes read from a file per block (a block always ends at a line end).
 const BLOCK_BYTES: usize = 4 << 20;
 
-/// Whole lines of one file.
+/// Bytes of a line over the limit kept as its quarantined `raw` text.
+pub(super) const TOO_LONG_PREFIX_BYTES: usize = 4 << 10;
+
+/// Whole lines of one file, or the beginning of one line over the limit.
 pub(super) struct Block {
     source: u32,
     seq: u32,
     first_line: u64,
+    /// Whole lines; for a line over the limit, its first bytes.
     bytes: Vec<u8>,
+    /// For a line over the limit, its length in bytes (without its line end).
+    too_long: Option<u64>,
+    /// Lines longer than this (without their line end) are quarantined.
+    max_line_bytes: usize,
 }
 
 impl Block {
@@ -60,100 +71,232 @@ impl Buffers {
     }
 }
 
-/// The blocks of one file, read lazily into buffers from `buffers`. A read
-/// error ends the sequence with `Err`.
+/// The blocks of one file, read lazily into buffers from `buffers`; lines
+/// longer than `max_line_bytes` come as blocks of their own, holding their
+/// first bytes only. A read error ends the sequence with `Err`.
 pub(super) fn blocks(
     source: u32,
     file: &InputFile,
+    max_line_bytes: usize,
     buffers: Arc<Buffers>,
 ) -> impl Iterator<Item = Result<Block, IngestError>> + Send + use<> {
-    let path = file.path.clone();
-    let format = file.format;
-    let mut reader: Option<Box<dyn Read + Send>> = None;
-    let mut opened = false;
-    let mut carry: Vec<u8> = Vec::new();
-    let mut seq = 0u32;
-    let mut next_line = 1u64;
-    let mut done = false;
-    std::iter::from_fn(move || {
-        if done {
+    Blocks {
+        source,
+        path: file.path.clone(),
+        format: file.format,
+        max_line_bytes,
+        buffers,
+        reader: None,
+        carry: Vec::new(),
+        skipping: None,
+        seq: 0,
+        next_line: 1,
+        ended: false,
+        done: false,
+    }
+}
+
+/// A line over the limit, being discarded up to its end.
+struct Skipping {
+    /// Its bytes seen so far.
+    seen: u64,
+    /// Its first bytes.
+    prefix: Vec<u8>,
+    /// Its last byte seen (a `\r` before the line end is not counted).
+    last: u8,
+}
+
+impl Skipping {
+    fn new(line: &[u8]) -> Skipping {
+        Skipping {
+            seen: line.len() as u64,
+            prefix: line[..line.len().min(TOO_LONG_PREFIX_BYTES)].to_vec(),
+            last: line.last().copied().unwrap_or(b'\n'),
+        }
+    }
+}
+
+/// The reader behind [`blocks`].
+struct Blocks {
+    source: u32,
+    path: PathBuf,
+    format: Format,
+    max_line_bytes: usize,
+    buffers: Arc<Buffers>,
+    reader: Option<Box<dyn Read + Send>>,
+    /// The unfinished last line of the previous read.
+    carry: Vec<u8>,
+    /// A line over the limit whose end is still to be found.
+    skipping: Option<Skipping>,
+    seq: u32,
+    next_line: u64,
+    /// The file was read to its end.
+    ended: bool,
+    /// The sequence is over (read to the end, or failed).
+    done: bool,
+}
+
+impl Iterator for Blocks {
+    type Item = Result<Block, IngestError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.done {
             return None;
         }
-        let fail = |source| IngestError::Read {
-            path: path.clone(),
+        let result = self.next_block();
+        if !matches!(result, Ok(Some(_))) {
+            self.done = true;
+        }
+        result.transpose()
+    }
+}
+
+impl Blocks {
+    fn fail(&self, source: std::io::Error) -> IngestError {
+        IngestError::Read {
+            path: self.path.clone(),
             source,
-        };
-        if !opened {
-            opened = true;
-            match open(&path, format) {
-                Ok(r) => reader = Some(r),
-                Err(e) => {
-                    done = true;
-                    return Some(Err(fail(e)));
+        }
+    }
+
+    /// Reads what comes next into `buffer` (at least a byte unless the file
+    /// ended); returns how much.
+    fn read_some(&mut self, buffer: &mut [u8]) -> Result<usize, IngestError> {
+        if self.ended {
+            return Ok(0);
+        }
+        if self.reader.is_none() {
+            self.reader = Some(open(&self.path, self.format).map_err(|e| self.fail(e))?);
+        }
+        loop {
+            let read = match self.reader.as_mut() {
+                Some(reader) => reader.read(buffer),
+                None => Ok(0),
+            };
+            match read {
+                Ok(0) => {
+                    // Read to the end: the file (and its decompressor) can go.
+                    self.ended = true;
+                    self.reader = None;
+                    return Ok(0);
                 }
+                Ok(n) => return Ok(n),
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(self.fail(e)),
             }
         }
-        let r = reader.as_mut()?;
-        // The unfinished line from the last block comes first. A line longer
-        // than a block keeps growing in its own buffer.
-        let mut bytes = if carry.capacity() >= BLOCK_BYTES {
-            std::mem::take(&mut carry)
-        } else {
-            let mut bytes = buffers.take();
-            bytes.append(&mut carry);
-            bytes
-        };
-        let start = bytes.len();
-        bytes.resize(start + BLOCK_BYTES, 0);
-        let mut filled = start;
-        while filled < bytes.len() {
-            match r.read(&mut bytes[filled..]) {
-                Ok(0) => break,
-                Ok(n) => filled += n,
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                Err(e) => {
-                    done = true;
-                    return Some(Err(fail(e)));
-                }
+    }
+
+    /// Reads into `bytes` from its current length until it holds `want` bytes
+    /// or the file ends; returns whether it ended.
+    fn fill(&mut self, bytes: &mut Vec<u8>, want: usize) -> Result<bool, IngestError> {
+        if self.ended {
+            return Ok(true);
+        }
+        let mut filled = bytes.len();
+        bytes.resize(want, 0);
+        while filled < want {
+            match self.read_some(&mut bytes[filled..])? {
+                0 => break,
+                n => filled += n,
             }
         }
         bytes.truncate(filled);
-        let at_end = filled < start + BLOCK_BYTES;
-        if at_end {
-            done = true;
-            if bytes.is_empty() {
-                return None;
-            }
+        Ok(self.ended)
+    }
+
+    /// The next block, or `None` at the end of the file.
+    fn next_block(&mut self) -> Result<Option<Block>, IngestError> {
+        if let Some(skipping) = self.skipping.take() {
+            return self.skip(skipping).map(Some);
+        }
+        // The unfinished line from the last read comes first. A line longer
+        // than a block (but within the limit) keeps growing in its own buffer.
+        let mut bytes = if self.carry.capacity() >= BLOCK_BYTES {
+            std::mem::take(&mut self.carry)
         } else {
-            // Keep the unfinished last line for the next block.
+            let mut bytes = self.buffers.take();
+            bytes.append(&mut self.carry);
+            bytes
+        };
+        // A line may end with `\r\n`: a line of the limit's length then holds
+        // one byte more before its `\n`.
+        let limit = self.max_line_bytes.saturating_add(1);
+        loop {
+            let want = bytes.len() + BLOCK_BYTES;
+            if self.fill(&mut bytes, want)? {
+                // The last block; `parse` checks the length of its lines,
+                // which are at most the limit and a block long.
+                return Ok((!bytes.is_empty()).then(|| self.block(bytes, None)));
+            }
             match memchr::memrchr(b'\n', &bytes) {
                 Some(end) => {
-                    carry.extend_from_slice(&bytes[end + 1..]);
+                    // Keep the unfinished last line for the next block, or, if
+                    // it is already too long, its beginning only.
+                    let tail = &bytes[end + 1..];
+                    if tail.len() > limit {
+                        self.skipping = Some(Skipping::new(tail));
+                    } else {
+                        self.carry.extend_from_slice(tail);
+                    }
                     bytes.truncate(end + 1);
+                    return Ok(Some(self.block(bytes, None)));
                 }
-                None => {
-                    // One line longer than a block: keep reading until it ends.
-                    carry = bytes;
-                    return Some(Ok(Block {
-                        source,
-                        seq: u32::MAX,
-                        first_line: 0,
-                        bytes: Vec::new(),
-                    }));
+                None if bytes.len() > limit => {
+                    let skipping = Skipping::new(&bytes);
+                    self.buffers.give(bytes);
+                    return self.skip(skipping).map(Some);
                 }
+                // One line longer than a block: keep reading until it ends.
+                None => {}
             }
         }
+    }
+
+    /// Discards the rest of a line over the limit; returns its block. What
+    /// follows its end is kept for the next block.
+    fn skip(&mut self, mut skipping: Skipping) -> Result<Block, IngestError> {
+        let mut buffer = self.buffers.take();
+        buffer.resize(BLOCK_BYTES, 0);
+        loop {
+            let n = self.read_some(&mut buffer)?;
+            if n == 0 {
+                // The file ends inside the line.
+                break;
+            }
+            let read = &buffer[..n];
+            if let Some(end) = memchr::memchr(b'\n', read) {
+                skipping.seen += end as u64;
+                if end > 0 {
+                    skipping.last = read[end - 1];
+                }
+                self.carry.extend_from_slice(&read[end + 1..]);
+                break;
+            }
+            skipping.seen += n as u64;
+            skipping.last = read[n - 1];
+        }
+        self.buffers.give(buffer);
+        let length = skipping.seen - u64::from(skipping.last == b'\r');
+        Ok(self.block(skipping.prefix, Some(length)))
+    }
+
+    fn block(&mut self, bytes: Vec<u8>, too_long: Option<u64>) -> Block {
         let block = Block {
-            source,
-            seq,
-            first_line: next_line,
+            source: self.source,
+            seq: self.seq,
+            first_line: self.next_line,
             bytes,
+            too_long,
+            max_line_bytes: self.max_line_bytes,
         };
-        seq += 1;
-        next_line += memchr::memchr_iter(b'\n', &block.bytes).count() as u64;
-        Some(Ok(block))
-    })
-    .filter(|b| !matches!(b, Ok(Block { seq: u32::MAX, .. })))
+        self.seq += 1;
+        self.next_line += match too_long {
+            Some(_) => 1,
+            None => memchr::memchr_iter(b'\n', &block.bytes).count() as u64,
+        };
+        block
+    }
 }
 
 fn open(path: &std::path::Path, format: Format) -> std::io::Result<Box<dyn Read + Send>> {
@@ -165,14 +308,51 @@ fn open(path: &std::path::Path, format: Format) -> std::io::Result<Box<dyn Read 
     })
 }
 
+/// The first bytes of a line over the limit as text: cut at most
+/// [`TOO_LONG_PREFIX_BYTES`] long before an unfinished character, with invalid
+/// UTF-8 shown as replacement characters.
+fn prefix_text(line: &[u8]) -> String {
+    let mut bytes = &line[..line.len().min(TOO_LONG_PREFIX_BYTES)];
+    // Drop a character cut in the middle (at most 3 bytes of a 4-byte one).
+    for back in 1..=bytes.len().min(3) {
+        let byte = bytes[bytes.len() - back];
+        if byte & 0xC0 != 0x80 {
+            let width = match byte {
+                0xF0.. => 4,
+                0xE0.. => 3,
+                0xC0.. => 2,
+                _ => 1,
+            };
+            if width > back {
+                bytes = &bytes[..bytes.len() - back];
+            }
+            break;
+        }
+    }
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
 /// Parses and validates every line of a block.
 pub(super) fn parse(block: &Block, strings: &mut Interner) -> Chunk {
     let mut events = EventColumns::new();
     events.source = block.source;
     let mut quarantine = Vec::new();
     let mut records = 0;
+    if let Some(length) = block.too_long {
+        quarantine.push(Quarantined {
+            source: block.source,
+            position: block.first_line,
+            reason: Reason::LineTooLong,
+            raw: prefix_text(&block.bytes),
+            line_bytes: Some(length),
+        });
+        records = 1;
+    }
     let mut line_no = block.first_line;
-    let mut rest = &block.bytes[..];
+    let mut rest = match block.too_long {
+        Some(_) => &[][..],
+        None => &block.bytes[..],
+    };
     while !rest.is_empty() {
         let end = memchr::memchr(b'\n', rest).unwrap_or(rest.len());
         let mut line = &rest[..end];
@@ -182,6 +362,17 @@ pub(super) fn parse(block: &Block, strings: &mut Interner) -> Chunk {
         }
         let this_line = line_no;
         line_no += 1;
+        if line.len() > block.max_line_bytes {
+            records += 1;
+            quarantine.push(Quarantined {
+                source: block.source,
+                position: this_line,
+                reason: Reason::LineTooLong,
+                raw: prefix_text(line),
+                line_bytes: Some(line.len() as u64),
+            });
+            continue;
+        }
         if line.iter().all(u8::is_ascii_whitespace) {
             continue;
         }
@@ -202,6 +393,7 @@ pub(super) fn parse(block: &Block, strings: &mut Interner) -> Chunk {
                 position: this_line,
                 reason,
                 raw: String::from_utf8_lossy(line).into_owned(),
+                line_bytes: None,
             }),
         }
     }
@@ -330,8 +522,126 @@ mod tests {
             seq: 0,
             first_line: 1,
             bytes: text.to_vec(),
+            too_long: None,
+            max_line_bytes: super::super::DEFAULT_MAX_LINE_BYTES,
         };
         (parse(&block, &mut strings), strings)
+    }
+
+    fn file(text: &[u8]) -> (tempfile::TempDir, InputFile) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("e.jsonl");
+        std::fs::write(&path, text).unwrap();
+        let file = InputFile {
+            path,
+            format: Format::Jsonl,
+            size: 0,
+            modified: None,
+        };
+        (dir, file)
+    }
+
+    /// A quarantined record as `(line, reason, raw, length)`.
+    type Seen = (u64, String, String, Option<u64>);
+
+    /// Every block of `text` read with `limit`, with what each parses to:
+    /// `(first line, records, quarantined)`.
+    fn read(text: &[u8], limit: usize) -> Vec<(u64, u64, Vec<Seen>)> {
+        let (_dir, file) = file(text);
+        let mut strings = Interner::new();
+        super::blocks(0, &file, limit, Default::default())
+            .map(|block| {
+                let block = block.unwrap();
+                let chunk = parse(&block, &mut strings);
+                let quarantined = chunk
+                    .quarantine
+                    .iter()
+                    .map(|q| {
+                        (
+                            q.position,
+                            q.reason.to_string(),
+                            q.raw.clone(),
+                            q.line_bytes,
+                        )
+                    })
+                    .collect();
+                (block.first_line, chunk.records, quarantined)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_line_over_the_limit_is_skipped_to_its_end() {
+        let limit = 1000;
+        let long = format!(
+            "{{\"event_id\":\"long\",\"x\":\"{}\"}}",
+            "é".repeat(BLOCK_BYTES)
+        );
+        let text = format!("{GOOD}\n{long}\r\n{GOOD}\n{GOOD}\n");
+        let blocks = read(text.as_bytes(), limit);
+        // The first line, then the long one (no line end seen in the first
+        // read, so it comes alone), then the rest.
+        let too_long: Vec<_> = blocks.iter().flat_map(|b| b.2.clone()).collect();
+        assert_eq!(
+            too_long.len(),
+            1,
+            "{:?}",
+            too_long.iter().map(|q| (q.0, &q.1)).collect::<Vec<_>>()
+        );
+        let (line, reason, raw, length) = &too_long[0];
+        assert_eq!((*line, reason.as_str()), (2, "line-too-long"));
+        assert_eq!(*length, Some(long.len() as u64));
+        // Its first bytes, cut before a character split in two.
+        assert!(long.starts_with(raw.as_str()));
+        assert!(raw.len() <= TOO_LONG_PREFIX_BYTES && raw.len() > TOO_LONG_PREFIX_BYTES - 4);
+        assert_eq!(blocks.iter().map(|b| b.1).sum::<u64>(), 4);
+        let last = blocks.last().unwrap();
+        assert_eq!((last.0, last.1), (3, 2));
+    }
+
+    #[test]
+    fn lines_over_the_limit_are_caught_within_a_block_and_at_the_end() {
+        let line = |n: usize| format!("{{\"event_id\":\"{}\"}}", "x".repeat(n - 15));
+        assert_eq!(line(100).len(), 100);
+        // Exactly the limit (with \r\n), one byte over, and over at the end
+        // of the file without a line end; the file ends inside the last one.
+        let text = format!("{}\r\n{}\n{GOOD}\n{}", line(300), line(301), line(5000));
+        let blocks = read(text.as_bytes(), 300);
+        let got: Vec<(u64, String, Option<u64>)> = blocks
+            .iter()
+            .flat_map(|b| b.2.iter().map(|q| (q.0, q.1.clone(), q.3)))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                (1, "bad-value:event_id".to_string(), None),
+                (2, "line-too-long".to_string(), Some(301)),
+                (4, "line-too-long".to_string(), Some(5000)),
+            ]
+        );
+        assert_eq!(blocks.iter().map(|b| b.1).sum::<u64>(), 4);
+    }
+
+    #[test]
+    fn a_file_that_ends_inside_a_long_line_ends_there() {
+        let text = format!("{GOOD}\n{}", "y".repeat(BLOCK_BYTES * 2 + 3));
+        let blocks = read(text.as_bytes(), 1 << 20);
+        let got: Vec<_> = blocks
+            .iter()
+            .flat_map(|b| b.2.iter().map(|q| (q.0, q.3)))
+            .collect();
+        assert_eq!(got, [(2, Some(BLOCK_BYTES as u64 * 2 + 3))]);
+        assert_eq!(blocks.iter().map(|b| b.1).sum::<u64>(), 2);
+    }
+
+    #[test]
+    fn the_prefix_of_a_long_line_is_whole_characters() {
+        assert_eq!(prefix_text(b"abc"), "abc");
+        let text = "€".repeat(TOO_LONG_PREFIX_BYTES);
+        let prefix = prefix_text(text.as_bytes());
+        assert!(text.starts_with(&prefix));
+        assert_eq!(prefix.len(), TOO_LONG_PREFIX_BYTES / 3 * 3);
+        assert_eq!(prefix_text(b"a\xffb"), "a\u{fffd}b");
     }
 
     const GOOD: &str = r#"{"event_id":"e1","occurred_at":"2026-05-01T12:00:00Z","ingested_at":1777636800000,"creator_id":"cr-1","template_id":"t\u00e9","brand_id":null,"content_kind":"video","action":"view","user_tier":"teams","country":"BR","extra":{"x":[1]}}"#;
@@ -394,7 +704,7 @@ mod tests {
             size: 0,
             modified: None,
         };
-        let blocks: Vec<Block> = super::blocks(0, &file, Default::default())
+        let blocks: Vec<Block> = super::blocks(0, &file, usize::MAX, Default::default())
             .map(Result::unwrap)
             .collect();
         assert!(blocks.len() >= 3);
@@ -431,7 +741,7 @@ mod tests {
         let buffers = Arc::new(Buffers::default());
         let mut read = Vec::new();
         let mut expected_line = 1;
-        for block in super::blocks(0, &file, buffers.clone()) {
+        for block in super::blocks(0, &file, usize::MAX, buffers.clone()) {
             let block = block.unwrap();
             assert_eq!(block.first_line, expected_line);
             expected_line += memchr::memchr_iter(b'\n', &block.bytes).count() as u64;

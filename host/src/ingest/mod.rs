@@ -4,6 +4,11 @@
 //! and Parquet), the split of the input into independent units of work, and the
 //! input fingerprint. Each unit becomes a [`Chunk`]: its valid events as columns
 //! and its quarantined records. It does not deduplicate or classify.
+//!
+//! Only regular files are read: anything else (a FIFO, a device, a socket, or a
+//! symbolic link to one) is refused when it is found, before anything is opened,
+//! since reading it could block or never end. JSON lines longer than
+//! [`ReadOptions::max_line_bytes`] are quarantined without being held in memory.
 
 mod jsonl;
 mod parquet;
@@ -50,6 +55,26 @@ impl Format {
         ]
         .into_iter()
         .find(|f| f.name() == name)
+    }
+}
+
+/// The longest JSON line read by default, in bytes: 1 MiB.
+pub const DEFAULT_MAX_LINE_BYTES: usize = 1 << 20;
+
+/// How input files are read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReadOptions {
+    /// The longest JSON line, in bytes (without its line end), that is parsed;
+    /// a longer one is quarantined as `line-too-long` and skipped without
+    /// being held in memory.
+    pub max_line_bytes: usize,
+}
+
+impl Default for ReadOptions {
+    fn default() -> Self {
+        ReadOptions {
+            max_line_bytes: DEFAULT_MAX_LINE_BYTES,
+        }
     }
 }
 
@@ -117,9 +142,30 @@ pub enum IngestError {
         "input {path} changed while it was being read (its size or modification time is not what it was when the run started); nothing was written: rerun once the file is complete"
     )]
     Changed { path: PathBuf },
-    /// A Parquet file could not be decoded.
+    /// A Parquet file could not be decoded (including a page whose checksum
+    /// does not match its contents).
     #[error("input {path}: not a readable Parquet file: {message}")]
     Parquet { path: PathBuf, message: String },
+    /// An input is not a regular file: reading a FIFO, a device or a socket
+    /// could block or never end.
+    #[error("input {path}{target} is {kind}, not a regular file: Tally reads only regular files")]
+    NotRegular {
+        path: PathBuf,
+        /// ` (a link to /dev/zero)` for a symbolic link, else empty.
+        target: String,
+        kind: &'static str,
+    },
+    /// An input is, contains or lies inside the output directory, so the run
+    /// would read its own output.
+    #[error(
+        "input {input} {relation} the output directory {out}: a run must not read its own output; give an --input and an --out apart from each other"
+    )]
+    InputOverlapsOutput {
+        input: PathBuf,
+        out: PathBuf,
+        /// `is`, `contains` or `is inside`.
+        relation: &'static str,
+    },
 }
 
 fn format_of(path: &Path) -> Option<Format> {
@@ -154,6 +200,7 @@ pub fn discover(inputs: &[PathBuf]) -> Result<Vec<InputFile>, IngestError> {
         if meta.is_dir() {
             walk(input, &mut files)?;
         } else {
+            ensure_regular(input, &meta)?;
             let format = format_of(input).ok_or_else(|| IngestError::UnknownFormat {
                 path: input.clone(),
             })?;
@@ -187,14 +234,108 @@ fn walk(dir: &Path, files: &mut Vec<InputFile>) -> Result<(), IngestError> {
         if meta.is_dir() {
             // A Tally output directory (say `--out` inside the input) is
             // output, not input.
-            if !(path.join("_manifest.json").is_file() && path.join("_log").is_dir()) {
+            if !crate::layout::is_output(&path) {
                 walk(&path, files)?;
             }
         } else if let Some(format) = format_of(&path) {
+            // Only entries of an input format would be read; the others are
+            // skipped without being opened, whatever they are.
+            ensure_regular(&path, &meta)?;
             files.push(InputFile::new(path, format, &meta));
         }
     }
     Ok(())
+}
+
+/// Refuses what is not a regular file, from its metadata (symbolic links
+/// followed): it is never opened, as opening a FIFO blocks.
+fn ensure_regular(path: &Path, meta: &std::fs::Metadata) -> Result<(), IngestError> {
+    use std::os::unix::fs::FileTypeExt;
+    if meta.is_file() {
+        return Ok(());
+    }
+    let kind = meta.file_type();
+    let kind = if kind.is_fifo() {
+        "a FIFO (named pipe)"
+    } else if kind.is_char_device() {
+        "a character device"
+    } else if kind.is_block_device() {
+        "a block device"
+    } else if kind.is_socket() {
+        "a socket"
+    } else {
+        "neither a file nor a directory"
+    };
+    let is_link = std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_symlink());
+    let target = match std::fs::canonicalize(path) {
+        Ok(target) if is_link => format!(" (a link to {})", target.display()),
+        _ => String::new(),
+    };
+    Err(IngestError::NotRegular {
+        path: path.to_path_buf(),
+        target,
+        kind,
+    })
+}
+
+/// Refuses inputs that are, contain or lie inside the output directory `out`
+/// (compared once symbolic links, `.` and `..` are resolved): the run would
+/// read its own output. `out` need not exist yet. Inputs that do not exist are
+/// left to [`discover`] to report.
+pub fn check_inputs_apart_from_output(inputs: &[PathBuf], out: &Path) -> Result<(), IngestError> {
+    // An output path that cannot be resolved at all (under a file, say) cannot
+    // be written either: the commit says why.
+    let Ok(resolved_out) = resolve(out) else {
+        return Ok(());
+    };
+    for input in inputs {
+        let Ok(resolved) = std::fs::canonicalize(input) else {
+            continue;
+        };
+        let relation = if resolved == resolved_out {
+            "is"
+        } else if resolved_out.starts_with(&resolved) {
+            "contains"
+        } else if resolved.starts_with(&resolved_out) {
+            "is inside"
+        } else {
+            continue;
+        };
+        return Err(IngestError::InputOverlapsOutput {
+            input: input.clone(),
+            out: out.to_path_buf(),
+            relation,
+        });
+    }
+    Ok(())
+}
+
+/// The canonical form of `path`, which may not exist yet: its nearest existing
+/// ancestor, canonicalized, followed by the rest of the path.
+fn resolve(path: &Path) -> io::Result<PathBuf> {
+    let absolute = std::path::absolute(path)?;
+    let mut missing = Vec::new();
+    let mut existing = absolute.as_path();
+    let mut resolved = loop {
+        match std::fs::canonicalize(existing) {
+            Ok(resolved) => break resolved,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                missing.extend(existing.components().next_back());
+                existing = existing.parent().ok_or(e)?;
+            }
+            Err(e) => return Err(e),
+        }
+    };
+    for component in missing.into_iter().rev() {
+        match component {
+            std::path::Component::ParentDir => {
+                resolved.pop();
+            }
+            std::path::Component::Normal(name) => resolved.push(name),
+            _ => {}
+        }
+    }
+    Ok(resolved)
 }
 
 /// Checks that no file changed (in size or modification time) since it was
@@ -289,6 +430,7 @@ impl Interners {
 /// into. `progress` receives the number of records read so far.
 pub fn read_all(
     files: &[InputFile],
+    options: &ReadOptions,
     progress: &(dyn Fn(u64) + Sync),
 ) -> Result<(Vec<Chunk>, Vec<Interner>), IngestError> {
     let mut row_groups = Vec::new();
@@ -302,7 +444,9 @@ pub fn read_all(
         .iter()
         .enumerate()
         .filter(|(_, f)| f.format != Format::Parquet)
-        .flat_map(|(source, file)| jsonl::blocks(source as u32, file, buffers.clone()))
+        .flat_map(|(source, file)| {
+            jsonl::blocks(source as u32, file, options.max_line_bytes, buffers.clone())
+        })
         .map(|block| block.map_or_else(Work::Failed, Work::Json));
     let work = row_groups
         .into_iter()
@@ -411,6 +555,75 @@ mod tests {
             .map(|f| f.path.strip_prefix(root).unwrap().display().to_string())
             .collect();
         assert_eq!(found, ["a.jsonl", "b/c.parquet"]);
+    }
+
+    #[test]
+    fn inputs_must_lie_apart_from_the_output() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        std::fs::create_dir_all(root.join("in/sub")).unwrap();
+        std::fs::create_dir_all(root.join("out/daily")).unwrap();
+        std::os::unix::fs::symlink(root.join("out"), root.join("link")).unwrap();
+        let relation = |inputs: &[&str], out: &str| {
+            let inputs: Vec<PathBuf> = inputs.iter().map(|i| root.join(i)).collect();
+            match check_inputs_apart_from_output(&inputs, &root.join(out)) {
+                Ok(()) => None,
+                Err(IngestError::InputOverlapsOutput { relation, .. }) => Some(relation),
+                Err(e) => panic!("{e}"),
+            }
+        };
+        assert_eq!(relation(&["in"], "out"), None);
+        assert_eq!(relation(&["in"], "in2"), None);
+        assert_eq!(relation(&["in", "missing"], "new/out"), None);
+        assert_eq!(relation(&["out"], "out"), Some("is"));
+        assert_eq!(relation(&["link"], "out/"), Some("is"));
+        assert_eq!(relation(&["in/../out"], "link"), Some("is"));
+        assert_eq!(relation(&["in", "out/daily"], "out"), Some("is inside"));
+        assert_eq!(relation(&["link/daily"], "out"), Some("is inside"));
+        assert_eq!(relation(&["in"], "in/sub"), Some("contains"));
+        // An output that does not exist yet.
+        assert_eq!(relation(&["in"], "in/new/deeper"), Some("contains"));
+        assert_eq!(relation(&["in"], "in/sub/../../in"), Some("is"));
+        assert_eq!(relation(&["in"], "in/./new/.."), Some("is"));
+
+        let message = check_inputs_apart_from_output(&[root.join("out")], &root.join("out"))
+            .unwrap_err()
+            .to_string();
+        let out = root.join("out").display().to_string();
+        assert!(
+            message.contains(&format!("input {out} is the output directory {out}")),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn only_regular_files_are_inputs() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        std::fs::create_dir(root.join("in")).unwrap();
+        std::fs::write(root.join("in/a.jsonl"), b"{}\n").unwrap();
+        let link = root.join("null.jsonl");
+        std::os::unix::fs::symlink("/dev/null", &link).unwrap();
+        let message = discover(std::slice::from_ref(&link))
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            message,
+            format!(
+                "input {} (a link to /dev/null) is a character device, not a regular file: Tally reads only regular files",
+                link.display()
+            )
+        );
+        let inner = root.join("in/null.ndjson");
+        std::os::unix::fs::symlink("/dev/null", &inner).unwrap();
+        assert!(matches!(
+            discover(&[root.join("in")]),
+            Err(IngestError::NotRegular { path, .. }) if path == inner
+        ));
+        // Entries no input format reads are skipped, whatever they are.
+        std::fs::remove_file(&inner).unwrap();
+        std::os::unix::fs::symlink("/dev/null", root.join("in/null")).unwrap();
+        assert_eq!(discover(&[root.join("in")]).unwrap().len(), 1);
     }
 
     #[test]

@@ -11,7 +11,8 @@ use crate::event::FIELDS;
 use crate::intern::Interner;
 use crate::validate::{EventColumns, Quarantined, Reason, Value, check};
 use arrow::array::{
-    Array, AsArray, Int32Array, Int32DictionaryArray, PrimitiveArray, RecordBatch, StringArray,
+    Array, ArrayRef, AsArray, Int32Array, Int32DictionaryArray, PrimitiveArray, RecordBatch,
+    StringArray,
 };
 use arrow::datatypes::{DataType, Field, Int32Type, Int64Type, Schema, TimeUnit};
 use parquet::arrow::ProjectionMask;
@@ -252,6 +253,7 @@ pub(super) fn read(
                     position: row + i as u64,
                     reason,
                     raw: render_row(&batch, i),
+                    line_bytes: None,
                 }),
             }
         }
@@ -267,16 +269,234 @@ pub(super) fn read(
     })
 }
 
-/// A row rendered as a JSON object (null fields left out).
+/// A row rendered as a JSON object, its columns in the file's order (null
+/// fields left out): strings as strings, numbers as numbers, binary as hex,
+/// lists, maps and structs as JSON arrays and objects, timestamps in RFC 3339
+/// with the offset of their time zone (a zone name included).
 fn render_row(batch: &RecordBatch, row: usize) -> String {
-    let mut writer = arrow::json::LineDelimitedWriter::new(Vec::new());
-    let rendered = writer
-        .write(&batch.slice(row, 1))
-        .and_then(|_| writer.finish());
-    match rendered {
-        Ok(()) => String::from_utf8_lossy(&writer.into_inner())
-            .trim_end()
-            .to_string(),
-        Err(e) => format!("{{\"unrenderable_row\": {:?}}}", e.to_string()),
+    let mut text = String::from("{");
+    for (field, column) in batch.schema_ref().fields().iter().zip(batch.columns()) {
+        let value = render_cell(field, &column.slice(row, 1));
+        if value.is_null() {
+            continue;
+        }
+        if text.len() > 1 {
+            text.push(',');
+        }
+        text.push_str(&serde_json::Value::String(field.name().clone()).to_string());
+        text.push(':');
+        text.push_str(&value.to_string());
+    }
+    text.push('}');
+    text
+}
+
+/// The value of a one-row column as JSON.
+fn render_cell(field: &Field, cell: &ArrayRef) -> serde_json::Value {
+    if cell.is_null(0) {
+        return serde_json::Value::Null;
+    }
+    if cell.data_type().is_temporal() {
+        return render_time(cell);
+    }
+    let schema = Arc::new(Schema::new(vec![field.clone()]));
+    let json = RecordBatch::try_new(schema, vec![cell.clone()])
+        .and_then(|batch| {
+            let mut writer = arrow::json::LineDelimitedWriter::new(Vec::new());
+            writer.write(&batch)?;
+            writer.finish()?;
+            Ok(writer.into_inner())
+        })
+        .ok()
+        .and_then(|bytes| serde_json::from_slice::<serde_json::Value>(&bytes).ok());
+    match json {
+        Some(mut object) => object[field.name()].take(),
+        // A type JSON has no form for: as arrow displays it.
+        None => serde_json::Value::String(display(cell, true).unwrap_or_default()),
+    }
+}
+
+/// A date, time, timestamp, duration or interval as arrow displays it (a
+/// timestamp with its zone's offset); a timestamp whose zone arrow does not
+/// know in UTC; a value outside the calendar as the number stored.
+fn render_time(cell: &ArrayRef) -> serde_json::Value {
+    if let Some(text) = display(cell, false) {
+        return serde_json::Value::String(text);
+    }
+    if let DataType::Timestamp(unit, Some(_)) = cell.data_type() {
+        let utc = DataType::Timestamp(*unit, Some("+00:00".into()));
+        let retyped = cell.to_data().into_builder().data_type(utc).build();
+        if let Some(text) = retyped
+            .ok()
+            .and_then(|data| display(&arrow::array::make_array(data), false))
+        {
+            return serde_json::Value::String(text);
+        }
+    }
+    match arrow::compute::cast(cell, &DataType::Int64) {
+        Ok(number) if number.is_valid(0) => {
+            serde_json::Value::from(number.as_primitive::<Int64Type>().value(0))
+        }
+        _ => serde_json::Value::String(display(cell, true).unwrap_or_default()),
+    }
+}
+
+/// The first value of `array` as arrow displays it; `None` if it cannot be
+/// displayed, unless `errors` asks for the error as the text.
+fn display(array: &ArrayRef, errors: bool) -> Option<String> {
+    use arrow::util::display::{ArrayFormatter, FormatOptions};
+    let options = FormatOptions::new().with_display_error(errors);
+    let formatter = ArrayFormatter::try_new(array.as_ref(), &options);
+    match formatter {
+        Ok(formatter) if errors => {
+            use std::fmt::Write;
+            let mut text = String::new();
+            write!(text, "{}", formatter.value(0)).ok().map(|()| text)
+        }
+        Ok(formatter) => formatter.value(0).try_to_string().ok(),
+        Err(e) if errors => Some(format!("ERROR: {e}")),
+        Err(_) => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow::array::{
+        BinaryArray, BooleanArray, Date32Array, Decimal128Array, Float64Array, Int64Array,
+        LargeStringArray, ListArray, StructArray, TimestampMicrosecondArray,
+        TimestampMillisecondArray,
+    };
+    use arrow::datatypes::Int32Type;
+
+    fn render(columns: Vec<(&str, ArrayRef)>, row: usize) -> serde_json::Value {
+        let fields: Vec<Field> = columns
+            .iter()
+            .map(|(name, a)| Field::new(*name, a.data_type().clone(), true))
+            .collect();
+        let batch = RecordBatch::try_new(
+            Arc::new(Schema::new(fields)),
+            columns.into_iter().map(|(_, a)| a).collect(),
+        )
+        .unwrap();
+        let text = render_row(&batch, row);
+        serde_json::from_str(&text).unwrap_or_else(|e| panic!("{text}: {e}"))
+    }
+
+    /// 2026-05-04T00:01:00Z in milliseconds.
+    const T: i64 = 1_777_852_860_000;
+
+    fn ms(zone: Option<&str>, values: Vec<Option<i64>>) -> ArrayRef {
+        let array = TimestampMillisecondArray::from(values);
+        Arc::new(match zone {
+            Some(zone) => array.with_timezone(zone),
+            None => array,
+        })
+    }
+
+    #[test]
+    fn rows_render_every_type_as_json() {
+        let list = ListArray::from_iter_primitive::<Int32Type, _, _>(vec![
+            Some(vec![Some(1), None]),
+            Some(vec![Some(2)]),
+        ]);
+        let structs = StructArray::from(vec![(
+            Arc::new(Field::new("a", DataType::Utf8, true)),
+            Arc::new(StringArray::from(vec!["x", "y"])) as ArrayRef,
+        )]);
+        let columns: Vec<(&str, ArrayRef)> = vec![
+            (
+                "event_id",
+                Arc::new(LargeStringArray::from(vec!["e0", "e1"])),
+            ),
+            ("utc", ms(Some("UTC"), vec![Some(0), Some(T)])),
+            (
+                "new_york",
+                ms(Some("America/New_York"), vec![Some(0), Some(T)]),
+            ),
+            ("offset", ms(Some("+05:30"), vec![Some(0), Some(T)])),
+            ("no_zone", ms(None, vec![Some(0), Some(T)])),
+            (
+                "not_a_zone",
+                ms(Some("Mars/Olympus_Mons"), vec![Some(0), Some(T)]),
+            ),
+            (
+                "micros",
+                Arc::new(
+                    TimestampMicrosecondArray::from(vec![0, T * 1000 + 5])
+                        .with_timezone("Europe/Paris"),
+                ),
+            ),
+            (
+                "beyond_calendars",
+                ms(Some("UTC"), vec![Some(0), Some(i64::MAX)]),
+            ),
+            ("null", ms(Some("UTC"), vec![Some(0), None])),
+            ("int", Arc::new(Int64Array::from(vec![1, -7]))),
+            ("float", Arc::new(Float64Array::from(vec![1.0, 2.5]))),
+            ("bool", Arc::new(BooleanArray::from(vec![true, false]))),
+            (
+                "binary",
+                Arc::new(BinaryArray::from(vec![&b"a"[..], &b"\x01\xff"[..]])),
+            ),
+            (
+                "decimal",
+                Arc::new(
+                    Decimal128Array::from(vec![1, 12345])
+                        .with_precision_and_scale(10, 2)
+                        .unwrap(),
+                ),
+            ),
+            ("date", Arc::new(Date32Array::from(vec![0, 20577]))),
+            ("list", Arc::new(list)),
+            ("struct", Arc::new(structs)),
+            (
+                "dictionary",
+                Arc::new(
+                    vec!["video", "image"]
+                        .into_iter()
+                        .collect::<Int32DictionaryArray>(),
+                ),
+            ),
+        ];
+        assert_eq!(
+            render(columns, 1),
+            serde_json::json!({
+                "event_id": "e1",
+                "utc": "2026-05-04T00:01:00Z",
+                "new_york": "2026-05-03T20:01:00-04:00",
+                "offset": "2026-05-04T05:31:00+05:30",
+                "no_zone": "2026-05-04T00:01:00",
+                "not_a_zone": "2026-05-04T00:01:00Z",
+                "micros": "2026-05-04T02:01:00.000005+02:00",
+                "beyond_calendars": i64::MAX,
+                "int": -7,
+                "float": 2.5,
+                "bool": false,
+                "binary": "01ff",
+                "decimal": 123.45,
+                "date": "2026-05-04",
+                "list": [2],
+                "struct": {"a": "y"},
+                "dictionary": "image",
+            })
+        );
+    }
+
+    #[test]
+    fn rendered_columns_keep_the_file_order() {
+        let columns: Vec<(&str, ArrayRef)> = vec![
+            ("z", Arc::new(Int64Array::from(vec![1]))),
+            ("a", Arc::new(StringArray::from(vec!["q\"uote"]))),
+        ];
+        let batch = RecordBatch::try_new(
+            Arc::new(Schema::new(vec![
+                Field::new("z", DataType::Int64, false),
+                Field::new("a", DataType::Utf8, false),
+            ])),
+            columns.into_iter().map(|(_, a)| a).collect(),
+        )
+        .unwrap();
+        assert_eq!(render_row(&batch, 0), r#"{"z":1,"a":"q\"uote"}"#);
     }
 }

@@ -5,19 +5,32 @@
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Prefix of temporary files; they are hidden, and readers skip hidden files.
 const TEMP_PREFIX: &str = ".tmp-";
 
+/// The permissions of ordinary files (before the umask), as `File::create`.
+const PUBLIC: u32 = 0o666;
+/// The permissions of files only their owner may read or write.
+pub const PRIVATE: u32 = 0o600;
+
 /// Whether a directory entry is a leftover temporary file or otherwise hidden.
 pub fn is_hidden(name: &str) -> bool {
     name.starts_with('.')
 }
 
-/// Writes `bytes` to a new temporary file in `dir`, flushed to disk.
-fn write_temp(dir: &Path, bytes: &[u8]) -> io::Result<PathBuf> {
+/// Whether a directory entry is a temporary file of this module: one being
+/// written, or left behind by a write that was interrupted.
+pub fn is_temp(name: &str) -> bool {
+    name.starts_with(TEMP_PREFIX)
+}
+
+/// Writes `bytes` to a new temporary file in `dir` with permissions `mode`,
+/// flushed to disk.
+fn write_temp(dir: &Path, bytes: &[u8], mode: u32) -> io::Result<PathBuf> {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
     loop {
         let nanos = std::time::SystemTime::now()
@@ -28,7 +41,12 @@ fn write_temp(dir: &Path, bytes: &[u8]) -> io::Result<PathBuf> {
             std::process::id(),
             COUNTER.fetch_add(1, Ordering::Relaxed)
         ));
-        let mut file = match OpenOptions::new().write(true).create_new(true).open(&path) {
+        let mut file = match OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(mode)
+            .open(&path)
+        {
             Ok(file) => file,
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
             Err(e) => return Err(e),
@@ -60,7 +78,7 @@ fn parent(path: &Path) -> &Path {
 /// Writes `bytes` to `path`, replacing it atomically if it exists.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
     let dir = parent(path);
-    let temp = write_temp(dir, bytes)?;
+    let temp = write_temp(dir, bytes, PUBLIC)?;
     if let Err(e) = std::fs::rename(&temp, path) {
         let _ = std::fs::remove_file(&temp);
         return Err(e);
@@ -73,8 +91,14 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
 /// exactly one gets `true`, and the file never exists without its full
 /// contents.
 pub fn create_new_atomic(path: &Path, bytes: &[u8]) -> io::Result<bool> {
+    create_new_atomic_with_mode(path, bytes, PUBLIC)
+}
+
+/// [`create_new_atomic`], the file created with permissions `mode` (for
+/// example [`PRIVATE`]) from its first byte on.
+pub fn create_new_atomic_with_mode(path: &Path, bytes: &[u8], mode: u32) -> io::Result<bool> {
     let dir = parent(path);
-    let temp = write_temp(dir, bytes)?;
+    let temp = write_temp(dir, bytes, mode)?;
     let linked = std::fs::hard_link(&temp, path);
     let _ = std::fs::remove_file(&temp);
     match linked {
@@ -87,7 +111,12 @@ pub fn create_new_atomic(path: &Path, bytes: &[u8]) -> io::Result<bool> {
         // A reader may then briefly see the file empty, and treats that as
         // not yet written.
         Err(_) => {
-            let mut file = match OpenOptions::new().write(true).create_new(true).open(path) {
+            let mut file = match OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(mode)
+                .open(path)
+            {
                 Ok(file) => file,
                 Err(e) if e.kind() == io::ErrorKind::AlreadyExists => return Ok(false),
                 Err(e) => return Err(e),
@@ -122,6 +151,17 @@ mod tests {
         assert!(!create_new_atomic(&path, b"second").unwrap());
         assert_eq!(std::fs::read(&path).unwrap(), b"first");
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn private_files_are_private_from_the_start() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("secret");
+        assert!(create_new_atomic_with_mode(&path, b"key", PRIVATE).unwrap());
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+        assert!(is_temp(".tmp-1-2-3") && !is_temp("f") && !is_temp(".hidden"));
     }
 
     #[test]

@@ -7,7 +7,7 @@
 //! <registry>/rules/<blake3>.json            the record: name, version, hash, world, SDK version, size, publish time
 //! <registry>/versions/<name>@<version>      the hash; created once, never replaced
 //! <registry>/tags/<name>@<tag>              the hash; moved atomically
-//! <registry>/cache/<blake3>-<engine>.cwasm  compiled code, with a `.cwasm.json` sidecar
+//! <registry>/cache/<blake3>-<engine>-<key>.cwasm  compiled code, with a `.cwasm.json` sidecar
 //! ```
 //!
 //! Every file is written under a temporary name in its directory, flushed,
@@ -20,9 +20,11 @@
 //! reference, the bytes handed out are checked against the hash first, so a
 //! blob modified after publishing is refused, never executed. [`load_rule`]
 //! turns a reference into a loaded [`Rule`], using the registry's cache of
-//! compiled code ([`cache`]).
+//! compiled code ([`cache`]), whose entries are authenticated with a secret
+//! key of the user kept outside the registry ([`cache_key`]).
 
 pub mod cache;
+pub mod cache_key;
 mod fsio;
 pub mod golden;
 
@@ -337,51 +339,12 @@ pub struct Loaded {
     pub cache: Option<CacheOutcome>,
 }
 
-/// Whether `name` can be a rule name in the registry.
-pub fn valid_name(name: &str) -> bool {
-    let bytes = name.as_bytes();
-    !bytes.is_empty()
-        && bytes.len() <= 64
-        && (bytes[0].is_ascii_lowercase() || bytes[0].is_ascii_digit())
-        && bytes
-            .iter()
-            .all(|&b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-".contains(&b))
-}
+pub use crate::rule::{valid_name, valid_version};
 
 /// Whether `tag` can be a tag. Tags start with a letter, versions with a
 /// digit, so `name@x` is never both.
 pub fn valid_tag(tag: &str) -> bool {
     tag.as_bytes().first().is_some_and(u8::is_ascii_lowercase) && valid_name(tag)
-}
-
-/// Whether `version` is a semantic version: `MAJOR.MINOR.PATCH`, numbers
-/// without leading zeros, optionally `-PRERELEASE` and `+BUILD` (dot-separated
-/// identifiers of ASCII letters, digits and `-`). At most 64 characters.
-pub fn valid_version(version: &str) -> bool {
-    fn identifiers(text: &str) -> bool {
-        text.split('.')
-            .all(|id| !id.is_empty() && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-'))
-    }
-    if version.is_empty() || version.len() > 64 {
-        return false;
-    }
-    let (rest, build) = match version.split_once('+') {
-        Some((rest, build)) => (rest, Some(build)),
-        None => (version, None),
-    };
-    let (core, pre) = match rest.split_once('-') {
-        Some((core, pre)) => (core, Some(pre)),
-        None => (rest, None),
-    };
-    let numbers: Vec<&str> = core.split('.').collect();
-    numbers.len() == 3
-        && numbers.iter().all(|n| {
-            !n.is_empty()
-                && n.bytes().all(|b| b.is_ascii_digit())
-                && (n.len() == 1 || !n.starts_with('0'))
-        })
-        && pre.is_none_or(identifiers)
-        && build.is_none_or(identifiers)
 }
 
 /// Orders versions by their numbers, then as text.
@@ -1235,10 +1198,14 @@ pub struct BlobCheck {
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct Verification {
     pub blobs: Vec<BlobCheck>,
+    /// The compiled-code cache entries, each compared with a fresh compile of
+    /// its rule ([`cache::verify`]).
+    pub cache: Vec<cache::EntryCheck>,
     /// Anything wrong: tampered or missing blobs, damaged records, versions
-    /// or tags.
+    /// or tags, modified compiled code.
     pub problems: Vec<Problem>,
-    /// Harmless leftovers (for example the record of an interrupted publish).
+    /// Harmless leftovers (for example the record of an interrupted publish,
+    /// or its temporary files).
     pub notes: Vec<Problem>,
 }
 
@@ -1249,8 +1216,28 @@ impl Verification {
     }
 }
 
+/// The temporary files in a directory (see [`fsio::is_temp`]), sorted.
+fn temp_files(dir: &Path) -> Result<Vec<PathBuf>, RegistryError> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(io_error(dir, "list")(e)),
+    };
+    let mut temps = Vec::new();
+    for entry in entries {
+        let entry = entry.map_err(io_error(dir, "list"))?;
+        if fsio::is_temp(&entry.file_name().to_string_lossy()) {
+            temps.push(entry.path());
+        }
+    }
+    temps.sort();
+    Ok(temps)
+}
+
 impl Registry {
-    /// Re-hashes every stored blob and checks every record, version and tag.
+    /// Re-hashes every stored blob, checks every record, version and tag,
+    /// compares every compiled-code cache entry for this engine with a fresh
+    /// compile of its rule, and notes leftover temporary files.
     pub fn verify(&self) -> Result<Verification, RegistryError> {
         let scan = self.scan()?;
         let mut report = Verification {
@@ -1340,6 +1327,21 @@ impl Registry {
                 rule,
                 ok,
             });
+        }
+
+        let cache = cache::verify(self, &recorded)?;
+        report.cache = cache.entries;
+        report.problems.extend(cache.problems);
+        report.notes.extend(cache.notes);
+
+        let dirs = std::iter::once(self.root.clone()).chain(SUBDIRS.map(|d| self.root.join(d)));
+        for dir in dirs {
+            for path in temp_files(&dir)? {
+                report.notes.push(Problem {
+                    path,
+                    message: "a temporary file, left by an interrupted publish or write (or one still under way); it is never read, and can be deleted when nothing is writing to the registry".into(),
+                });
+            }
         }
         Ok(report)
     }

@@ -5,9 +5,16 @@
 //! the blake3 hash of its bytes. Every call runs in a fresh store and instance,
 //! with no imports, a memory cap and a fuel budget, so a batch's verdicts depend
 //! on nothing but the batch, and a misbehaving rule fails cleanly with an error
-//! that names it. Turning a rule crate into a component is in [`build`].
+//! that names it. Turning a rule crate into a component is in [`build`]; the
+//! checks on what a rule says about itself are in [`metadata`]; text a rule
+//! supplies is shown to people only through [`shown`].
 
 pub mod build;
+pub mod metadata;
+mod text;
+
+pub use metadata::{BadMetadata, valid_name, valid_version};
+pub use text::{SHOWN_CHARS, shown};
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -31,14 +38,46 @@ pub use bindings::exports::tally::rules::classifier::{
 /// The WIT package and world a rule component must implement.
 pub const WORLD: &str = "tally:rules/rule@1.0.0";
 
+/// The one thing a rule component exports: the classifier interface of
+/// [`WORLD`], with exactly this name and version.
+pub const INTERFACE: &str = "tally:rules/classifier@1.0.0";
+
+/// The functions of [`INTERFACE`].
+const FUNCTIONS: [&str; 2] = ["metadata", "classify"];
+
+/// The most distinct reasons a rule may return for one batch.
+pub const MAX_REASONS_PER_BATCH: usize = 1_024;
+/// The most distinct reasons a rule may use over a run (far below the
+/// `u32` that numbers them).
+pub const MAX_REASONS_PER_RUN: usize = 4_096;
+/// The longest reason a rule may return, in bytes.
+pub const MAX_REASON_BYTES: usize = 128;
+
+/// The most core instances, linear memories and tables one instance of a rule
+/// may have (a rule built by `tally rule build` needs far fewer). Memories
+/// and tables are counted when the rule is loaded, core instances when it is
+/// instantiated (the first time, to read its metadata, is part of loading).
+pub const MAX_CORE_INSTANCES: u32 = 8;
+/// See [`MAX_CORE_INSTANCES`].
+pub const MAX_MEMORIES: u32 = 4;
+/// See [`MAX_CORE_INSTANCES`].
+pub const MAX_TABLES: u32 = 4;
+/// What one table element counts for against the memory cap, in bytes (the
+/// host keeps a pointer per element).
+const TABLE_ELEMENT_BYTES: usize = 8;
+
 /// How much a rule may use per call.
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
-    /// Cap on the rule's linear memory, in bytes.
+    /// Cap on the rule instance's memory, in bytes: all its linear memories
+    /// and tables together.
     pub memory_bytes: usize,
     /// Fuel (roughly, WebAssembly instructions) allowed per event of a batch.
     pub fuel_per_event: u64,
-    /// Fuel allowed per call on top of the per-event budget.
+    /// Fuel allowed per byte of a batch, as copied into the rule's memory
+    /// (see [`batch_bytes`]).
+    pub fuel_per_byte: u64,
+    /// Fuel allowed per call on top of the per-event and per-byte budgets.
     pub fuel_per_call: u64,
 }
 
@@ -47,9 +86,82 @@ impl Default for Limits {
         Limits {
             memory_bytes: 256 << 20,
             fuel_per_event: 20_000,
+            fuel_per_byte: 64,
             fuel_per_call: 50_000_000,
         }
     }
+}
+
+impl Limits {
+    /// The fuel budget of a call given `events` events that take `bytes`
+    /// bytes: `fuel_per_call + fuel_per_event × events + fuel_per_byte × bytes`.
+    pub fn budget(&self, events: u64, bytes: u64) -> Budget {
+        Budget {
+            per_call: self.fuel_per_call,
+            per_event: self.fuel_per_event,
+            events,
+            per_byte: self.fuel_per_byte,
+            bytes,
+        }
+    }
+}
+
+/// The fuel a call may spend, with what it is made of.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Budget {
+    pub per_call: u64,
+    pub per_event: u64,
+    /// Events in the batch (0 for a call without one).
+    pub events: u64,
+    pub per_byte: u64,
+    /// Bytes of the batch (0 for a call without one).
+    pub bytes: u64,
+}
+
+impl Budget {
+    /// The whole budget (saturating: a budget never wraps to a small one).
+    pub fn total(&self) -> u64 {
+        self.per_call
+            .saturating_add(self.per_event.saturating_mul(self.events))
+            .saturating_add(self.per_byte.saturating_mul(self.bytes))
+    }
+}
+
+impl fmt::Display for Budget {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "budget {} = {} per call + {} per event × {} events + {} per byte × {} bytes",
+            self.total(),
+            self.per_call,
+            self.per_event,
+            self.events,
+            self.per_byte,
+            self.bytes
+        )
+    }
+}
+
+/// The size of a batch as copied into the rule's memory, in bytes: every
+/// column's elements (strings and their offsets, dictionary keys and values,
+/// timestamps, codes).
+pub fn batch_bytes(batch: &EventBatch) -> u64 {
+    fn strings(column: &StringColumn) -> usize {
+        4 * column.offsets.len() + column.bytes.len()
+    }
+    fn dict(column: &DictColumn) -> usize {
+        4 * column.keys.len() + strings(&column.values)
+    }
+    let bytes = strings(&batch.event_id)
+        + 8 * (batch.occurred_at.len() + batch.ingested_at.len())
+        + dict(&batch.creator_id)
+        + dict(&batch.template_id)
+        + dict(&batch.brand_id)
+        + batch.content_kind.len()
+        + batch.action.len()
+        + batch.user_tier.len()
+        + batch.country.len();
+    bytes as u64
 }
 
 /// A short, readable name for a rule in messages: `name@version (hash)`.
@@ -70,9 +182,19 @@ pub enum Problem {
     /// out-of-bounds access).
     Trap(String),
     /// The rule used up its fuel budget (an endless or too-slow loop).
-    OutOfFuel { budget: u64 },
-    /// The rule tried to grow its memory past the cap.
+    OutOfFuel { budget: Budget },
+    /// The rule tried to grow its memories and tables, together, past the cap.
     MemoryCap { cap: usize },
+    /// The rule returned more distinct reasons than one batch or one run may
+    /// use: `scope` says which (`in one batch`, `over the run`).
+    TooManyReasons {
+        count: usize,
+        limit: usize,
+        scope: &'static str,
+    },
+    /// The rule returned a reason longer than [`MAX_REASON_BYTES`]: its
+    /// length and its first characters.
+    ReasonTooLong { bytes: usize, start: String },
     /// The rule returned an error.
     Returned(String),
     /// The rule returned malformed verdicts (wrong count, bad reason index...).
@@ -84,23 +206,33 @@ pub enum Problem {
 impl fmt::Display for Problem {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Problem::Trap(t) => write!(f, "trapped: {t}"),
+            Problem::Trap(t) => write!(f, "trapped: {}", shown(t)),
             Problem::OutOfFuel { budget } => {
-                write!(
-                    f,
-                    "ran out of fuel (budget {budget}): it loops or is far too slow"
-                )
+                write!(f, "ran out of fuel ({budget}): it loops or is far too slow")
             }
             Problem::MemoryCap { cap } => {
                 write!(
                     f,
-                    "tried to use more than its memory cap of {} MiB",
+                    "tried to use more than its memory cap of {} MiB (all its linear memories and tables together)",
                     cap >> 20
                 )
             }
-            Problem::Returned(m) => write!(f, "returned an error: {m}"),
-            Problem::BadVerdicts(m) => write!(f, "returned malformed verdicts: {m}"),
-            Problem::Runtime(m) => write!(f, "failed: {m}"),
+            Problem::TooManyReasons {
+                count,
+                limit,
+                scope,
+            } => write!(
+                f,
+                "exceeded the limit of {limit} distinct reasons {scope} ({count} reasons)"
+            ),
+            Problem::ReasonTooLong { bytes, start } => write!(
+                f,
+                "returned a reason of {bytes} bytes, over the limit of {MAX_REASON_BYTES} bytes: \"{}…\"",
+                shown(start)
+            ),
+            Problem::Returned(m) => write!(f, "returned an error: \"{}\"", shown(m)),
+            Problem::BadVerdicts(m) => write!(f, "returned malformed verdicts: {}", shown(m)),
+            Problem::Runtime(m) => write!(f, "failed: {}", shown(m)),
         }
     }
 }
@@ -121,7 +253,10 @@ pub enum RuleError {
     )]
     CoreModule { path: PathBuf, hash: String },
     /// The bytes are not a valid component.
-    #[error("rule {path} (blake3 {hash}) is not a valid component: {message}")]
+    #[error(
+        "rule {path} (blake3 {hash}) is not a valid component: {}",
+        shown(message)
+    )]
     Invalid {
         path: PathBuf,
         hash: String,
@@ -129,7 +264,8 @@ pub enum RuleError {
     },
     /// The component imports something; rules must import nothing.
     #[error(
-        "rule {path} (blake3 {hash}) imports {imports:?}; a rule must import nothing (build it for wasm32-unknown-unknown)"
+        "rule {path} (blake3 {hash}) imports {}; a rule must import nothing (build it for wasm32-unknown-unknown)",
+        names(imports)
     )]
     Imports {
         path: PathBuf,
@@ -137,11 +273,43 @@ pub enum RuleError {
         imports: Vec<String>,
     },
     /// The component does not implement the rule world.
-    #[error("rule {path} (blake3 {hash}) does not implement {WORLD}: {message}")]
+    #[error(
+        "rule {path} (blake3 {hash}) does not implement {WORLD}: {}",
+        shown(message)
+    )]
     WrongWorld {
         path: PathBuf,
         hash: String,
         message: String,
+    },
+    /// The component exports something other than exactly [`INTERFACE`]
+    /// (another version of it, say).
+    #[error(
+        "rule {path} (blake3 {hash}) exports {}; a rule implements {WORLD} and exports exactly {INTERFACE} (functions {})",
+        names(exports),
+        FUNCTIONS.join(" and ")
+    )]
+    WrongExports {
+        path: PathBuf,
+        hash: String,
+        exports: Vec<String>,
+    },
+    /// The component has more linear memories or tables than a rule may.
+    #[error(
+        "rule {path} (blake3 {hash}) has {memories} linear memories and {tables} tables; a rule may have at most {MAX_MEMORIES} memories and {MAX_TABLES} tables (their sizes together are capped by the memory cap)"
+    )]
+    TooManyMemories {
+        path: PathBuf,
+        hash: String,
+        memories: u32,
+        tables: u32,
+    },
+    /// The metadata the rule reports is unusable.
+    #[error("rule {path} (blake3 {hash}) reports {problem}")]
+    BadMetadata {
+        path: PathBuf,
+        hash: String,
+        problem: BadMetadata,
     },
     /// A call into the rule failed.
     #[error("rule {rule} {problem} ({call})")]
@@ -162,33 +330,99 @@ impl RuleError {
     }
 }
 
-/// Store state: the memory cap, and whether the rule hit it.
+/// Names from a component (imports, exports) for a message: each passed
+/// through [`shown`], at most 16 of them.
+fn names(list: &[String]) -> String {
+    const SHOWN: usize = 16;
+    if list.is_empty() {
+        return "nothing".to_string();
+    }
+    let mut text: Vec<String> = list
+        .iter()
+        .take(SHOWN)
+        .map(|name| format!("\"{}\"", shown(name)))
+        .collect();
+    if list.len() > SHOWN {
+        text.push(format!("and {} more", list.len() - SHOWN));
+    }
+    text.join(", ")
+}
+
+/// Store state: the memory cap, what the instance's memories and tables take
+/// together so far, and whether the rule hit the cap.
+///
+/// The limiter sees every memory and table of the store (one store per
+/// call), at their creation (from 0 to their initial size) and at each
+/// growth, and sums them: however many core instances a component holds,
+/// their memories and tables share the one cap.
 struct Host {
     cap: usize,
+    used: usize,
     hit_cap: bool,
+}
+
+impl Host {
+    fn new(cap: usize) -> Host {
+        Host {
+            cap,
+            used: 0,
+            hit_cap: false,
+        }
+    }
+
+    /// Accounts for a memory or table growing from `current` to `desired`
+    /// bytes. Growth past the declared maximum is refused without being
+    /// counted (the runtime refuses it after asking); growth past the cap
+    /// ends the call.
+    fn grow(
+        &mut self,
+        current: usize,
+        desired: usize,
+        maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        if maximum.is_some_and(|maximum| desired > maximum) {
+            return Ok(false);
+        }
+        let used = self.used.saturating_add(desired.saturating_sub(current));
+        if used > self.cap {
+            self.hit_cap = true;
+            return Err(wasmtime::Error::msg("memory cap exceeded"));
+        }
+        self.used = used;
+        Ok(true)
+    }
 }
 
 impl ResourceLimiter for Host {
     fn memory_growing(
         &mut self,
-        _current: usize,
+        current: usize,
         desired: usize,
-        _maximum: Option<usize>,
+        maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
-        if desired > self.cap {
-            self.hit_cap = true;
-            return Err(wasmtime::Error::msg("memory cap exceeded"));
-        }
-        Ok(true)
+        self.grow(current, desired, maximum)
     }
 
     fn table_growing(
         &mut self,
-        _current: usize,
+        current: usize,
         desired: usize,
-        _maximum: Option<usize>,
+        maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
-        Ok(desired <= 1 << 20)
+        let bytes = |elements: usize| elements.saturating_mul(TABLE_ELEMENT_BYTES);
+        self.grow(bytes(current), bytes(desired), maximum.map(bytes))
+    }
+
+    fn instances(&self) -> usize {
+        MAX_CORE_INSTANCES as usize
+    }
+
+    fn memories(&self) -> usize {
+        MAX_MEMORIES as usize
+    }
+
+    fn tables(&self) -> usize {
+        MAX_TABLES as usize
     }
 }
 
@@ -228,12 +462,16 @@ pub fn engine() -> Engine {
     // A fresh instance per batch: the pooling allocator reuses instance slots
     // and keeps the pages of linear memory it hands out resident (zeroing
     // them on reuse), instead of mapping and faulting in new memory each time.
+    // The pool holds, for every instance that may run at once, as many core
+    // instances, memories and tables as one rule may have ([`Rule`] refuses a
+    // component with more, and each store's limiter counts them too), so a
+    // rule never fails for how many threads happen to run it.
     let slots = max_instances() as u32;
     let mut pool = PoolingAllocationConfig::new();
     pool.total_component_instances(slots)
-        .total_core_instances(slots * 4)
-        .total_memories(slots * 2)
-        .total_tables(slots * 4)
+        .total_core_instances(slots * MAX_CORE_INSTANCES)
+        .total_memories(slots * MAX_MEMORIES)
+        .total_tables(slots * MAX_TABLES)
         .max_memories_per_module(1)
         .linear_memory_keep_resident(KEEP_RESIDENT)
         .table_keep_resident(1 << 16);
@@ -345,6 +583,30 @@ impl Rule {
                 imports,
             });
         }
+        // Exactly the interface, by name and version: the runtime would also
+        // accept a semver-compatible version (`@1.1.0`) for `@1.0.0`, and a
+        // rule of another version must not be run and stamped as this one.
+        if !exports_exactly_the_interface(&engine, component) {
+            return Err(RuleError::WrongExports {
+                path,
+                hash: hex,
+                exports: exports(&engine, component),
+            });
+        }
+        // Known before anything runs, whatever allocator the engine uses: a
+        // component that imports nothing (no modules to be given at
+        // instantiation) says what it instantiates.
+        let (memories, tables) = component
+            .resources_required()
+            .map_or((u32::MAX, u32::MAX), |r| (r.num_memories, r.num_tables));
+        if memories > MAX_MEMORIES || tables > MAX_TABLES {
+            return Err(RuleError::TooManyMemories {
+                path,
+                hash: hex,
+                memories,
+                tables,
+            });
+        }
         let linker = Linker::<Host>::new(&engine);
         let wrong_world = |e: wasmtime::Error| RuleError::WrongWorld {
             path: path.clone(),
@@ -365,9 +627,15 @@ impl Rule {
             engine,
             pre,
         };
-        rule.info = rule.call("metadata", 0, |rule, store| {
+        let info = rule.call("metadata", rule.limits.budget(0, 0), |rule, store| {
             rule.tally_rules_classifier().call_metadata(store)
         })?;
+        metadata::check(&info).map_err(|problem| RuleError::BadMetadata {
+            path,
+            hash: hex,
+            problem,
+        })?;
+        rule.info = info;
         Ok(rule)
     }
 
@@ -386,11 +654,8 @@ impl Rule {
     pub fn classify(&self, batch: &EventBatch, batch_index: usize) -> Result<Verdicts, RuleError> {
         let events = batch.occurred_at.len();
         let call = format!("batch {batch_index}, {events} events");
-        let fuel = self
-            .limits
-            .fuel_per_call
-            .saturating_add(self.limits.fuel_per_event.saturating_mul(events as u64));
-        let returned = self.call(&call, fuel, |rule, store| {
+        let budget = self.limits.budget(events as u64, batch_bytes(batch));
+        let returned = self.call(&call, budget, |rule, store| {
             rule.tally_rules_classifier().call_classify(store, batch)
         })?;
         let fail = |problem| RuleError::Call {
@@ -399,33 +664,23 @@ impl Rule {
             problem,
         };
         let verdicts = returned.map_err(|m| fail(Problem::Returned(m)))?;
+        check_reasons(&verdicts.reasons).map_err(fail)?;
         check_verdicts(&verdicts, events).map_err(|m| fail(Problem::BadVerdicts(m)))?;
         Ok(verdicts)
     }
 
-    /// Runs `f` against a fresh instance with the memory cap and `fuel` (0 means
-    /// the per-call budget).
+    /// Runs `f` against a fresh instance with the memory cap and the fuel
+    /// `budget`.
     fn call<R>(
         &self,
         what: &str,
-        fuel: u64,
+        budget: Budget,
         f: impl FnOnce(&bindings::Rule, &mut Store<Host>) -> wasmtime::Result<R>,
     ) -> Result<R, RuleError> {
-        let budget = if fuel == 0 {
-            self.limits.fuel_per_call
-        } else {
-            fuel
-        };
-        let mut store = Store::new(
-            &self.engine,
-            Host {
-                cap: self.limits.memory_bytes,
-                hit_cap: false,
-            },
-        );
+        let mut store = Store::new(&self.engine, Host::new(self.limits.memory_bytes));
         store.limiter(|host| host);
         let outcome = store
-            .set_fuel(budget)
+            .set_fuel(budget.total())
             .and_then(|()| self.pre.instantiate(&mut store))
             .and_then(|rule| f(&rule, &mut store));
         outcome.map_err(|e| {
@@ -470,6 +725,58 @@ fn exports(engine: &Engine, component: &Component) -> Vec<String> {
         .exports(engine)
         .map(|(name, _)| name.to_string())
         .collect()
+}
+
+/// Whether a component exports one thing, an instance named exactly
+/// [`INTERFACE`], whose functions are exactly [`FUNCTIONS`] (besides them it
+/// may only export the interface's types). The functions' types are checked
+/// when the rule's bindings are made.
+fn exports_exactly_the_interface(engine: &Engine, component: &Component) -> bool {
+    use wasmtime::component::types::ComponentItem;
+    let component_type = component.component_type();
+    let mut exports = component_type
+        .exports(engine)
+        .map(|(name, item)| (name, item.ty));
+    let (Some((name, ComponentItem::ComponentInstance(instance))), None) =
+        (exports.next(), exports.next())
+    else {
+        return false;
+    };
+    if name != INTERFACE {
+        return false;
+    }
+    let mut functions = Vec::new();
+    for (name, item) in instance.exports(engine) {
+        match item.ty {
+            ComponentItem::ComponentFunc(_) => functions.push(name),
+            ComponentItem::Type(_) => {}
+            _ => return false,
+        }
+    }
+    functions.sort_unstable();
+    let mut expected = FUNCTIONS;
+    expected.sort_unstable();
+    functions == expected
+}
+
+/// Checks the reasons a rule returned for one batch against the limits: at
+/// most [`MAX_REASONS_PER_BATCH`] of them, each at most [`MAX_REASON_BYTES`]
+/// long.
+fn check_reasons(reasons: &[String]) -> Result<(), Problem> {
+    if reasons.len() > MAX_REASONS_PER_BATCH {
+        return Err(Problem::TooManyReasons {
+            count: reasons.len(),
+            limit: MAX_REASONS_PER_BATCH,
+            scope: "in one batch",
+        });
+    }
+    match reasons.iter().find(|r| r.len() > MAX_REASON_BYTES) {
+        Some(long) => Err(Problem::ReasonTooLong {
+            bytes: long.len(),
+            start: long.chars().take(MAX_REASON_BYTES).collect(),
+        }),
+        None => Ok(()),
+    }
 }
 
 fn check_verdicts(v: &Verdicts, events: usize) -> Result<(), String> {
@@ -616,6 +923,159 @@ mod tests {
             let err = check_verdicts(&v, n).unwrap_err();
             assert!(err.contains(expected), "{err}");
         }
+    }
+
+    #[test]
+    fn reasons_are_limited_in_number_and_length() {
+        let many: Vec<String> = (0..=MAX_REASONS_PER_BATCH)
+            .map(|i| format!("r{i}"))
+            .collect();
+        assert_eq!(check_reasons(&many[..MAX_REASONS_PER_BATCH]), Ok(()));
+        let err = check_reasons(&many).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "exceeded the limit of 1024 distinct reasons in one batch (1025 reasons)"
+        );
+        let longest = "x".repeat(MAX_REASON_BYTES);
+        assert_eq!(check_reasons(std::slice::from_ref(&longest)), Ok(()));
+        let long = format!("{longest}\n\u{1b}[2J{}", "y".repeat(20 << 20));
+        let bytes = long.len();
+        let message = check_reasons(&["ok".into(), long]).unwrap_err().to_string();
+        assert_eq!(
+            message,
+            format!(
+                "returned a reason of {bytes} bytes, over the limit of 128 bytes: \"{longest}…\""
+            )
+        );
+    }
+
+    #[test]
+    fn the_memory_cap_covers_every_memory_and_table_together() {
+        let mut host = Host::new(100);
+        // Three memories created, one grown: they add up.
+        assert!(host.memory_growing(0, 30, None).unwrap());
+        assert!(host.memory_growing(0, 30, Some(1_000)).unwrap());
+        assert!(host.memory_growing(30, 50, None).unwrap());
+        assert_eq!(host.used, 80);
+        // Growth past a memory's own maximum is refused, and not counted.
+        assert!(!host.memory_growing(50, 60, Some(55)).unwrap());
+        assert_eq!(host.used, 80);
+        // A table of 2 elements counts its bytes too.
+        assert!(host.table_growing(0, 2, None).unwrap());
+        assert_eq!(host.used, 80 + 2 * TABLE_ELEMENT_BYTES);
+        assert!(!host.hit_cap);
+        // The next byte of any of them is one too many.
+        assert!(host.memory_growing(0, 5, None).is_err());
+        assert!(host.hit_cap);
+        let mut host = Host::new(100);
+        assert!(host.table_growing(0, 13, None).is_err());
+        assert!(host.hit_cap);
+        assert_eq!(host.used, 0);
+    }
+
+    #[test]
+    fn the_fuel_budget_grows_with_events_and_bytes() {
+        let limits = Limits::default();
+        let budget = limits.budget(10, 1_000);
+        assert_eq!(budget.total(), 50_000_000 + 20_000 * 10 + 64 * 1_000);
+        assert_eq!(
+            budget.to_string(),
+            "budget 50264000 = 50000000 per call + 20000 per event × 10 events + 64 per byte × 1000 bytes"
+        );
+        let huge = Limits {
+            fuel_per_event: u64::MAX,
+            ..limits
+        };
+        assert_eq!(huge.budget(2, 0).total(), u64::MAX);
+
+        let column = |values: &[&str]| StringColumn {
+            offsets: std::iter::once(0)
+                .chain(values.iter().scan(0, |end, v| {
+                    *end += v.len() as u32;
+                    Some(*end)
+                }))
+                .collect(),
+            bytes: values.concat().into_bytes(),
+        };
+        let long = "t".repeat(60 << 20);
+        let dict = |values: &[&str]| DictColumn {
+            keys: vec![0, 0],
+            values: column(values),
+        };
+        let batch = EventBatch {
+            event_id: column(&["e1", "e2"]),
+            occurred_at: vec![0; 2],
+            ingested_at: vec![0; 2],
+            creator_id: dict(&["c"]),
+            template_id: dict(&[long.as_str()]),
+            brand_id: dict(&[]),
+            content_kind: vec![0; 2],
+            action: vec![0; 2],
+            user_tier: vec![0; 2],
+            country: b"USUS".to_vec(),
+        };
+        let event_ids = 3 * 4 + 4;
+        let timestamps = 2 * 2 * 8;
+        let keys = 3 * 2 * 4;
+        let values = (2 * 4 + 1) + (2 * 4 + (60 << 20)) + 4;
+        let codes = 3 * 2 + 4;
+        assert_eq!(
+            batch_bytes(&batch),
+            (event_ids + timestamps + keys + values + codes) as u64
+        );
+    }
+
+    /// The hand-written `constant` rule of the end-to-end tests, with
+    /// `replace` applied to its text.
+    fn constant_rule(replace: &[(&str, &str)]) -> Vec<u8> {
+        let mut text = include_str!("../../../tests/fixtures/rules/constant.wat").to_string();
+        for (from, to) in replace {
+            assert!(text.contains(from), "{from}");
+            text = text.replace(from, to);
+        }
+        wat::parse_str(&text).unwrap()
+    }
+
+    #[test]
+    fn exports_and_metadata_are_checked_exactly() {
+        let load = |bytes: &[u8]| Rule::from_bytes(Path::new("r.wasm"), bytes, Limits::default());
+        let rule = load(&constant_rule(&[])).unwrap();
+        assert_eq!(rule.info.name, "constant");
+
+        for version in ["1.1.0", "1.0.1", "2.0.0", "0.9.0"] {
+            let other = format!("\"tally:rules/classifier@{version}\" (instance");
+            let bytes =
+                constant_rule(&[("\"tally:rules/classifier@1.0.0\" (instance", other.as_str())]);
+            let err = load(&bytes).err().unwrap();
+            assert!(matches!(err, RuleError::WrongExports { .. }), "{err}");
+            let message = err.to_string();
+            assert!(
+                message.contains(&format!(
+                    "exports \"tally:rules/classifier@{version}\"; a rule implements tally:rules/rule@1.0.0 and exports exactly tally:rules/classifier@1.0.0"
+                )),
+                "{message}"
+            );
+        }
+        // A second export beside the interface.
+        let bytes = constant_rule(&[(
+            "(export \"tally:rules/classifier@1.0.0\" (instance $classifier))",
+            "(export \"tally:rules/classifier@1.0.0\" (instance $classifier))\n(export \"extra\" (core module $rule))",
+        )]);
+        let err = load(&bytes).err().unwrap();
+        assert!(matches!(err, RuleError::WrongExports { .. }), "{err}");
+
+        // A name that is not a rule name (same length, so the layout holds).
+        let bytes = constant_rule(&[(
+            "(data (i32.const 16) \"constant\")",
+            "(data (i32.const 16) \"con\\1bstan\")",
+        )]);
+        let err = load(&bytes).err().unwrap();
+        let message = err.to_string();
+        assert!(matches!(err, RuleError::BadMetadata { .. }), "{message}");
+        assert!(
+            message.contains("reports the name \"con\\u{1b}stan\" (8 bytes)"),
+            "{message}"
+        );
     }
 
     #[test]

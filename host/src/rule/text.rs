@@ -1,0 +1,109 @@
+//! Showing text that came from a rule (its name, version, reasons, error
+//! messages, export names) to a person.
+//!
+//! A rule is untrusted code and the strings it returns are untrusted text: a
+//! newline in a reason would forge a line of the run summary, an ANSI escape
+//! sequence would drive the terminal, and a 20 MB error message would bury
+//! everything else. Every place that prints rule-supplied text for a person
+//! passes it through [`shown`] first. Machine-readable outputs (JSON, Parquet)
+//! keep the text as it is: their encoders escape what needs escaping.
+
+use std::borrow::Cow;
+use std::fmt::Write as _;
+
+/// The most characters of one rule-supplied text that are shown.
+pub const SHOWN_CHARS: usize = 256;
+
+/// Whether `c` may not be shown as it is: control characters (C0, DEL and C1,
+/// which covers the ESC and CSI that start ANSI escape sequences, and
+/// newlines), the Unicode line and paragraph separators, zero-width and
+/// bidirectional formatting characters (which reorder or hide what
+/// surrounds them), and the byte order mark.
+fn needs_escape(c: char) -> bool {
+    c.is_control()
+        || matches!(
+            c,
+            '\u{200b}'..='\u{200f}'
+                | '\u{2028}'..='\u{202e}'
+                | '\u{2060}'..='\u{206f}'
+                | '\u{feff}'
+                | '\u{fff9}'..='\u{fffb}'
+        )
+}
+
+/// Rule-supplied `text` as it may be shown to a person: on one line, with
+/// every character [`needs_escape`] picks written as an escape (`\n`, `\r`,
+/// `\t`, otherwise `\u{1b}` and the like), and cut after [`SHOWN_CHARS`]
+/// characters with a note of the text's full length in bytes. Text that needs
+/// none of this is returned as it is.
+pub fn shown(text: &str) -> Cow<'_, str> {
+    let mut chars = text.char_indices();
+    let clean = chars
+        .by_ref()
+        .take(SHOWN_CHARS)
+        .all(|(_, c)| !needs_escape(c));
+    if clean && chars.next().is_none() {
+        return Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len().min(4 * SHOWN_CHARS) + 32);
+    for (count, c) in text.chars().enumerate() {
+        if count == SHOWN_CHARS {
+            let _ = write!(out, "… ({} bytes in all)", text.len());
+            break;
+        }
+        match c {
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if needs_escape(c) => out.extend(c.escape_unicode()),
+            c => out.push(c),
+        }
+    }
+    Cow::Owned(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plain_text_is_shown_as_it_is() {
+        for text in ["", "payable", "creator-pay@1.0.0", "évènement 🎉", "a\\nb"] {
+            assert!(matches!(shown(text), Cow::Borrowed(t) if t == text));
+        }
+        let longest = "x".repeat(SHOWN_CHARS);
+        assert_eq!(shown(&longest), longest);
+    }
+
+    #[test]
+    fn control_and_formatting_characters_are_escaped() {
+        assert_eq!(shown("a\nb\r\tc"), "a\\nb\\r\\tc");
+        assert_eq!(shown("\u{1b}[31mred\u{1b}[0m"), "\\u{1b}[31mred\\u{1b}[0m");
+        assert_eq!(shown("\u{9b}2J"), "\\u{9b}2J");
+        assert_eq!(shown("x\u{7f}\0"), "x\\u{7f}\\u{0}");
+        assert_eq!(shown("left\u{202e}thgir"), "left\\u{202e}thgir");
+        assert_eq!(shown("a\u{2028}b\u{200b}"), "a\\u{2028}b\\u{200b}");
+        // Whatever goes in, nothing that needs escaping comes out.
+        for c in (0..=0x10ffff).filter_map(char::from_u32) {
+            let mut buffer = [0; 4];
+            let out = shown(c.encode_utf8(&mut buffer));
+            assert!(!out.chars().any(needs_escape), "{out}");
+        }
+    }
+
+    #[test]
+    fn long_text_is_cut() {
+        let long = "é".repeat(10_000_000);
+        let out = shown(&long);
+        assert_eq!(
+            out,
+            format!("{}… (20000000 bytes in all)", "é".repeat(SHOWN_CHARS))
+        );
+        // Escapes count as one character each.
+        let newlines = "\n".repeat(SHOWN_CHARS + 1);
+        assert_eq!(
+            shown(&newlines),
+            format!("{}… (257 bytes in all)", "\\n".repeat(SHOWN_CHARS))
+        );
+    }
+}
