@@ -253,13 +253,7 @@ fn a_failed_first_run_says_nothing_was_written() {
     let dir = TempDir::new().expect("temp dir");
     let input = common::small_jsonl(dir.path(), 20);
     let out = dir.path().join("out");
-    let source = common::fixture("rules/trap.wat");
-    let rule = dir.path().join("trap.wasm");
-    std::fs::write(
-        &rule,
-        wat::parse_file(&source).expect("the fixture assembles"),
-    )
-    .unwrap();
+    let rule = crate::sandbox::component(dir.path(), "trap");
     let err = common::tally_err(&[
         "run",
         "--input",
