@@ -125,6 +125,9 @@ pub struct Computed {
     pub counts: Counts,
     pub checks: Vec<Check>,
     pub timings: Timings,
+    /// How the inputs were read: recorded so that `verify` reads them the same
+    /// way.
+    pub read: ingest::ReadOptions,
 }
 
 impl Computed {
@@ -315,6 +318,7 @@ pub fn compute(
     let (_, aggregate, counts, checks) =
         classify_and_aggregate(&prepared, &rule, batch_size, progress, &mut timings)?;
     Ok(Computed {
+        read: *read,
         run_id: prepared.run_id,
         rule,
         files: prepared.files,
@@ -346,6 +350,10 @@ pub struct PartitionManifest {
     /// The recomputed days of the run that wrote it, or null for every day.
     pub window: Option<(String, String)>,
     pub reconcile: ReconcileCounts,
+    /// The longest JSON line the run parsed (`--max-line-bytes`); absent in
+    /// outputs written before it was recorded, which used the default.
+    #[serde(default)]
+    pub max_line_bytes: Option<u64>,
 }
 
 /// One entry of the commit log (`_tally/log/NNNNNNNN.json`), never rewritten.
@@ -373,6 +381,9 @@ pub struct LogEntry {
     /// output root.
     #[serde(default)]
     pub quarantine: Option<String>,
+    /// The longest JSON line the run parsed (`--max-line-bytes`).
+    #[serde(default)]
+    pub max_line_bytes: Option<u64>,
 }
 
 fn run_in_pool(options: &RunOptions, rule: Rule) -> Result<RunReport, RunError> {
@@ -509,6 +520,7 @@ fn commit_output(
         reconcile: reconciled,
         changeset,
         quarantine: Some(quarantine.display().to_string()),
+        max_line_bytes: Some(computed.read.max_line_bytes as u64),
     };
     commit::write_new_file(
         &layout::log_entry(&staging.dir, number),
@@ -606,6 +618,7 @@ fn write_partition(
         inputs: computed.inputs.clone(),
         window: window.clone(),
         reconcile: merged.counts,
+        max_line_bytes: Some(computed.read.max_line_bytes as u64),
     };
     commit::write_file(
         &layout::partition_manifest(&staging.dir, &manifest.day),

@@ -184,7 +184,16 @@ fn verify_commit(
         .as_ref()
         .and_then(|(from, to)| Some((parse_day(from)?, parse_day(to)?)));
     let paths: Vec<PathBuf> = files.iter().map(|f| f.path.clone()).collect();
-    let computed = pipeline::compute(&paths, &Default::default(), rule, batch_size, window, false)?;
+    // The inputs are read as the run read them: a line the run quarantined as
+    // too long must be quarantined again, and one it parsed parsed again.
+    let read = ingest::ReadOptions {
+        max_line_bytes: first
+            .max_line_bytes
+            .map_or(ingest::DEFAULT_MAX_LINE_BYTES, |n| {
+                usize::try_from(n).unwrap_or(usize::MAX)
+            }),
+    };
+    let computed = pipeline::compute(&paths, &read, rule, batch_size, window, false)?;
     let lineage = computed.lineage();
     if lineage.input_fingerprint != first.lineage.input_fingerprint {
         for check in &mut checks {

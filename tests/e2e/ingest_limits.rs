@@ -317,14 +317,34 @@ fn lines_over_the_limit_are_quarantined_and_the_rest_is_read() {
     assert!(compared.trim_start().starts_with('{'), "{compared}");
 
     // With the limit raised, every line is read.
+    let raised = dir.path().join("out-raised");
     let report = support::run(
         &[&input],
         &rule,
-        &dir.path().join("out-raised"),
+        &raised,
         &["--max-line-bytes", &(8 << 20).to_string()],
     );
     assert_eq!(count(&report, "quarantined"), 0);
     assert_eq!(count(&report, "unique"), 11);
+
+    // Verify reads the inputs with the limit each run recorded: both outputs
+    // (one below the default limit, one above it) recompute identically.
+    let registry = dir.path().join("registry");
+    common::tally_ok(&["rule", "publish", s(&rule), "--registry", s(&registry)]);
+    for out in [&out, &raised] {
+        let verified = common::tally_ok(&["verify", s(out), "--registry", s(&registry), "--json"]);
+        let verified: serde_json::Value = serde_json::from_str(&verified).expect("JSON");
+        let partitions = verified["partitions"].as_array().expect("partitions");
+        assert!(!partitions.is_empty());
+        for p in partitions {
+            assert_eq!(p["identical"], true, "{}: {p}", out.display());
+        }
+    }
+    let entry: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(raised.join("_tally/log/00000001.json")).expect("log entry"),
+    )
+    .expect("JSON");
+    assert_eq!(entry["max_line_bytes"], 8 << 20);
 }
 
 #[test]
