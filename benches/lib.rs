@@ -4,6 +4,7 @@
 
 use rayon::prelude::*;
 use std::path::{Path, PathBuf};
+use std::process::Command;
 use tally::classify::Classified;
 use tally::dedup::Deduped;
 use tally::generate::{Format, GenOptions, generate};
@@ -15,6 +16,26 @@ pub fn root() -> PathBuf {
         .parent()
         .expect("benches/ sits in the workspace")
         .to_path_buf()
+}
+
+/// Builds the `tally` binary if it is out of date, and returns its path.
+pub fn tally_binary() -> PathBuf {
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let status = Command::new(cargo)
+        .args([
+            "build",
+            "--release",
+            "--quiet",
+            "-p",
+            "tally",
+            "--bin",
+            "tally",
+        ])
+        .current_dir(root())
+        .status()
+        .expect("cargo runs");
+    assert!(status.success(), "building tally failed");
+    root().join("target/release/tally")
 }
 
 /// A reference rule built by `make rules`.

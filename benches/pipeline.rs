@@ -10,31 +10,11 @@
 //! 3, the best and the median are shown).
 
 use std::ffi::OsStr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Instant;
 use tally::generate::Format;
-use tally_benches::{events, root, rule};
-
-/// Builds the `tally` binary if it is out of date, and returns its path.
-fn tally_binary() -> PathBuf {
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let status = Command::new(cargo)
-        .args([
-            "build",
-            "--release",
-            "--quiet",
-            "-p",
-            "tally",
-            "--bin",
-            "tally",
-        ])
-        .current_dir(root())
-        .status()
-        .expect("cargo runs");
-    assert!(status.success(), "building tally failed");
-    root().join("target/release/tally")
-}
+use tally_benches::{events, root, rule, tally_binary};
 
 /// Runs `tally` with `args`, output discarded; returns the wall time in seconds.
 fn timed(tally: &Path, args: &[&OsStr]) -> f64 {

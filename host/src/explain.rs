@@ -61,6 +61,42 @@ fn fields(c: &EventColumns, r: usize, strings: &crate::intern::Interner) -> serd
     })
 }
 
+/// Whether a quarantined record is one of `event_id` (`quoted`: the id as a
+/// JSON string).
+fn quarantined_as(q: &crate::validate::Quarantined, event_id: &str, quoted: &str) -> bool {
+    match serde_json::from_str::<serde_json::Value>(&q.raw) {
+        // A Parquet row is rendered as JSON too, whatever its column types.
+        Ok(v) => v.get("event_id").is_some_and(|id| match id {
+            serde_json::Value::String(id) => id == event_id,
+            serde_json::Value::Number(id) => id.to_string() == event_id,
+            _ => false,
+        }),
+        // Not JSON: a line that holds the id as a whole JSON string.
+        Err(_) => q.raw.contains(quoted),
+    }
+}
+
+/// The rows of `events` whose `event_id` is `id`.
+fn only(events: &EventColumns, id: &[u8]) -> EventColumns {
+    let mut kept = EventColumns::new();
+    kept.source = events.source;
+    for r in (0..events.len()).filter(|&r| events.event_id(r) == id) {
+        kept.event_id_bytes.extend_from_slice(id);
+        kept.event_id_offsets.push(kept.event_id_bytes.len() as u32);
+        kept.occurred_at.push(events.occurred_at[r]);
+        kept.ingested_at.push(events.ingested_at[r]);
+        kept.creator.push(events.creator[r]);
+        kept.template.push(events.template[r]);
+        kept.brand.push(events.brand[r]);
+        kept.content_kind.push(events.content_kind[r]);
+        kept.action.push(events.action[r]);
+        kept.user_tier.push(events.user_tier[r]);
+        kept.country.push(events.country[r]);
+        kept.position.push(events.position[r]);
+    }
+    kept
+}
+
 /// Explains `event_id` in `inputs`, read as `read` says, under each of
 /// `rules` (with the reference each was given as).
 pub fn explain(
@@ -69,11 +105,26 @@ pub fn explain(
     event_id: &str,
     read: &ReadOptions,
 ) -> Result<Explanation, RunError> {
-    let prepared = pipeline::prepare(inputs, read, None, false)?;
-    let deduped = &prepared.deduped;
+    // Only this event's records are kept as the inputs are read, so that any
+    // input size fits in memory.
+    let found = pipeline::find_inputs(inputs)?;
+    let quoted = serde_json::Value::String(event_id.to_string()).to_string();
+    let (chunks, interners) =
+        crate::ingest::read_each(&found.files, read, &|_| {}, &|mut chunk, _| {
+            chunk.events = only(&chunk.events, event_id.as_bytes());
+            chunk
+                .quarantine
+                .retain(|q| quarantined_as(q, event_id, &quoted));
+            Ok::<_, RunError>(chunk)
+        })?;
+    crate::ingest::check_unchanged(&found.files)?;
+    let (table, chunks) = crate::dedup::merge(chunks, interners)?;
+    let quarantine: Vec<_> = chunks.into_iter().flat_map(|c| c.quarantine).collect();
+    let deduped = &pipeline::survive(table, None, &mut Default::default());
     let table = &deduped.table;
-    let file = |source: u32| prepared.files[source as usize].path.display().to_string();
-    let kind = |source: u32| match prepared.files[source as usize].format {
+    let files = &found.files;
+    let file = |source: u32| files[source as usize].path.display().to_string();
+    let kind = |source: u32| match files[source as usize].format {
         crate::ingest::Format::Parquet => "row",
         _ => "line",
     };
@@ -120,29 +171,16 @@ pub fn explain(
             }
         })
         .collect();
-    let quoted = serde_json::Value::String(event_id.to_string()).to_string();
-    for q in &prepared.quarantine {
+    for q in &quarantine {
         let parsed: Option<serde_json::Value> = serde_json::from_str(&q.raw).ok();
-        let matches = match &parsed {
-            // A Parquet row is rendered as JSON too, whatever its column types.
-            Some(v) => v.get("event_id").is_some_and(|id| match id {
-                serde_json::Value::String(id) => id == event_id,
-                serde_json::Value::Number(id) => id.to_string() == event_id,
-                _ => false,
-            }),
-            // Not JSON: a line that holds the id as a whole JSON string.
-            None => q.raw.contains(&quoted),
-        };
-        if matches {
-            seen.push(Seen {
-                file: file(q.source),
-                position_kind: kind(q.source),
-                position: q.position,
-                status: "quarantined",
-                note: Some(q.reason.to_string()),
-                record: parsed.unwrap_or_else(|| serde_json::Value::String(q.raw.clone())),
-            });
-        }
+        seen.push(Seen {
+            file: file(q.source),
+            position_kind: kind(q.source),
+            position: q.position,
+            status: "quarantined",
+            note: Some(q.reason.to_string()),
+            record: parsed.unwrap_or_else(|| serde_json::Value::String(q.raw.clone())),
+        });
     }
     seen.sort_by(|a, b| (&a.file, a.position).cmp(&(&b.file, b.position)));
 

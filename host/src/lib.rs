@@ -14,7 +14,10 @@
 //!   the directories [`layout`] names;
 //! - [`report`] describes the run for people and machines.
 //!
-//! [`pipeline::run`] runs them in order; [`lineage`] reads back where output
+//! [`pipeline::run`] runs them in order, in memory or, when the input does not
+//! fit the memory limit, shard by shard out of core ([`shard`]); [`tasks`]
+//! runs the same phases as separate plan, map, reduce and commit tasks over a
+//! work directory; [`lineage`] reads back where output
 //! came from and [`verify`] recomputes it; [`generate`] makes synthetic input.
 //!
 //! ```no_run
@@ -31,6 +34,7 @@
 //!     progress: false,
 //!     days: None,
 //!     read: Default::default(),
+//!     spill: Default::default(),
 //! })?;
 //! println!("{report}");
 //! # Ok::<(), tally::pipeline::RunError>(())
@@ -54,5 +58,7 @@ pub mod reconcile;
 pub mod registry;
 pub mod report;
 pub mod rule;
+pub mod shard;
+pub mod tasks;
 pub mod validate;
 pub mod verify;

@@ -32,6 +32,15 @@ enum Command {
     Lineage(commands::lineage::Args),
     /// Recompute published partitions from their recorded inputs and stamped rule.
     Verify(commands::verify::Args),
+    /// Plan a run as tasks for a batch scheduler: pin the rule, list the
+    /// inputs, split them into map tasks over N shards.
+    Plan(commands::tasks::PlanArgs),
+    /// Run one map task of a plan: read and validate its inputs into shards.
+    Map(commands::tasks::MapArgs),
+    /// Run one reduce task of a plan: dedup, classify and sum one shard.
+    Reduce(commands::tasks::ReduceArgs),
+    /// Check every task of a plan, merge the shards and commit the output.
+    Commit(commands::tasks::CommitArgs),
     /// Build, inspect, publish, tag and verify rule components.
     #[command(subcommand)]
     Rule(commands::rule::Command),
@@ -48,6 +57,10 @@ fn main() -> ExitCode {
         Command::Show(args) => commands::log::show(args),
         Command::Lineage(args) => commands::lineage::execute(args),
         Command::Verify(args) => commands::verify::execute(args),
+        Command::Plan(args) => commands::tasks::plan(args),
+        Command::Map(args) => commands::tasks::map(args),
+        Command::Reduce(args) => commands::tasks::reduce(args),
+        Command::Commit(args) => commands::tasks::commit(args),
         Command::Rule(command) => commands::rule::execute(command),
     };
     match result {
@@ -57,6 +70,9 @@ fn main() -> ExitCode {
                 return ExitCode::SUCCESS;
             }
             eprintln!("error: {err:#}");
+            if commands::usage::is_usage_error(&err) {
+                return ExitCode::from(commands::usage::EXIT);
+            }
             ExitCode::FAILURE
         }
     }

@@ -7,14 +7,17 @@
 use crate::aggregate::{Aggregate, AggregateError, aggregate};
 use crate::classify::{Classified, classify};
 use crate::commit::{self, CommitError, Lineage};
+use crate::dedup::Table;
 use crate::dedup::{DedupError, Deduped, dedup, merge};
 use crate::event::format_day;
 use crate::ingest::{self, Format, IngestError};
+use crate::intern::Interner;
 use crate::layout;
 use crate::progress::Progress;
 use crate::reconcile::{OutRow, Published, ReconcileCounts, ReconcileError, reconcile};
 use crate::report::{self, Check, Counts, InputSummary, RuleSummary, RunReport, Timings};
 use crate::rule::{self, Limits, Rule, RuleError};
+use crate::shard::{self, SpillError};
 use crate::validate::Quarantined;
 use rayon::prelude::*;
 use std::collections::HashSet;
@@ -49,6 +52,9 @@ pub struct RunOptions {
     pub days: Option<(i32, i32)>,
     /// How input files are read (the longest JSON line).
     pub read: ingest::ReadOptions,
+    /// The memory limit, and where records are spilled when the input does
+    /// not fit it.
+    pub spill: shard::SpillOptions,
 }
 
 /// Why a run failed. Nothing was committed.
@@ -67,6 +73,8 @@ pub enum RunError {
     Commit(#[from] CommitError),
     #[error(transparent)]
     Reconcile(#[from] ReconcileError),
+    #[error(transparent)]
+    Spill(#[from] SpillError),
     /// The counts do not add up: a bug, never bad input.
     #[error("invariant broken, nothing committed: {0}")]
     Invariant(String),
@@ -119,12 +127,16 @@ pub struct Computed {
     pub files: Vec<ingest::InputFile>,
     pub inputs: Vec<InputSummary>,
     pub fingerprint: blake3::Hash,
-    pub deduped: Deduped,
+    /// The creator, template and brand strings the rows' ids point into, in
+    /// byte order.
+    pub strings: Interner,
     pub aggregate: Aggregate,
     pub quarantine: Vec<Quarantined>,
     pub counts: Counts,
     pub checks: Vec<Check>,
     pub timings: Timings,
+    /// How many shards the run was split into (1: in memory).
+    pub shards: u32,
     /// How the inputs were read: recorded so that `verify` reads them the same
     /// way.
     pub read: ingest::ReadOptions,
@@ -149,7 +161,7 @@ impl Computed {
         let rows = &self.aggregate.rows;
         let start = rows.partition_point(|r| r.day < day);
         let end = rows.partition_point(|r| r.day <= day);
-        let strings = &self.deduped.table.strings;
+        let strings = &self.strings;
         rows[start..end]
             .iter()
             .map(|r| OutRow {
@@ -185,58 +197,23 @@ pub fn prepare(
     days: Option<(i32, i32)>,
     progress: bool,
 ) -> Result<Prepared, RunError> {
-    let run_id = run_id();
-    let mut timings = Timings::default();
+    let found = find_inputs(inputs)?;
+    prepare_found(found, read, days, progress)
+}
 
-    // Ingest and validate.
-    let t = Instant::now();
+/// The input files of a run, listed and fingerprinted, and the run's id.
+pub struct Found {
+    pub run_id: String,
+    pub files: Vec<ingest::InputFile>,
+    pub inputs: Vec<InputSummary>,
+    pub fingerprint: blake3::Hash,
+}
+
+/// Lists the input files and hashes them.
+pub fn find_inputs(inputs: &[PathBuf]) -> Result<Found, RunError> {
     let files = ingest::discover(inputs)?;
     let hashes = ingest::hash_files(&files)?;
     let fingerprint = ingest::fingerprint(&files, &hashes);
-    let bar = Progress::start("ingest", None, progress);
-    let (chunks, interners) = ingest::read_all(&files, read, &|n| bar.set(n))?;
-    ingest::check_unchanged(&files)?;
-    bar.finish();
-    let mut counts = Counts::default();
-    for chunk in &chunks {
-        counts.records += chunk.records;
-        counts.valid += chunk.events.len() as u64;
-    }
-    timings.ingest = t.elapsed().as_secs_f64();
-
-    // Dedup.
-    let t = Instant::now();
-    let (table, chunks) = merge(chunks, interners)?;
-    let mut quarantine = Vec::new();
-    for mut chunk in chunks {
-        quarantine.append(&mut chunk.quarantine);
-    }
-    counts.quarantined = quarantine.len() as u64;
-    for q in &quarantine {
-        *counts
-            .quarantined_by_reason
-            .entry(q.reason.to_string())
-            .or_default() += 1;
-    }
-    let mut deduped = dedup(table);
-    counts.duplicates = deduped.duplicates;
-    counts.conflicts = deduped.conflicts;
-    counts.unique = deduped.survivors.len() as u64;
-    if let Some((from, to)) = days {
-        let table = &deduped.table;
-        let survivors = &deduped.survivors;
-        let kept = survivors
-            .iter()
-            .zip(table.rows(survivors))
-            .filter(|(_, (c, r))| (from..=to).contains(&crate::event::day_of(c.occurred_at[*r])))
-            .map(|(&g, _)| g)
-            .collect();
-        deduped.survivors = kept;
-    }
-    counts.classified = deduped.survivors.len() as u64;
-    counts.outside_window = counts.unique - counts.classified;
-    timings.dedup = t.elapsed().as_secs_f64();
-
     let inputs = files
         .iter()
         .zip(&hashes)
@@ -251,16 +228,150 @@ pub fn prepare(
             blake3: h.to_hex().to_string(),
         })
         .collect();
-    Ok(Prepared {
-        run_id,
+    Ok(Found {
+        run_id: run_id(),
         files,
         inputs,
         fingerprint,
+    })
+}
+
+/// Counts the quarantined records, by reason.
+pub fn count_quarantine(quarantine: &[Quarantined], counts: &mut Counts) {
+    counts.quarantined += quarantine.len() as u64;
+    for q in quarantine {
+        *counts
+            .quarantined_by_reason
+            .entry(q.reason.to_string())
+            .or_default() += 1;
+    }
+}
+
+/// [`prepare`] with the inputs already found.
+fn prepare_found(
+    found: Found,
+    read: &ingest::ReadOptions,
+    days: Option<(i32, i32)>,
+    progress: bool,
+) -> Result<Prepared, RunError> {
+    let mut timings = Timings::default();
+
+    // Ingest and validate.
+    let t = Instant::now();
+    let bar = Progress::start("ingest", None, progress);
+    let (chunks, interners) = ingest::read_all(&found.files, read, &|n| bar.set(n))?;
+    ingest::check_unchanged(&found.files)?;
+    bar.finish();
+    let mut counts = Counts::default();
+    for chunk in &chunks {
+        counts.records += chunk.records;
+        counts.valid += chunk.events.len() as u64;
+    }
+    timings.ingest = t.elapsed().as_secs_f64();
+
+    // Dedup.
+    let t = Instant::now();
+    let bar = Progress::stage("dedup", progress);
+    let (table, chunks) = merge(chunks, interners)?;
+    let mut quarantine = Vec::new();
+    for mut chunk in chunks {
+        quarantine.append(&mut chunk.quarantine);
+    }
+    count_quarantine(&quarantine, &mut counts);
+    let deduped = survive(table, days, &mut counts);
+    bar.finish();
+    timings.dedup = t.elapsed().as_secs_f64();
+
+    Ok(Prepared {
+        run_id: found.run_id,
+        files: found.files,
+        inputs: found.inputs,
+        fingerprint: found.fingerprint,
         deduped,
         quarantine,
         counts,
         timings,
     })
+}
+
+/// Deduplicates the valid records of `table` and keeps the survivors in the
+/// window of days `days` (inclusive), if any; counts duplicates, conflicts,
+/// unique events and those outside the window into `counts`.
+pub fn survive(table: Table, days: Option<(i32, i32)>, counts: &mut Counts) -> Deduped {
+    let mut deduped = dedup(table);
+    counts.duplicates += deduped.duplicates;
+    counts.conflicts += deduped.conflicts;
+    let unique = deduped.survivors.len() as u64;
+    counts.unique += unique;
+    if let Some((from, to)) = days {
+        let table = &deduped.table;
+        let survivors = &deduped.survivors;
+        let kept = survivors
+            .iter()
+            .zip(table.rows(survivors))
+            .filter(|(_, (c, r))| (from..=to).contains(&crate::event::day_of(c.occurred_at[*r])))
+            .map(|(&g, _)| g)
+            .collect();
+        deduped.survivors = kept;
+    }
+    let classified = deduped.survivors.len() as u64;
+    counts.classified += classified;
+    counts.outside_window += unique - classified;
+    deduped
+}
+
+/// Classifies the survivors with `rule` and sums them into daily rows; adds
+/// the payable events, amounts and reasons to `counts`.
+pub fn classify_and_sum(
+    deduped: &Deduped,
+    counts: &mut Counts,
+    rule: &Rule,
+    batch_size: usize,
+    progress: bool,
+    timings: &mut Timings,
+) -> Result<(Classified, Aggregate), RunError> {
+    let t = Instant::now();
+    let bar = Progress::start("classify", Some(deduped.survivors.len() as u64), progress);
+    let classified = classify(deduped, rule, batch_size, &|n| bar.set(n))?;
+    bar.finish();
+    timings.classify += t.elapsed().as_secs_f64();
+
+    let t = Instant::now();
+    let bar = Progress::stage("aggregate", progress);
+    let aggregate = aggregate(deduped, &classified)?;
+    bar.finish();
+    counts.payable += aggregate.payable_events;
+    counts.amount_micros = counts
+        .amount_micros
+        .checked_add(aggregate.amount_micros)
+        .ok_or(AggregateError::Overflow)?;
+    for (reason, n) in &aggregate.by_reason {
+        *counts.by_reason.entry(reason.clone()).or_default() += n;
+    }
+    timings.aggregate += t.elapsed().as_secs_f64();
+    Ok((classified, aggregate))
+}
+
+/// Checks that the counts add up and that the rows sum to them.
+pub fn check_counts(
+    counts: &Counts,
+    rows: &[crate::aggregate::Row],
+) -> Result<Vec<Check>, RunError> {
+    let row_sums = rows.iter().fold((0u64, 0u64, 0i64), |s, r| {
+        (
+            s.0 + r.events,
+            s.1 + r.payable_events,
+            s.2.wrapping_add(r.amount_micros),
+        )
+    });
+    let checks = report::checks(counts, row_sums);
+    if let Some(failed) = checks.iter().find(|c| !c.ok) {
+        return Err(RunError::Invariant(format!(
+            "{}: {}",
+            failed.name, failed.detail
+        )));
+    }
+    Ok(checks)
 }
 
 /// Classifies the prepared events with `rule` and aggregates them; checks the
@@ -273,38 +384,22 @@ pub fn classify_and_aggregate(
     timings: &mut Timings,
 ) -> Result<(Classified, Aggregate, Counts, Vec<Check>), RunError> {
     let mut counts = prepared.counts.clone();
-    let t = Instant::now();
-    let bar = Progress::start("classify", Some(counts.classified), progress);
-    let classified = classify(&prepared.deduped, rule, batch_size, &|n| bar.set(n))?;
-    bar.finish();
-    timings.classify += t.elapsed().as_secs_f64();
-
-    let t = Instant::now();
-    let aggregate = aggregate(&prepared.deduped, &classified)?;
-    counts.payable = aggregate.payable_events;
-    counts.amount_micros = aggregate.amount_micros;
-    counts.by_reason = aggregate.by_reason.clone();
-    let row_sums = aggregate.rows.iter().fold((0u64, 0u64, 0i64), |s, r| {
-        (
-            s.0 + r.events,
-            s.1 + r.payable_events,
-            s.2.wrapping_add(r.amount_micros),
-        )
-    });
-    let checks = report::checks(&counts, row_sums);
-    if let Some(failed) = checks.iter().find(|c| !c.ok) {
-        return Err(RunError::Invariant(format!(
-            "{}: {}",
-            failed.name, failed.detail
-        )));
-    }
-    timings.aggregate += t.elapsed().as_secs_f64();
+    let (classified, aggregate) = classify_and_sum(
+        &prepared.deduped,
+        &mut counts,
+        rule,
+        batch_size,
+        progress,
+        timings,
+    )?;
+    let checks = check_counts(&counts, &aggregate.rows)?;
     Ok((classified, aggregate, counts, checks))
 }
 
 /// Ingests, validates, deduplicates, classifies and aggregates, and checks the
 /// counts, without writing anything. `days` limits classification and rows to
-/// a window of days (inclusive).
+/// a window of days (inclusive). Runs in memory when the input fits
+/// `spill`'s memory limit, else out of core, shard by shard.
 pub fn compute(
     inputs: &[PathBuf],
     read: &ingest::ReadOptions,
@@ -312,8 +407,14 @@ pub fn compute(
     batch_size: usize,
     days: Option<(i32, i32)>,
     progress: bool,
+    spill: &shard::SpillOptions,
 ) -> Result<Computed, RunError> {
-    let prepared = prepare(inputs, read, days, progress)?;
+    let found = find_inputs(inputs)?;
+    let shards = spill.shards_for(&found.files);
+    if shards > 1 || spill.shards.is_some() {
+        return shard::compute(found, read, rule, batch_size, days, progress, spill, shards);
+    }
+    let prepared = prepare_found(found, read, days, progress)?;
     let mut timings = prepared.timings.clone();
     let (_, aggregate, counts, checks) =
         classify_and_aggregate(&prepared, &rule, batch_size, progress, &mut timings)?;
@@ -324,12 +425,13 @@ pub fn compute(
         files: prepared.files,
         inputs: prepared.inputs,
         fingerprint: prepared.fingerprint,
-        deduped: prepared.deduped,
+        strings: prepared.deduped.table.strings,
         aggregate,
         quarantine: prepared.quarantine,
         counts,
         checks,
         timings,
+        shards: 1,
     })
 }
 
@@ -395,7 +497,19 @@ fn run_in_pool(options: &RunOptions, rule: Rule) -> Result<RunReport, RunError> 
         options.batch_size,
         options.days,
         options.progress,
+        &options.spill,
     )?;
+    commit_computed(&computed, options, started)
+}
+
+/// Reconciles what a run computed with the output `options.out` and commits
+/// it; `started` is when the run began. `options.inputs` and `options.rule`
+/// are only recorded.
+pub fn commit_computed(
+    computed: &Computed,
+    options: &RunOptions,
+    started: Instant,
+) -> Result<RunReport, RunError> {
     let lineage = computed.lineage();
     let report = RunReport {
         tally_version: VERSION.to_string(),
@@ -406,6 +520,8 @@ fn run_in_pool(options: &RunOptions, rule: Rule) -> Result<RunReport, RunError> 
         output: options.out.display().to_string(),
         threads: rayon::current_num_threads(),
         batch_size: options.batch_size,
+        memory_limit_bytes: options.spill.limit(),
+        shards: computed.shards,
         records_per_second: 0.0,
         peak_memory_bytes: None,
         counts: computed.counts.clone(),
@@ -415,7 +531,7 @@ fn run_in_pool(options: &RunOptions, rule: Rule) -> Result<RunReport, RunError> 
         timings: computed.timings.clone(),
         checks: computed.checks.clone(),
     };
-    commit_output(&computed, options, report, started)
+    commit_output(computed, options, report, started)
 }
 
 fn window_names(days: Option<(i32, i32)>) -> Option<(String, String)> {
@@ -431,6 +547,7 @@ fn commit_output(
     started: Instant,
 ) -> Result<RunReport, RunError> {
     let t = Instant::now();
+    let bar = Progress::stage("commit", options.progress);
     // The directory itself, not a symbolic link to it: the lock and the swap
     // must be the same whatever path leads there.
     let out = &commit::resolve(&options.out)?;
@@ -562,6 +679,7 @@ fn commit_output(
     report.peak_memory_bytes = crate::report::peak_memory();
     commit::write_file(&layout::report(&staging.dir), pretty(&report).as_bytes())?;
     staging.promote()?;
+    bar.finish();
     Ok(report)
 }
 

@@ -104,6 +104,13 @@ pub struct RunReport {
     pub output: String,
     pub threads: usize,
     pub batch_size: usize,
+    /// The memory limit the run kept to, in bytes.
+    #[serde(default)]
+    pub memory_limit_bytes: u64,
+    /// The shards the run was split into by `event_id`: 1 when it ran in
+    /// memory, more when it spilled to disk.
+    #[serde(default = "one")]
+    pub shards: u32,
     pub counts: Counts,
     /// The commit this run made in the output's log.
     pub commit: u64,
@@ -118,6 +125,10 @@ pub struct RunReport {
     /// in bytes (resident set; null where the system does not say).
     pub peak_memory_bytes: Option<u64>,
     pub checks: Vec<Check>,
+}
+
+fn one() -> u32 {
+    1
 }
 
 /// The peak resident memory of this process so far, in bytes (Linux:
@@ -272,8 +283,19 @@ impl fmt::Display for RunReport {
             thousands(self.records_per_second as u64),
             self.threads
         )?;
-        if let Some(bytes) = self.peak_memory_bytes {
-            writeln!(f, "memory    {} MiB at the peak", thousands(bytes >> 20))?;
+        let limit = format!("limit {} MiB", thousands(self.memory_limit_bytes >> 20));
+        let mode = if self.shards > 1 {
+            format!("{limit}, spilled to disk in {} shards", self.shards)
+        } else {
+            format!("{limit}, in memory")
+        };
+        match self.peak_memory_bytes {
+            Some(bytes) => writeln!(
+                f,
+                "memory    {} MiB at the peak ({mode})",
+                thousands(bytes >> 20)
+            )?,
+            None => writeln!(f, "memory    {mode}")?,
         }
         let failed: Vec<_> = self.checks.iter().filter(|c| !c.ok).collect();
         if failed.is_empty() {

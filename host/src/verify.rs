@@ -193,7 +193,15 @@ fn verify_commit(
                 usize::try_from(n).unwrap_or(usize::MAX)
             }),
     };
-    let computed = pipeline::compute(&paths, &read, rule, batch_size, window, false)?;
+    let computed = pipeline::compute(
+        &paths,
+        &read,
+        rule,
+        batch_size,
+        window,
+        false,
+        &crate::shard::SpillOptions::default(),
+    )?;
     let lineage = computed.lineage();
     if lineage.input_fingerprint != first.lineage.input_fingerprint {
         for check in &mut checks {

@@ -28,6 +28,9 @@ const SEED: u64 = 20_260_604;
 /// The exit status of `tally compare` when a `--fail-if` condition holds.
 const GATE_TRIPPED: i32 = 3;
 
+/// The exit status of `tally compare A B` when two output directories differ.
+pub const OUTPUTS_DIFFER: i32 = 3;
+
 /// The verdict-change kinds of the report, in its order.
 const KINDS: [&str; 5] = [
     "payable_to_not_payable",
@@ -827,6 +830,20 @@ fn the_same_rule_twice_is_an_empty_diff_under_any_gate() {
         }
         // Exit 0 and no fail-if message, whatever the gates.
         let (text, c) = compare_json(&args, &[]);
+        // Every gate is listed in the JSON, in order, none held, each
+        // measuring nothing.
+        let gates = gates_of(&text, &c);
+        assert_eq!(gates.len(), NOTHING_CHANGED_GATES.len());
+        for ((condition, held, _, measured, shown), gate) in gates.iter().zip(NOTHING_CHANGED_GATES)
+        {
+            assert_eq!((condition.as_str(), *held, *measured), (gate, false, 0.0));
+            let zero = match condition_parts(gate).0.as_str() {
+                "relative-amount-change" | "changed-share" => "0%",
+                "amount-change-micros" => "0.000000 = 0 micros",
+                _ => "0",
+            };
+            assert_eq!(shown, zero, "{gate}");
+        }
 
         assert_eq!(c["a"]["hash"], hash.as_str());
         assert_eq!(c["b"]["hash"], hash.as_str());
@@ -888,9 +905,10 @@ fn the_same_rule_twice_is_an_empty_diff_under_any_gate() {
     }
 }
 
-/// A condition's parts as `tally compare` states it on stderr.
-fn tripped(stderr: &str) -> Vec<(String, String, f64, f64)> {
-    // "fail-if: changed-share>=0.18 holds (measured 0.18)"
+/// The conditions `tally compare` states on stderr as holding, each as
+/// (metric, operator, threshold as written, the measured value as shown).
+fn tripped(stderr: &str) -> Vec<(String, String, String, String)> {
+    // "fail-if: changed-share>=0.18 holds (measured 18.00%)"
     stderr
         .lines()
         .filter_map(|line| line.strip_prefix("fail-if: "))
@@ -898,21 +916,157 @@ fn tripped(stderr: &str) -> Vec<(String, String, f64, f64)> {
             let (condition, measured) = rest
                 .split_once(" holds (measured ")
                 .unwrap_or_else(|| panic!("unclear fail-if line: {rest}"));
-            let measured: f64 = measured
+            let measured = measured
                 .strip_suffix(')')
-                .and_then(|m| m.parse().ok())
                 .unwrap_or_else(|| panic!("no measured value in: {rest}"));
-            let at = condition.find(['<', '>']).expect("an operator");
-            let digits = condition[at..].trim_start_matches(['<', '>', '=']);
-            let op = &condition[at..condition.len() - digits.len()];
+            let (name, op, threshold) = condition_parts(condition);
+            (name, op, threshold, measured.to_string())
+        })
+        .collect()
+}
+
+/// `changed-share>=0.18` as its metric, operator and threshold as written.
+fn condition_parts(condition: &str) -> (String, String, String) {
+    let at = condition.find(['<', '>']).expect("an operator");
+    let threshold = condition[at..].trim_start_matches(['<', '>', '=']);
+    let op = &condition[at..condition.len() - threshold.len()];
+    (
+        condition[..at].to_string(),
+        op.to_string(),
+        threshold.to_string(),
+    )
+}
+
+/// Every number after `"key": ` in a JSON text, in order, parsed from its
+/// text exactly (serde_json's own float parsing may be one bit off).
+fn exact_numbers(json_text: &str, key: &str) -> Vec<f64> {
+    let tag = format!("\"{key}\": ");
+    json_text
+        .match_indices(&tag)
+        .map(|(at, _)| {
+            let rest = &json_text[at + tag.len()..];
+            let end = rest.find([',', '\n', '}']).unwrap_or(rest.len());
+            rest[..end]
+                .trim()
+                .parse()
+                .unwrap_or_else(|_| panic!("{key}: {:?} is not a number", &rest[..end]))
+        })
+        .collect()
+}
+
+/// A ratio as the report shows a measured one that equals its threshold:
+/// a percentage with two decimals from 1% up, three significant digits
+/// below.
+fn percent_shown(ratio: f64) -> String {
+    let hundredfold = ratio * 100.0;
+    if ratio == 0.0 {
+        "0%".to_string()
+    } else if hundredfold >= 1.0 {
+        format!("{hundredfold:.2}%")
+    } else {
+        let decimals = (2.0 - hundredfold.log10().floor()) as usize;
+        format!("{hundredfold:.decimals$}%")
+    }
+}
+
+/// A metric's value as the report shows it to a person: ratios as
+/// percentages, the amount as money with its micros, counts with thousands
+/// separators.
+fn shown(metric: &str, value: f64) -> String {
+    match metric {
+        "relative-amount-change" | "changed-share" => percent_shown(value),
+        "amount-change-micros" => format!(
+            "{} = {} micros",
+            money(value as i64),
+            thousands(value as u64)
+        ),
+        _ => thousands(value as u64),
+    }
+}
+
+/// Checks a measured value as the report shows it against a condition's
+/// threshold: a count exactly; a ratio exactly when it equals the threshold,
+/// else as a percentage with two to six decimals (more than two only when
+/// two would read the same as the threshold), rounded from the value.
+fn assert_shown(metric: &str, measured: f64, threshold: f64, got: &str) {
+    let ratio = matches!(metric, "relative-amount-change" | "changed-share");
+    if !ratio || measured == threshold {
+        assert_eq!(got, shown(metric, measured), "{metric} against {threshold}");
+        return;
+    }
+    let number = got
+        .strip_suffix('%')
+        .unwrap_or_else(|| panic!("{metric}: {got:?} is not a percentage"));
+    let decimals = number.split_once('.').map_or(0, |(_, d)| d.len());
+    let percent: f64 = number.parse().expect("a number");
+    assert!(
+        (2..=6).contains(&decimals),
+        "{metric}: {got:?} against {threshold}"
+    );
+    assert!(
+        (percent - measured * 100.0).abs() <= 0.5 * 10f64.powi(-(decimals as i32)) * 1.000_001,
+        "{metric}: {got:?} is not {measured} rounded"
+    );
+    if decimals > 2 {
+        assert_eq!(
+            format!("{:.2}", measured * 100.0),
+            format!("{:.2}", threshold * 100.0),
+            "{metric}: more decimals than needed in {got:?} against {threshold}"
+        );
+    }
+}
+
+/// The `gates` of a JSON report: (condition, held, threshold, measured,
+/// shown), the numbers parsed exactly from the text.
+fn gates_of(json_text: &str, v: &Value) -> Vec<(String, bool, f64, f64, String)> {
+    let gates = v["gates"].as_array().expect("gates is a list");
+    let (thresholds, measured) = (
+        exact_numbers(json_text, "threshold"),
+        exact_numbers(json_text, "measured"),
+    );
+    assert_eq!(
+        (thresholds.len(), measured.len()),
+        (gates.len(), gates.len())
+    );
+    gates
+        .iter()
+        .zip(thresholds.iter().zip(&measured))
+        .map(|(g, (t, m))| {
+            let condition = g["condition"].as_str().expect("condition").to_string();
+            let (name, op, _) = condition_parts(&condition);
+            assert_eq!(
+                (g["metric"].as_str(), g["op"].as_str()),
+                (Some(name.as_str()), Some(op.as_str()))
+            );
+            if name != "relative-amount-change" && name != "changed-share" {
+                // A count is an integer in the JSON, not a float.
+                assert!(g["measured"].is_u64(), "{g}");
+            }
             (
-                condition[..at].to_string(),
-                op.to_string(),
-                digits.parse().expect("a threshold"),
-                measured,
+                condition,
+                g["held"].as_bool().expect("held"),
+                *t,
+                *m,
+                g["shown"].as_str().expect("shown").to_string(),
             )
         })
         .collect()
+}
+
+/// `tally compare <args> --format json --quiet`, expecting exit status
+/// `code`: the JSON text and value, and stderr.
+fn compare_json_status(args: &[&str], code: i32) -> (String, Value, String) {
+    let mut full = args.to_vec();
+    full.extend(["--format", "json", "--quiet"]);
+    let out = compare(&full, &[]);
+    assert_eq!(out.status.code(), Some(code), "{}", describe(&full, &out));
+    let text = String::from_utf8(out.stdout).expect("utf-8 stdout");
+    let value = serde_json::from_str(&text).expect("--format json prints JSON");
+    (
+        text,
+        value,
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }
 
 #[test]
@@ -925,6 +1079,8 @@ fn fail_if_trips_exactly_at_its_threshold() {
     );
     let base = rule_args(&[&input], &v1, &v2);
     let (text, c) = compare_json(&strs(&base), &[]);
+    // No condition given: no gates.
+    assert_eq!(c["gates"], json!([]));
 
     // Each metric as measured, from the JSON report.
     let changed: u64 = KINDS[..4]
@@ -952,7 +1108,7 @@ fn fail_if_trips_exactly_at_its_threshold() {
     // ones that do not (one representable number above or below, and for the
     // counts one above or below).
     let mut holding: Vec<(String, String, f64)> = Vec::new();
-    let mut not_holding: Vec<String> = Vec::new();
+    let mut not_holding: Vec<(String, String, f64)> = Vec::new();
     for (name, x) in metrics {
         for (op, t) in [
             (">=", x),
@@ -968,78 +1124,111 @@ fn fail_if_trips_exactly_at_its_threshold() {
             (">=", x.next_up()),
             ("<=", x.next_down()),
         ] {
-            not_holding.push(format!("{name}{op}{t}"));
+            not_holding.push((name.to_string(), op.to_string(), t));
         }
         if x.fract() == 0.0 {
             holding.push((name.to_string(), ">".to_string(), x - 1.0));
             holding.push((name.to_string(), ">=".to_string(), x - 0.5));
-            not_holding.push(format!("{name}>={}", x + 1.0));
-            not_holding.push(format!("{name}>{}", x + 0.5));
+            not_holding.push((name.to_string(), ">=".to_string(), x + 1.0));
+            not_holding.push((name.to_string(), ">".to_string(), x + 0.5));
         }
     }
     let measured: HashMap<&str, f64> = metrics.into_iter().collect();
+    let written = |(name, op, t): &(String, String, f64)| format!("{name}{op}{t}");
 
-    // Each metric at exactly its value trips the gate on its own ...
+    // Each metric at exactly its value trips the gate on its own, and says
+    // so with the value as a person reads it ...
     for (name, x) in metrics {
         let gate = format!("{name}>={x}");
         let mut args = strs(&base);
-        args.extend(["--quiet", "--fail-if", &gate]);
-        let out = compare(&args, &[]);
-        assert_eq!(
-            out.status.code(),
-            Some(GATE_TRIPPED),
-            "{}",
-            describe(&args, &out)
-        );
-        let stderr = String::from_utf8_lossy(&out.stderr);
+        args.extend(["--fail-if", &gate]);
+        let (json_text, v, stderr) = compare_json_status(&args, GATE_TRIPPED);
         assert_eq!(
             tripped(&stderr),
-            [(name.to_string(), ">=".to_string(), x, x)],
+            [(
+                name.to_string(),
+                ">=".to_string(),
+                x.to_string(),
+                shown(name, x)
+            )],
             "{stderr}"
+        );
+        assert_eq!(
+            gates_of(&json_text, &v),
+            [(gate.clone(), true, x, x, shown(name, x))]
         );
         // ... and just past it does not.
         let gate = format!("{name}>{x}");
         let mut args = strs(&base);
-        args.extend(["--quiet", "--fail-if", &gate]);
-        let out = compare(&args, &[]);
-        assert_eq!(out.status.code(), Some(0), "{}", describe(&args, &out));
-        assert!(!String::from_utf8_lossy(&out.stderr).contains("fail-if"));
+        args.extend(["--fail-if", &gate]);
+        let (json_text, v, stderr) = compare_json_status(&args, 0);
+        assert!(!stderr.contains("fail-if"), "{stderr}");
+        assert_eq!(
+            gates_of(&json_text, &v),
+            [(gate.clone(), false, x, x, shown(name, x))]
+        );
     }
 
     // None of the conditions that do not hold trips, all together.
     let mut args = strs(&base);
-    args.push("--quiet");
-    for gate in &not_holding {
+    let gates: Vec<String> = not_holding.iter().map(written).collect();
+    for gate in &gates {
         args.extend(["--fail-if", gate]);
     }
-    let out = compare(&args, &[]);
-    assert_eq!(out.status.code(), Some(0), "{}", describe(&args, &out));
-    assert_eq!(tripped(&String::from_utf8_lossy(&out.stderr)), []);
+    let (json_text, v, stderr) = compare_json_status(&args, 0);
+    assert_eq!(tripped(&stderr), []);
+    let listed = gates_of(&json_text, &v);
+    assert_eq!(listed.len(), not_holding.len());
+    for ((condition, held, t, m, got), (name, op, threshold)) in listed.iter().zip(&not_holding) {
+        assert_eq!(condition, &format!("{name}{op}{threshold}"));
+        assert!(!held, "{condition} held");
+        assert_eq!(
+            (*t, *m),
+            (*threshold, measured[name.as_str()]),
+            "{condition}"
+        );
+        assert_shown(name, *m, *threshold, got);
+    }
 
     // Mixed with all the ones that hold, exactly those are reported, each
-    // with the measured value.
-    let gates: Vec<String> = holding
-        .iter()
-        .map(|(name, op, t)| format!("{name}{op}{t}"))
-        .collect();
+    // with the measured value, and the JSON lists every condition in the
+    // order given, with whether it held.
+    let all: Vec<(String, String, f64)> = holding.iter().chain(&not_holding).cloned().collect();
+    let gates: Vec<String> = all.iter().map(written).collect();
     let mut args = strs(&base);
-    args.push("--quiet");
-    for gate in gates.iter().chain(&not_holding) {
+    for gate in &gates {
         args.extend(["--fail-if", gate]);
     }
-    let out = compare(&args, &[]);
-    assert_eq!(
-        out.status.code(),
-        Some(GATE_TRIPPED),
-        "{}",
-        describe(&args, &out)
-    );
-    let reported = tripped(&String::from_utf8_lossy(&out.stderr));
-    let want: Vec<(String, String, f64, f64)> = holding
+    let (json_text, v, stderr) = compare_json_status(&args, GATE_TRIPPED);
+    let reported = tripped(&stderr);
+    let want: Vec<(String, String, String)> = holding
         .iter()
-        .map(|(name, op, t)| (name.clone(), op.clone(), *t, measured[name.as_str()]))
+        .map(|(name, op, t)| (name.clone(), op.clone(), t.to_string()))
         .collect();
-    assert_eq!(reported, want);
+    assert_eq!(
+        reported
+            .iter()
+            .map(|(name, op, t, _)| (name.clone(), op.clone(), t.clone()))
+            .collect::<Vec<_>>(),
+        want
+    );
+    for ((name, _, _, got), (_, _, threshold)) in reported.iter().zip(&holding) {
+        assert_shown(name, measured[name.as_str()], *threshold, got);
+    }
+    let listed = gates_of(&json_text, &v);
+    assert_eq!(listed.len(), all.len());
+    for (i, ((condition, held, t, m, got), (name, _, threshold))) in
+        listed.iter().zip(&all).enumerate()
+    {
+        assert_eq!(condition, &gates[i]);
+        assert_eq!(*held, i < holding.len(), "{condition}");
+        assert_eq!(
+            (*t, *m),
+            (*threshold, measured[name.as_str()]),
+            "{condition}"
+        );
+        assert_shown(name, *m, *threshold, got);
+    }
 
     // With A and B swapped the changes of amount and of payable events change
     // sign; their gates take the absolute value.
@@ -1062,9 +1251,124 @@ fn fail_if_trips_exactly_at_its_threshold() {
     ];
     let gates: Vec<String> = checks.iter().map(|(n, x)| format!("{n}>={x}")).collect();
     let mut args = strs(&swapped);
-    args.push("--quiet");
     for gate in &gates {
         args.extend(["--fail-if", gate]);
+    }
+    let (_, _, stderr) = compare_json_status(&args, GATE_TRIPPED);
+    let want: Vec<(String, String, String, String)> = checks
+        .iter()
+        .map(|(n, x)| (n.to_string(), ">=".to_string(), x.to_string(), shown(n, *x)))
+        .collect();
+    assert_eq!(tripped(&stderr), want);
+
+    // A condition that is not one is a usage error, before anything runs,
+    // that says what is wrong.
+    for (bad, says) in [
+        ("changed>1", "unknown metric \"changed\""),
+        ("changed-share", "no operator"),
+        (
+            "changed-share=0.1",
+            "unknown operator \"=\" (one of >, >=, <, <=)",
+        ),
+        ("changed-share>lots", "\"lots\" is not a threshold"),
+        (
+            "changed-share>5",
+            "at most 1 (100%) (for 5 percent, write 5%)",
+        ),
+        (
+            "changed-events>5%",
+            "changed-events is a count of events, not a ratio",
+        ),
+        ("relative-amount-change<-1%", "never negative"),
+    ] {
+        let mut args = strs(&base);
+        args.extend(["--quiet", "--fail-if", bad]);
+        let out = compare(&args, &[]);
+        assert_eq!(out.status.code(), Some(2), "{}", describe(&args, &out));
+        assert!(out.stdout.is_empty(), "{bad}: a report was printed");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            stderr.contains(&format!("'{bad}'")) && stderr.contains(says),
+            "{bad}: {stderr}"
+        );
+    }
+}
+
+#[test]
+fn fail_if_takes_percentages_and_reports_every_condition() {
+    let dir = TempDir::new().expect("temp dir");
+    let (input, _) = support::generate(dir.path(), "events", 30_000, SEED + 2, "jsonl", 30_000);
+    let (v1, v2) = (
+        common::rule("creator-pay-v1"),
+        common::rule("creator-pay-v2"),
+    );
+    let base = rule_args(&[&input], &v1, &v2);
+    let (text, _) = compare_json(&strs(&base), &[]);
+    let relative = exact_number(&text, "amount_relative_change").abs();
+    let share = exact_number(&text, "changed_share");
+    // Whole percents just below and above each ratio.
+    let (share_below, share_above) = ((share * 100.0).floor(), (share * 100.0).floor() + 1.0);
+    let relative_above = (relative * 100.0).floor() + 1.0;
+    assert!(share_below >= 1.0, "the changed share is {share}");
+    let conditions = [
+        format!("changed-share>={share_below}%"),
+        format!("changed-share>={share_above}%"),
+        format!("relative-amount-change>{relative_above}%"),
+        "changed-events>=1".to_string(),
+    ];
+    let out_dir = dir.path().join("cmp");
+    let mut args = strs(&base);
+    args.extend(["--out", s(&out_dir)]);
+    for condition in &conditions {
+        args.extend(["--fail-if", condition]);
+    }
+
+    // JSON: every condition as written, the threshold as a plain number
+    // (exactly the number the fraction written out reads as), the value
+    // measured and whether it held.
+    let (json_text, v, stderr) = compare_json_status(&args, GATE_TRIPPED);
+    let gates = gates_of(&json_text, &v);
+    let changed = exact_numbers(&json_text, "changed_share");
+    assert_eq!(changed, [share]);
+    let fraction = |percent: f64| -> f64 { format!("{percent}e-2").parse().expect("a number") };
+    let want = [
+        (conditions[0].clone(), true, fraction(share_below), share),
+        (conditions[1].clone(), false, fraction(share_above), share),
+        (
+            conditions[2].clone(),
+            false,
+            fraction(relative_above),
+            relative,
+        ),
+    ];
+    for (got, want) in gates.iter().zip(&want) {
+        assert_eq!(
+            (&got.0, got.1, got.2, got.3),
+            (&want.0, want.1, want.2, want.3)
+        );
+        assert_eq!(got.4, percent_shown(want.3), "{}", got.0);
+    }
+    assert!(gates[3].1, "changed-events>=1 holds");
+    assert_eq!(
+        tripped(&stderr)
+            .into_iter()
+            .map(|(name, op, t, _)| format!("{name}{op}{t}"))
+            .collect::<Vec<_>>(),
+        [conditions[0].clone(), conditions[3].clone()]
+    );
+    // The report written with --out says the same.
+    let written: Value = serde_json::from_str(
+        &std::fs::read_to_string(out_dir.join("report.json")).expect("report.json"),
+    )
+    .expect("JSON");
+    assert_eq!(written["gates"], v["gates"]);
+
+    // Text: a line per condition, with the value measured as a person reads
+    // it and whether it held, after how many held.
+    let mut args = strs(&base);
+    args.push("--quiet");
+    for condition in &conditions {
+        args.extend(["--fail-if", condition]);
     }
     let out = compare(&args, &[]);
     assert_eq!(
@@ -1073,25 +1377,61 @@ fn fail_if_trips_exactly_at_its_threshold() {
         "{}",
         describe(&args, &out)
     );
-    let want: Vec<(String, String, f64, f64)> = checks
-        .iter()
-        .map(|(n, x)| (n.to_string(), ">=".to_string(), *x, *x))
-        .collect();
-    assert_eq!(tripped(&String::from_utf8_lossy(&out.stderr)), want);
-
-    // A condition that is not one is a usage error, before anything runs.
-    for bad in [
-        "changed>1",
-        "changed-share",
-        "changed-share=0.1",
-        "changed-share>lots",
-    ] {
-        let mut args = strs(&base);
-        args.extend(["--quiet", "--fail-if", bad]);
-        let out = compare(&args, &[]);
-        assert_eq!(out.status.code(), Some(2), "{}", describe(&args, &out));
-        assert!(out.stdout.is_empty(), "{bad}: a report was printed");
+    let report = String::from_utf8(out.stdout).expect("utf-8");
+    assert!(
+        report.contains(
+            "\nfail-if: 2 of 4 condition(s) hold, the comparison fails (exit status 3)\n"
+        ),
+        "{report}"
+    );
+    let width = conditions.iter().map(String::len).max().unwrap_or(0);
+    for (condition, held, _, measured, shown) in &gates {
+        let line = format!(
+            "  {:<13} {condition:<width$}  measured {shown}",
+            if *held { "holds" } else { "does not hold" }
+        );
+        assert!(
+            report.contains(&format!("{line}\n")),
+            "no {line:?} in:\n{report}"
+        );
+        // A ratio reads as a percentage with two decimals (it is above 1%
+        // here), never as a raw float.
+        if condition.starts_with("changed-share") {
+            assert_eq!(shown, &format!("{:.2}%", measured * 100.0));
+        }
     }
+    let events_line = report
+        .lines()
+        .find(|l| l.contains("changed-events>=1"))
+        .expect("the changed-events line");
+    let shown_count = events_line.rsplit("measured ").next().expect("a value");
+    assert!(
+        shown_count.chars().all(|c| c.is_ascii_digit() || c == ','),
+        "{events_line}"
+    );
+    // The stderr lines use the same figures.
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    for (condition, held, _, _, shown) in &gates {
+        let line = format!("fail-if: {condition} holds (measured {shown})");
+        assert_eq!(stderr.contains(&line), *held, "{line:?} in {stderr}");
+    }
+
+    // Nothing holds: exit 0, and the text says the comparison passes.
+    let mut args = strs(&base);
+    args.extend(["--quiet", "--fail-if", &conditions[1]]);
+    let out = compare(&args, &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", describe(&args, &out));
+    let report = String::from_utf8(out.stdout).expect("utf-8");
+    assert!(
+        report.contains("\nfail-if: 0 of 1 condition(s) hold, the comparison passes\n"),
+        "{report}"
+    );
+
+    // The help names the option's value plainly and shows a percentage.
+    let help = common::tally_ok(&["compare", "--help"]);
+    assert!(help.contains("--fail-if <CONDITION>"), "{help}");
+    assert!(help.contains("relative-amount-change>=5%"), "{help}");
+    assert!(!help.contains("<METRIC>=X>"), "{help}");
 }
 
 /// One output directory's rows by key.
@@ -1137,10 +1477,35 @@ fn diff_of(a: &Rows, b: &Rows) -> Value {
     })
 }
 
-/// `tally compare A B --format json` with all differences listed.
+/// `tally compare A B --format json` with all differences listed. It exits 0
+/// when the outputs are identical and 3 when they differ.
 fn compare_dirs(a: &Path, b: &Path, listed: usize) -> Value {
     let listed = listed.to_string();
-    let (_, mut v) = compare_json(&[s(a), s(b), "--sample", &listed, "--top", "1"], &[]);
+    let args = [
+        s(a),
+        s(b),
+        "--sample",
+        &listed,
+        "--top",
+        "1",
+        "--format",
+        "json",
+    ];
+    let out = compare(&args, &[]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.is_empty() && matches!(out.status.code(), Some(0 | OUTPUTS_DIFFER)),
+        "{}",
+        describe(&args, &out)
+    );
+    let mut v: Value = serde_json::from_slice(&out.stdout).expect("--format json prints JSON");
+    let identical = v["changed"] == 0 && v["only_in_a"] == 0 && v["only_in_b"] == 0;
+    assert_eq!(
+        out.status.code(),
+        Some(if identical { 0 } else { OUTPUTS_DIFFER }),
+        "{}",
+        describe(&args, &out)
+    );
     assert_eq!(v["a"], s(a));
     assert_eq!(v["b"], s(b));
     let object = v.as_object_mut().expect("object");
@@ -1201,8 +1566,18 @@ fn comparing_two_output_directories_key_by_key() {
         assert_eq!(default["differences"], json!(first));
     }
 
-    // The text form states the same counts.
-    let stdout = common::tally_ok(&["compare", s(&out("v1")), s(&out("v2"))]);
+    // The text form states the same counts; they differ, so the exit
+    // status is 3.
+    let (a, b) = (out("v1"), out("v2"));
+    let args = [s(&a), s(&b)];
+    let output = compare(&args, &[]);
+    assert_eq!(
+        output.status.code(),
+        Some(OUTPUTS_DIFFER),
+        "{}",
+        describe(&args, &output)
+    );
+    let stdout = String::from_utf8(output.stdout).expect("utf-8 stdout");
     let line = format!(
         "keys: {} unchanged, {} changed, 0 only in A, 0 only in B",
         thousands(u64_of(&want["unchanged"], "unchanged")),

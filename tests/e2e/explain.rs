@@ -483,13 +483,52 @@ fn explain_finds_a_quarantined_parquet_row() {
     );
 }
 
+/// `tally explain` of an event no record has, which must exit 1 with an
+/// `error:` line naming it, having printed the explanation all the same:
+/// (JSON, text).
+fn explain_unknown(input: &Path, event: &str) -> (Value, String) {
+    let (v1, v2) = (
+        common::rule("creator-pay-v1"),
+        common::rule("creator-pay-v2"),
+    );
+    let args = [
+        "explain",
+        "--input",
+        s(input),
+        "--rule",
+        s(&v1),
+        "--rule",
+        s(&v2),
+        "--event",
+        event,
+    ];
+    let mut printed = Vec::new();
+    for json in [false, true] {
+        let mut args = args.to_vec();
+        if json {
+            args.push("--json");
+        }
+        let out = common::tally(&args);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "tally {args:?}: {stderr}");
+        assert_eq!(
+            stderr,
+            format!("error: no record with event_id {event:?} in the input\n"),
+            "tally {args:?}"
+        );
+        printed.push(String::from_utf8(out.stdout).expect("utf-8 stdout"));
+    }
+    let json = serde_json::from_str(&printed[1]).expect("--json prints JSON");
+    (json, printed.remove(0))
+}
+
 #[test]
 fn explain_of_an_unknown_event_says_there_is_no_record() {
     let dir = TempDir::new().expect("temp dir");
     let input = write_input(dir.path());
     // An id nowhere in the input, and one that is only a prefix of ids that are.
     for id in ["ev-404", "ev-4", "ev-42 "] {
-        let (json, text) = explain(&input.dir, id);
+        let (json, text) = explain_unknown(&input.dir, id);
         assert_eq!(
             json,
             json!({"event_id": id, "records": [], "verdicts": []}),

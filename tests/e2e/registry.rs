@@ -8,6 +8,7 @@
 //! the cache key is a file in the test's directory (`$TALLY_CACHE_KEY`).
 
 use crate::common::{self, s, snapshot};
+use crate::sandbox::component_with;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use tempfile::TempDir;
@@ -636,5 +637,129 @@ fn the_default_registry_is_tally_registry_or_the_environment() {
     common::assert_mentions(
         &String::from_utf8_lossy(&out.stdout),
         &["creator-pay", "2.0.0"],
+    );
+}
+
+/// The hand-written `constant` rule reporting `version` (moved to an offset
+/// with room for it), at `<dir>/constant-<version>.wasm`: one component, with
+/// its own hash, per version.
+fn constant_at(dir: &Path, version: &str) -> PathBuf {
+    assert!(
+        version.len() < 128 && !version.contains(['"', '\\']),
+        "{version}"
+    );
+    component_with(
+        dir,
+        "constant",
+        &format!("constant-{version}"),
+        &[
+            (
+                "(data (i32.const 48) \"0.1.0\")",
+                &format!("(data (i32.const 128) \"{version}\")"),
+            ),
+            (
+                "\"\\30\\00\\00\\00\" \"\\05\\00\\00\\00\"",
+                &format!(
+                    "\"\\80\\00\\00\\00\" \"\\{:02x}\\00\\00\\00\"",
+                    version.len()
+                ),
+            ),
+        ],
+    )
+}
+
+/// Versions are semantic versions, ordered by semver precedence: a release
+/// after its pre-releases, numeric pre-release identifiers as numbers. That
+/// is the order of `rule list` (text and JSON) and of the published versions
+/// an unknown version's error names. A version with a leading zero is not a
+/// semantic version: publishing a rule that reports one is refused, saying
+/// why, and so is a reference that asks for one.
+#[test]
+fn versions_follow_semver_precedence_and_leading_zeros_are_refused() {
+    let reg = Reg::new();
+    // Published in an order that neither the order of the text nor that of
+    // the numbers alone gives back.
+    let mut hashes = std::collections::BTreeMap::new();
+    for version in ["1.0.0", "1.0.0-rc.10", "1.0.0-rc.2", "0.9.0", "1.0.0-rc.1"] {
+        let wasm = constant_at(reg.dir.path(), version);
+        let out = reg.ok(&["rule", "publish", s(&wasm)]);
+        assert!(
+            out.starts_with(&format!("published constant@{version} ")),
+            "{out}"
+        );
+        hashes.insert(version, common::blake3_hex(&wasm));
+    }
+    let newest_last = ["0.9.0", "1.0.0-rc.1", "1.0.0-rc.2", "1.0.0-rc.10", "1.0.0"];
+
+    let list: serde_json::Value =
+        serde_json::from_str(&reg.ok(&["rule", "list", "--json"])).unwrap();
+    let listed: Vec<&str> = list
+        .as_array()
+        .expect("a list")
+        .iter()
+        .map(|e| e["version"].as_str().expect("version"))
+        .collect();
+    assert_eq!(listed, newest_last);
+    let text = reg.ok(&["rule", "list"]);
+    let listed: Vec<&str> = text
+        .lines()
+        .skip(1)
+        .map(|line| line.split_whitespace().nth(1).expect("version column"))
+        .collect();
+    assert_eq!(listed, newest_last, "{text}");
+    let err = reg.fails(&["rule", "show", "constant@2.0.0"]);
+    common::assert_mentions(
+        &err,
+        &[&format!("(published versions: {})", newest_last.join(", "))],
+    );
+    // Each version resolves to its own rule.
+    for (version, hash) in &hashes {
+        let shown = reg.show(&format!("constant@{version}"));
+        assert_eq!(shown["hash"], hash.as_str(), "{version}");
+        assert_eq!(shown["version"], *version);
+    }
+
+    // Leading zeros: refused when published (and when the rule is loaded
+    // at all), saying which part is wrong; the registry is left as it was.
+    let before = snapshot(&reg.path);
+    for (version, why) in [
+        (
+            "1.0.0-rc.01",
+            "invalid leading zero in pre-release identifier",
+        ),
+        ("01.0.0", "invalid leading zero in major version number"),
+        ("1.02.0", "invalid leading zero in minor version number"),
+        (
+            "1.0",
+            "unexpected end of input while parsing minor version number",
+        ),
+        (
+            "v1.0.0",
+            "unexpected character 'v' while parsing major version number",
+        ),
+    ] {
+        let wasm = constant_at(reg.dir.path(), version);
+        let expected = [
+            &format!("reports the version \"{version}\"") as &str,
+            "which is not a semantic version",
+            why,
+            "numbers without leading zeros",
+        ];
+        let err = reg.fails(&["rule", "publish", s(&wasm)]);
+        common::assert_mentions(&err, &expected);
+        let err = common::tally_err(&["rule", "inspect", s(&wasm)]);
+        common::assert_mentions(&err, &expected);
+    }
+    assert!(
+        snapshot(&reg.path) == before,
+        "a refused publish changed the registry"
+    );
+    // A reference that asks for such a version says what is wrong with it.
+    let err = reg.fails(&["rule", "show", "constant@1.0.0-rc.01"]);
+    common::assert_mentions(
+        &err,
+        &[
+            "neither a version nor a tag: as a version, invalid leading zero in pre-release identifier",
+        ],
     );
 }

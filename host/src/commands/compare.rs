@@ -1,12 +1,17 @@
 //! `tally compare`: two rules on the same traffic, or two published outputs.
 
+use super::usage;
 use anyhow::Context;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use tally::compare::{self, gate, render};
 
 /// Exit status when a `--fail-if` condition holds.
-pub const GATE_TRIPPED: u8 = 3;
+pub const GATE_TRIPPED: u8 = gate::GATE_TRIPPED;
+
+/// Exit status when two output directories compared differ: the same as a
+/// tripped gate, "the comparison says no", distinct from an error (1).
+pub const OUTPUTS_DIFFER: u8 = GATE_TRIPPED;
 
 #[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Format {
@@ -16,21 +21,29 @@ pub enum Format {
 }
 
 #[derive(clap::Args)]
+#[command(
+    after_help = "Exit status: 0 when the comparison is done (rules) or the two output \
+directories are identical; 3 when a --fail-if condition holds (rules) or the two output \
+directories differ (a key only in one of them, or with other figures); 2 for a usage error \
+(an option that does not apply to the mode, one --rule, one directory); 1 for any other error."
+)]
 pub struct Args {
-    /// Two output directories to compare key by key (instead of --input and --rule).
-    #[arg(conflicts_with_all = ["inputs", "rules"])]
+    /// Two output directories to compare key by key (instead of --input and
+    /// --rule); only --format text|json, --top, --sample and --quiet apply.
+    /// Exit status 0 if they are identical, 3 if they differ.
+    #[arg(conflicts_with_all = ["inputs", "rules", "out", "fail_if", "batch_size", "registry", "max_line_bytes"])]
     outputs: Vec<PathBuf>,
     /// Input files or directories (as for `tally run`).
     #[arg(long = "input", short, num_args = 1..)]
     inputs: Vec<PathBuf>,
-    /// The current rule (A), then the candidate (B).
+    /// The current rule (A), then the candidate (B): give it exactly twice.
     #[arg(long = "rule", num_args = 1)]
     rules: Vec<String>,
     /// Write deltas.parquet, changed-sample.parquet and the report in every
     /// form (report.txt, report.json, report.html) into this directory.
     #[arg(long)]
     out: Option<PathBuf>,
-    /// What to print on stdout.
+    /// What to print on stdout (html only for rule comparisons).
     #[arg(long, value_enum, default_value = "text")]
     format: Format,
     /// Creators and templates listed each way.
@@ -42,9 +55,16 @@ pub struct Args {
     /// Events per rule call.
     #[arg(long, default_value_t = tally::pipeline::DEFAULT_BATCH_SIZE as u32, value_parser = clap::value_parser!(u32).range(1..))]
     batch_size: u32,
-    /// Fail (exit 3) when a condition holds, e.g. `relative-amount-change>=0.05`
-    /// or `changed-share>0.01`; may be repeated.
-    #[arg(long = "fail-if", value_name = "METRIC>=X")]
+    /// Fail (exit 3) when a condition holds, e.g. `relative-amount-change>=5%`
+    /// or `changed-events>1000`; may be repeated.
+    ///
+    /// A condition is <metric><op><threshold>. Metrics, each an absolute
+    /// value: the ratios relative-amount-change and changed-share (a
+    /// threshold such as 0.05 or 5%), and amount-change-micros,
+    /// changed-events and payable-change (a number). Operators: >, >=, <,
+    /// <=. The report lists each condition with the value measured and
+    /// whether it held (`gates` in JSON).
+    #[arg(long = "fail-if", value_name = "CONDITION")]
     fail_if: Vec<gate::Condition>,
     /// Never show progress bars.
     #[arg(long)]
@@ -59,34 +79,21 @@ pub struct Args {
 
 pub fn execute(args: Args) -> anyhow::Result<ExitCode> {
     if !args.outputs.is_empty() {
-        anyhow::ensure!(
-            args.outputs.len() == 2,
-            "give exactly two output directories to compare"
-        );
-        anyhow::ensure!(
-            args.fail_if.is_empty(),
-            "--fail-if applies to rule comparisons"
-        );
-        let diff = compare::compare_outputs(
-            &args.outputs[0],
-            &args.outputs[1],
-            args.sample.max(args.top),
-        )?;
-        let text = match args.format {
-            Format::Json => serde_json::to_string_pretty(&diff)?,
-            _ => render::output_diff_text(&diff),
-        };
-        super::print(&text)?;
-        return Ok(ExitCode::SUCCESS);
+        return compare_outputs(&args);
     }
-    anyhow::ensure!(
-        !args.inputs.is_empty(),
-        "give --input with --rule A --rule B, or two output directories"
-    );
-    anyhow::ensure!(
-        args.rules.len() == 2,
-        "give exactly two rules: --rule A --rule B"
-    );
+    usage::ensure(!args.inputs.is_empty(), || {
+        "give --input with --rule A --rule B, or two output directories".into()
+    })?;
+    usage::ensure(args.rules.len() == 2, || {
+        format!(
+            "give exactly two rules, --rule A --rule B (the current rule, then the candidate); {} given",
+            match args.rules.len() {
+                0 => "none".to_string(),
+                1 => "one".to_string(),
+                n => n.to_string(),
+            }
+        )
+    })?;
     let a = super::load_rule(&args.rules[0], args.registry.as_deref(), Default::default())?;
     let b = super::load_rule(&args.rules[1], args.registry.as_deref(), Default::default())?;
     let options = compare::Options {
@@ -96,13 +103,14 @@ pub fn execute(args: Args) -> anyhow::Result<ExitCode> {
         progress: !args.quiet,
         read: args.read.options(),
     };
-    let comparison = compare::compare_rules(
+    let mut comparison = compare::compare_rules(
         &args.inputs,
         (&a, &args.rules[0]),
         (&b, &args.rules[1]),
         options,
     )
     .context("comparison failed")?;
+    comparison.gates = gate::evaluate(&comparison, &args.fail_if);
     let json = serde_json::to_string_pretty(&comparison)? + "\n";
     let text = render::text(&comparison);
     let html = render::html(&comparison);
@@ -122,12 +130,46 @@ pub fn execute(args: Args) -> anyhow::Result<ExitCode> {
         Format::Json => &json,
         Format::Html => &html,
     })?;
-    let tripped = gate::tripped(&comparison, &args.fail_if);
-    if !tripped.is_empty() {
-        for (condition, value) in &tripped {
-            eprintln!("fail-if: {condition} holds (measured {value})");
-        }
+    let mut tripped = false;
+    for outcome in comparison.gates.iter().filter(|g| g.held) {
+        eprintln!(
+            "fail-if: {} holds (measured {})",
+            outcome.condition, outcome.shown
+        );
+        tripped = true;
+    }
+    if tripped {
         return Ok(ExitCode::from(GATE_TRIPPED));
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `tally compare A B`: two output directories key by key. The options of rule
+/// comparisons are refused by clap (they conflict with the directories); a
+/// report form this mode does not have is refused here.
+fn compare_outputs(args: &Args) -> anyhow::Result<ExitCode> {
+    usage::ensure(args.outputs.len() == 2, || {
+        format!(
+            "give exactly two output directories to compare; {} given",
+            args.outputs.len()
+        )
+    })?;
+    usage::ensure(args.format != Format::Html, || {
+        "--format html applies to rule comparisons (--input with --rule A --rule B); comparing two output directories prints text or json".into()
+    })?;
+    let diff = compare::compare_outputs(
+        &args.outputs[0],
+        &args.outputs[1],
+        args.sample.max(args.top),
+    )?;
+    let text = match args.format {
+        Format::Json => serde_json::to_string_pretty(&diff)?,
+        _ => render::output_diff_text(&diff),
+    };
+    super::print(&text)?;
+    Ok(if diff.identical() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(OUTPUTS_DIFFER)
+    })
 }

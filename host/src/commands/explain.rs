@@ -13,7 +13,8 @@ pub struct Args {
     /// A rule to classify the event with; may be given twice (A and B).
     #[arg(long = "rule", num_args = 1)]
     rules: Vec<String>,
-    /// The event's `event_id`.
+    /// The event's `event_id`. An id that no input record has is explained
+    /// as such, and the command then exits with status 1.
     #[arg(long)]
     event: String,
     /// Print JSON instead of text.
@@ -71,5 +72,12 @@ pub fn execute(args: Args) -> anyhow::Result<ExitCode> {
         }
         super::print(&text)?;
     }
+    // The report is printed all the same (JSON readers get JSON); the exit
+    // status tells a script that there was nothing to explain.
+    anyhow::ensure!(
+        !e.records.is_empty(),
+        "no record with event_id {:?} in the input",
+        args.event
+    );
     Ok(ExitCode::SUCCESS)
 }

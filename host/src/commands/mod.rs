@@ -7,6 +7,8 @@ pub mod lineage;
 pub mod log;
 pub mod rule;
 pub mod run;
+pub mod tasks;
+pub mod usage;
 pub mod verify;
 
 use std::io::Write;
@@ -27,6 +29,49 @@ impl ReadArgs {
             max_line_bytes: usize::try_from(self.max_line_bytes).unwrap_or(usize::MAX),
         }
     }
+}
+
+/// How much memory a run may use, and where it spills the rest: the options
+/// `run`, `compare` and `verify` share.
+#[derive(clap::Args)]
+pub struct SpillArgs {
+    /// The memory the run may use, for example `2GiB` or `512MiB` (default:
+    /// half of the machine's memory, or of its control group's limit). When
+    /// the input does not fit, records are spilled to disk by shard.
+    #[arg(long, value_name = "SIZE", value_parser = tally::shard::memory::parse_size)]
+    memory_limit: Option<u64>,
+    /// Split the run into exactly this many shards by `event_id`, spilling to
+    /// disk even when the input would fit in memory.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=tally::shard::MAX_SHARDS as i64))]
+    shards: Option<u32>,
+    /// Where spill files are written (in a directory of their own, removed
+    /// when the run ends).
+    #[arg(long, value_name = "DIR")]
+    work_dir: Option<std::path::PathBuf>,
+}
+
+impl SpillArgs {
+    /// The options as the library takes them; spill files go to `beside` when
+    /// no `--work-dir` is given.
+    pub fn options(&self, beside: Option<&std::path::Path>) -> tally::shard::SpillOptions {
+        tally::shard::SpillOptions {
+            memory_limit: self.memory_limit,
+            shards: self.shards,
+            work_dir: self
+                .work_dir
+                .clone()
+                .or_else(|| beside.map(std::path::Path::to_path_buf)),
+        }
+    }
+}
+
+/// The directory an output directory lies in (where its spill files go).
+pub fn parent_of(out: &std::path::Path) -> std::path::PathBuf {
+    let absolute = std::path::absolute(out).unwrap_or_else(|_| out.to_path_buf());
+    absolute.parent().map_or_else(
+        || std::path::PathBuf::from("."),
+        std::path::Path::to_path_buf,
+    )
 }
 
 /// Loads the rule a `--rule` argument names: a path, a full or short hash,

@@ -23,7 +23,7 @@ pub struct Args {
     #[arg(long)]
     out: PathBuf,
     /// Worker threads (default: one per core).
-    #[arg(long)]
+    #[arg(long, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
     threads: Option<usize>,
     /// Events per rule call.
     #[arg(long, default_value_t = tally::pipeline::DEFAULT_BATCH_SIZE as u32, value_parser = clap::value_parser!(u32).range(1..))]
@@ -49,6 +49,8 @@ pub struct Args {
     quiet: bool,
     #[command(flatten)]
     read: super::ReadArgs,
+    #[command(flatten)]
+    spill: super::SpillArgs,
 }
 
 pub fn execute(args: Args) -> anyhow::Result<ExitCode> {
@@ -58,6 +60,7 @@ pub fn execute(args: Args) -> anyhow::Result<ExitCode> {
         ..Limits::default()
     };
     let rule = super::load_rule(&args.rule, args.registry.as_deref(), limits)?;
+    let spill = args.spill.options(Some(&super::parent_of(&args.out)));
     let options = RunOptions {
         inputs: args.inputs,
         rule: args.rule.into(),
@@ -68,6 +71,7 @@ pub fn execute(args: Args) -> anyhow::Result<ExitCode> {
         progress: !args.quiet,
         days: args.days,
         read: args.read.options(),
+        spill,
     };
     let had_output = tally::layout::is_output(&options.out);
     let report = run_loaded(&options, rule).context(if had_output {

@@ -120,6 +120,9 @@ pub struct Comparison {
     pub top_templates_losing: Vec<Mover>,
     pub days: Vec<Mover>,
     pub sample: Vec<SampleEvent>,
+    /// The `--fail-if` conditions in the order given, each with the value
+    /// measured and whether it held; empty when none was given.
+    pub gates: Vec<gate::Outcome>,
     pub elapsed_seconds: f64,
     #[serde(skip)]
     pub keys: Vec<KeyDelta>,
@@ -359,6 +362,7 @@ fn build(
             })
             .collect(),
         sample,
+        gates: Vec::new(),
         elapsed_seconds: 0.0,
         keys: key_deltas(&aa.rows, &ab.rows)
             .into_iter()
@@ -417,6 +421,13 @@ pub struct OutputDiff {
     pub amount_b: i64,
     /// The first differing keys (day, creator, template), with both figures.
     pub differences: Vec<OutputDifference>,
+}
+
+impl OutputDiff {
+    /// Whether the two outputs hold the same keys with the same figures.
+    pub fn identical(&self) -> bool {
+        self.only_in_a == 0 && self.only_in_b == 0 && self.changed == 0
+    }
 }
 
 /// One key that differs between two outputs.

@@ -2,6 +2,7 @@
 //! for a policy team (no network fetches: styles and the chart are inline), and
 //! Parquet files for machines.
 
+use super::gate::{GATE_TRIPPED, Outcome};
 use super::{Comparison, Mover, OutputDiff};
 use crate::commit::CommitError;
 use crate::report::{money, thousands};
@@ -144,8 +145,38 @@ pub fn text(c: &Comparison) -> String {
             e.b_rate_micros
         );
     }
+    gates_text(&mut out, &c.gates);
     let _ = write!(out, "\nelapsed {:.2}s", c.elapsed_seconds);
     out
+}
+
+/// The `--fail-if` conditions, each with the value measured and whether it
+/// held; nothing when none was given.
+fn gates_text(out: &mut String, gates: &[Outcome]) {
+    if gates.is_empty() {
+        return;
+    }
+    let held = gates.iter().filter(|g| g.held).count();
+    let verdict = if held == 0 {
+        "the comparison passes".to_string()
+    } else {
+        format!("the comparison fails (exit status {GATE_TRIPPED})")
+    };
+    let _ = writeln!(
+        out,
+        "\nfail-if: {held} of {} condition(s) hold, {verdict}",
+        gates.len()
+    );
+    let width = gates.iter().map(|g| g.condition.len()).max().unwrap_or(0);
+    for g in gates {
+        let _ = writeln!(
+            out,
+            "  {:<13} {:<width$}  measured {}",
+            if g.held { "holds" } else { "does not hold" },
+            g.condition,
+            g.shown
+        );
+    }
 }
 
 /// Rule-supplied text (names, reasons) for HTML: as [`shown`] to a person,
@@ -271,6 +302,20 @@ code{font-size:12px}</style></head><body>",
         percent(c.amount_relative_change)
     );
     let _ = write!(out, "<p>Verdicts: {}.</p>", esc(&verdict_summary(c)));
+    if !c.gates.is_empty() {
+        out.push_str("<h2>Fail-if conditions</h2><table id=gates><tr><th>condition</th><th>measured</th><th>held</th></tr>");
+        for g in &c.gates {
+            let class = if g.held { " class=down" } else { "" };
+            let _ = write!(
+                out,
+                "<tr><td><code>{}</code></td><td class=n>{}</td><td{class}>{}</td></tr>",
+                esc(&g.condition),
+                esc(&g.shown),
+                if g.held { "holds" } else { "does not hold" }
+            );
+        }
+        out.push_str("</table>");
+    }
     let _ = write!(out, "<h2>Money moved per day</h2>{}", day_chart(&c.days));
     out.push_str("<h2>Who gains and loses</h2>");
     movers_html(&mut out, "Creators gaining most", &c.top_creators_gaining);

@@ -433,6 +433,26 @@ pub fn read_all(
     options: &ReadOptions,
     progress: &(dyn Fn(u64) + Sync),
 ) -> Result<(Vec<Chunk>, Vec<Interner>), IngestError> {
+    read_each(files, options, progress, &|chunk, _| {
+        Ok::<_, IngestError>(chunk)
+    })
+}
+
+/// Reads and validates every file, in parallel, handing each chunk as it is
+/// read to `each` with the interner its string ids point into (still lent to
+/// the worker, so `each` may resolve them). Returns what `each` returned, in a
+/// deterministic order (by file, then position), and the interners.
+/// `progress` receives the number of records read so far.
+pub fn read_each<T, E>(
+    files: &[InputFile],
+    options: &ReadOptions,
+    progress: &(dyn Fn(u64) + Sync),
+    each: &(dyn Fn(Chunk, &Interner) -> Result<T, E> + Sync),
+) -> Result<(Vec<T>, Vec<Interner>), E>
+where
+    T: Send,
+    E: From<IngestError> + Send,
+{
     let mut row_groups = Vec::new();
     for (source, file) in files.iter().enumerate() {
         if file.format == Format::Parquet {
@@ -458,7 +478,7 @@ pub fn read_all(
         idle: Mutex::new(Vec::new()),
         made: Default::default(),
     };
-    let mut chunks = work
+    let mut results = work
         .par_bridge()
         .map(|work| {
             let (id, mut strings) = interners.take();
@@ -473,15 +493,22 @@ pub fn read_all(
                 }
                 Work::Failed(err) => Err(err),
             };
+            let result = chunk.map_err(E::from).and_then(|mut chunk| {
+                chunk.interner = id;
+                let (key, read) = ((chunk.source, chunk.seq), chunk.records);
+                let done = each(chunk, &strings)?;
+                progress(records.fetch_add(read, Ordering::Relaxed) + read);
+                Ok((key, done))
+            });
             interners.give((id, strings));
-            let mut chunk = chunk?;
-            chunk.interner = id;
-            progress(records.fetch_add(chunk.records, Ordering::Relaxed) + chunk.records);
-            Ok(chunk)
+            result
         })
-        .collect::<Result<Vec<Chunk>, IngestError>>()?;
-    chunks.sort_by_key(|c| (c.source, c.seq));
-    Ok((chunks, interners.into_vec()))
+        .collect::<Result<Vec<_>, E>>()?;
+    results.sort_by_key(|(key, _)| *key);
+    Ok((
+        results.into_iter().map(|(_, t)| t).collect(),
+        interners.into_vec(),
+    ))
 }
 
 #[cfg(test)]

@@ -163,9 +163,13 @@ pub enum RegistryError {
     InvalidName { name: String },
     /// The rule's version is not a semantic version.
     #[error(
-        "the version {version:?} of rule {name} cannot be published: it is not a semantic version (MAJOR.MINOR.PATCH, optionally -PRERELEASE and +BUILD)"
+        "the version {version:?} of rule {name} cannot be published: it is not a semantic version ({reason}); a version is MAJOR.MINOR.PATCH, optionally -PRERELEASE and +BUILD, numbers without leading zeros (https://semver.org)"
     )]
-    InvalidVersion { name: String, version: String },
+    InvalidVersion {
+        name: String,
+        version: String,
+        reason: crate::rule::VersionError,
+    },
     /// The tag cannot be used.
     #[error(
         "{tag:?} is not a valid tag: tags are 1 to 64 characters, start with a lower-case letter, and hold only lower-case letters, digits, `.`, `_` and `-`"
@@ -339,25 +343,12 @@ pub struct Loaded {
     pub cache: Option<CacheOutcome>,
 }
 
-pub use crate::rule::{valid_name, valid_version};
+pub use crate::rule::{parse_version, valid_name, valid_version, version_order};
 
 /// Whether `tag` can be a tag. Tags start with a letter, versions with a
 /// digit, so `name@x` is never both.
 pub fn valid_tag(tag: &str) -> bool {
     tag.as_bytes().first().is_some_and(u8::is_ascii_lowercase) && valid_name(tag)
-}
-
-/// Orders versions by their numbers, then as text.
-fn version_order(a: &str, b: &str) -> std::cmp::Ordering {
-    fn numbers(v: &str) -> Vec<u64> {
-        v.split(['-', '+'])
-            .next()
-            .unwrap_or_default()
-            .split('.')
-            .map(|n| n.parse().unwrap_or(u64::MAX))
-            .collect()
-    }
-    numbers(a).cmp(&numbers(b)).then_with(|| a.cmp(b))
 }
 
 /// Parses a 64-hex-digit hash.
@@ -745,6 +736,15 @@ impl Registry {
                 let record = self.pointed_record(&self.tag_path(name, rest), &hash, name, None)?;
                 return Ok((RefKind::Tag, record));
             }
+            // Versions start with a digit: say what is wrong with one.
+            if let Some(Err(why)) = rest
+                .starts_with(|c: char| c.is_ascii_digit())
+                .then(|| parse_version(rest))
+            {
+                return Err(bad(&format!(
+                    "the part after `@` is neither a version nor a tag: as a version, {why}"
+                )));
+            }
             return Err(bad("the part after `@` is neither a version nor a tag"));
         }
         let hex = reference.len() >= MIN_PREFIX
@@ -974,8 +974,12 @@ pub fn publish(
     if !valid_name(&name) {
         return Err(RegistryError::InvalidName { name });
     }
-    if !valid_version(&version) {
-        return Err(RegistryError::InvalidVersion { name, version });
+    if let Err(reason) = parse_version(&version) {
+        return Err(RegistryError::InvalidVersion {
+            name,
+            version,
+            reason,
+        });
     }
     let record = Record {
         name: name.clone(),
@@ -1377,6 +1381,8 @@ mod tests {
             "1.0.0+",
             "v1.0.0",
             "1.0.0-a..b",
+            "1.0.0-rc.01",
+            "1.00.0",
             "prod",
             "",
             "1.0.0/x",
@@ -1408,10 +1414,78 @@ mod tests {
     }
 
     #[test]
-    fn versions_sort_by_number() {
-        let mut v = vec!["10.0.0", "2.0.0", "2.0.0-rc.1", "1.10.0", "1.9.0"];
+    fn versions_sort_by_semver_precedence() {
+        let mut v = vec![
+            "10.0.0",
+            "2.0.0",
+            "2.0.0-rc.10",
+            "2.0.0-rc.2",
+            "2.0.0-rc.1",
+            "1.10.0",
+            "1.9.0",
+        ];
         v.sort_by(|a, b| version_order(a, b));
-        assert_eq!(v, ["1.9.0", "1.10.0", "2.0.0", "2.0.0-rc.1", "10.0.0"]);
+        assert_eq!(
+            v,
+            [
+                "1.9.0",
+                "1.10.0",
+                "2.0.0-rc.1",
+                "2.0.0-rc.2",
+                "2.0.0-rc.10",
+                "2.0.0",
+                "10.0.0"
+            ]
+        );
+    }
+
+    /// `rule list` (the scan) and the versions an unknown version's error
+    /// lists follow semver precedence, not the order of the files.
+    #[test]
+    fn published_versions_are_listed_by_precedence() {
+        // Written in an order that text order and the old by-number order
+        // both get wrong.
+        let versions = ["1.0.0", "1.0.0-rc.10", "1.0.0-rc.2", "1.0.0-rc.1", "0.9.0"];
+        let rules: Vec<(&str, &str, &[u8])> =
+            versions.iter().map(|v| ("r", *v, v.as_bytes())).collect();
+        let (_dir, registry) = registry_with(&rules);
+        let listed: Vec<String> = registry
+            .entries()
+            .unwrap()
+            .into_iter()
+            .map(|e| e.record.version)
+            .collect();
+        let want = ["0.9.0", "1.0.0-rc.1", "1.0.0-rc.2", "1.0.0-rc.10", "1.0.0"];
+        assert_eq!(listed, want);
+        let err = registry.find("r@2.0.0").unwrap_err().to_string();
+        assert!(
+            err.contains(&format!("published versions: {}", want.join(", "))),
+            "{err}"
+        );
+    }
+
+    /// A reference whose version is not one says what is wrong with it.
+    #[test]
+    fn a_malformed_version_in_a_reference_says_why() {
+        let dir = tempfile::tempdir().unwrap();
+        let registry = Registry::create(&dir.path().join("r")).unwrap();
+        for (reference, why) in [
+            (
+                "r@1.0.0-rc.01",
+                "invalid leading zero in pre-release identifier",
+            ),
+            ("r@01.0.0", "invalid leading zero in major version number"),
+            (
+                "r@1.0",
+                "unexpected end of input while parsing minor version number",
+            ),
+        ] {
+            let err = registry.find(reference).unwrap_err().to_string();
+            assert!(
+                err.contains(&format!("neither a version nor a tag: as a version, {why}")),
+                "{reference}: {err}"
+            );
+        }
     }
 
     #[test]

@@ -13,7 +13,10 @@ pub mod build;
 pub mod metadata;
 mod text;
 
-pub use metadata::{BadMetadata, valid_name, valid_version};
+pub use metadata::{
+    BadMetadata, MAX_VERSION_BYTES, VersionError, parse_version, valid_name, valid_version,
+    version_order,
+};
 pub use text::{SHOWN_CHARS, shown};
 
 use std::fmt;

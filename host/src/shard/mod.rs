@@ -1,0 +1,258 @@
+//! Sharding by `event_id`: the stable shard function, and the out-of-core run
+//! built on it.
+//!
+//! Every record of one `event_id` lands in the same shard, so dedup inside a
+//! shard is exact, and the daily sums of the shards add up to the sums of the
+//! whole input. A run that does not fit its memory limit writes its valid
+//! records into shard spill files ([`spill`]), then deduplicates, classifies
+//! and sums one shard at a time ([`reduce`]) and merges the partial sums
+//! ([`merge`]). The output is byte-identical to the in-memory run's, whatever
+//! the shard count.
+//!
+//! # The shard function (shard format version 1)
+//!
+//! `shard(event_id, N) = (xxh3_64(event_id, seed) * N) >> 64`, computed in
+//! 128-bit unsigned arithmetic, where `xxh3_64` is XXH3's 64-bit hash (from
+//! the xxHash family, as specified at <https://github.com/Cyan4973/xxHash>)
+//! of the `event_id`'s UTF-8 bytes with [`SHARD_SEED`] as its seed, and `N` is
+//! the shard count (1 to [`MAX_SHARDS`]). It is the same on every machine and in
+//! every Tally version that declares the same [`SHARD_FORMAT_VERSION`].
+
+pub mod memory;
+pub mod merge;
+pub mod reduce;
+pub mod spill;
+
+use crate::ingest::{self, InputFile, ReadOptions};
+use crate::pipeline::{self, Computed, Found, RunError};
+use crate::progress::Progress;
+use crate::report::{Counts, Timings};
+use crate::rule::Rule;
+pub use spill::SpillError;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+/// The version of the shard function and of the spill and work-directory
+/// formats. Bumped whenever any of them changes.
+pub const SHARD_FORMAT_VERSION: u32 = 1;
+
+/// The seed of the shard hash: the bytes `TALLYSHD`, big-endian.
+pub const SHARD_SEED: u64 = u64::from_be_bytes(*b"TALLYSHD");
+
+/// The most shards a run may have.
+pub const MAX_SHARDS: u32 = 65_536;
+
+/// How a run uses memory: its limit, and where it spills when the input does
+/// not fit.
+#[derive(Debug, Clone, Default)]
+pub struct SpillOptions {
+    /// The memory limit in bytes (default: [`memory::default_limit`]).
+    pub memory_limit: Option<u64>,
+    /// Split the run into exactly this many shards, spilling even when the
+    /// input would fit.
+    pub shards: Option<u32>,
+    /// The directory spill files are written under (default: the system's
+    /// temporary directory; `tally run` puts them beside its output).
+    pub work_dir: Option<PathBuf>,
+}
+
+impl SpillOptions {
+    /// The memory limit in bytes.
+    pub fn limit(&self) -> u64 {
+        self.memory_limit.unwrap_or_else(memory::default_limit)
+    }
+
+    /// The shards a run over `files` is split into: 1 when it fits in memory.
+    pub fn shards_for(&self, files: &[InputFile]) -> u32 {
+        match self.shards {
+            Some(n) => n.clamp(1, MAX_SHARDS),
+            None => memory::shards_for(memory::estimate_records(files), self.limit()),
+        }
+    }
+}
+
+/// A directory of spill files, removed with everything in it when dropped
+/// (after success and after failure alike).
+struct WorkDir(PathBuf);
+
+impl WorkDir {
+    fn create(parent: &Path, run_id: &str) -> Result<WorkDir, SpillError> {
+        let path = parent.join(format!(".tally-spill-{run_id}"));
+        std::fs::create_dir_all(&path).map_err(|e| SpillError::Io {
+            path: path.clone(),
+            message: format!("cannot create the spill directory: {e}"),
+        })?;
+        Ok(WorkDir(path))
+    }
+}
+
+impl Drop for WorkDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Rows buffered per shard before they are written as one batch, so that all
+/// buffers together take about an eighth of the memory limit.
+fn buffer_rows(limit: u64, shards: u32) -> usize {
+    let buffers = u64::from(shards.max(1)) * rayon::current_num_threads().max(1) as u64;
+    let per_shard = limit / 8 / buffers / memory::BYTES_PER_RECORD;
+    per_shard.clamp(1_024, 65_536) as usize
+}
+
+/// The out-of-core run: ingests and validates every input into `shards`
+/// spill files, then deduplicates, classifies and sums one shard at a time
+/// and merges the sums. Gives the same [`Computed`] rows, counts and
+/// quarantine as the in-memory run.
+#[allow(clippy::too_many_arguments)]
+pub fn compute(
+    found: Found,
+    read: &ReadOptions,
+    rule: Rule,
+    batch_size: usize,
+    days: Option<(i32, i32)>,
+    progress: bool,
+    spill: &SpillOptions,
+    shards: u32,
+) -> Result<Computed, RunError> {
+    let mut timings = Timings::default();
+    let parent = spill.work_dir.clone().unwrap_or_else(std::env::temp_dir);
+    let work = WorkDir::create(&parent, &found.run_id)?;
+
+    // Map: read, validate, and write each valid record to its shard.
+    let t = Instant::now();
+    let writers = spill::ShardWriters::new(&work.0, "", shards, buffer_rows(spill.limit(), shards));
+    let bar = Progress::start("ingest", None, progress);
+    let (summaries, _) =
+        ingest::read_each(&found.files, read, &|n| bar.set(n), &|chunk, strings| {
+            writers.write(&chunk.events, strings)?;
+            Ok::<_, RunError>((chunk.records, chunk.events.len() as u64, chunk.quarantine))
+        })?;
+    ingest::check_unchanged(&found.files)?;
+    bar.finish();
+    let written = writers.finish()?;
+    let mut counts = Counts::default();
+    let mut quarantine = Vec::new();
+    for (records, valid, mut quarantined) in summaries {
+        counts.records += records;
+        counts.valid += valid;
+        quarantine.append(&mut quarantined);
+    }
+    pipeline::count_quarantine(&quarantine, &mut counts);
+    let spilled: u64 = written.iter().map(|w| w.rows).sum();
+    if spilled != counts.valid {
+        return Err(RunError::Invariant(format!(
+            "valid records = records spilled: {} = {spilled}",
+            counts.valid
+        )));
+    }
+    timings.ingest = t.elapsed().as_secs_f64();
+
+    // Reduce each shard, then merge.
+    let bar = Progress::counting("shards", Some(u64::from(shards)), "shards", progress);
+    let mut merger = merge::Merger::default();
+    for w in &written {
+        let partial = reduce::reduce(
+            &w.paths,
+            w.shard,
+            shards,
+            &rule,
+            batch_size,
+            days,
+            &mut timings,
+        )?;
+        if partial.counts.valid != w.rows {
+            return Err(RunError::Invariant(format!(
+                "shard {}: records read back = records spilled: {} = {}",
+                w.shard, partial.counts.valid, w.rows
+            )));
+        }
+        merger.add(partial)?;
+        for path in &w.paths {
+            // The shard is done: its disk space is given back now.
+            let _ = std::fs::remove_file(path);
+        }
+        bar.set(u64::from(w.shard) + 1);
+    }
+    bar.finish();
+    let t = Instant::now();
+    let (strings, aggregate, counts, checks) = merger.finish(&rule, counts)?;
+    timings.aggregate += t.elapsed().as_secs_f64();
+    drop(work);
+    Ok(Computed {
+        read: *read,
+        run_id: found.run_id,
+        rule,
+        files: found.files,
+        inputs: found.inputs,
+        fingerprint: found.fingerprint,
+        strings,
+        aggregate,
+        quarantine,
+        counts,
+        checks,
+        timings,
+        shards,
+    })
+}
+
+/// The shard (`0..shards`) of an `event_id`. `shards` must be at least 1.
+#[inline]
+pub fn shard_of(event_id: &[u8], shards: u32) -> u32 {
+    let hash = xxhash_rust::xxh3::xxh3_64_with_seed(event_id, SHARD_SEED);
+    ((u128::from(hash) * u128::from(shards.max(1))) >> 64) as u32
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Fixed values: a change here is a new shard format version.
+    #[test]
+    fn the_shard_function_is_stable() {
+        let ids: [&[u8]; 4] = [
+            b"",
+            b"e-1",
+            b"0f8fad5b-d9cb-469f-a165-70867728950e",
+            "é".as_bytes(),
+        ];
+        let got: Vec<u64> = ids
+            .iter()
+            .map(|id| xxhash_rust::xxh3::xxh3_64_with_seed(id, SHARD_SEED))
+            .collect();
+        let shards: Vec<u32> = ids.iter().map(|id| shard_of(id, 1000)).collect();
+        assert_eq!(got, PINNED_HASHES, "hashes changed: {got:#x?}");
+        assert_eq!(shards, PINNED_SHARDS, "shards changed: {shards:?}");
+    }
+
+    /// From the Python `xxhash` package (`xxh3_64_intdigest(id, seed)`), an
+    /// implementation independent of the one Tally uses.
+    const PINNED_HASHES: [u64; 4] = [
+        0x8e26_cfca_6cac_4c29,
+        0xe1a3_132c_a7cf_793d,
+        0xb8eb_0965_8ea0_5fd2,
+        0x17e7_9eda_ff19_ca36,
+    ];
+    const PINNED_SHARDS: [u32; 4] = [555, 881, 722, 93];
+
+    #[test]
+    fn every_shard_is_used_and_in_range() {
+        for n in [1u32, 2, 3, 7, 64] {
+            let mut seen = vec![0u32; n as usize];
+            for i in 0..100_000 {
+                let k = shard_of(format!("event-{i}").as_bytes(), n);
+                assert!(k < n);
+                seen[k as usize] += 1;
+            }
+            // Roughly even: every shard within 10% of its share.
+            let share = 100_000 / n;
+            for (k, &count) in seen.iter().enumerate() {
+                assert!(
+                    count.abs_diff(share) * 10 <= share,
+                    "shard {k} of {n}: {count}"
+                );
+            }
+        }
+        assert_eq!(shard_of(b"x", 0), 0, "zero shards is taken as one");
+    }
+}
