@@ -125,7 +125,7 @@ pub fn compute(
     let bar = Progress::start("ingest", None, progress);
     let (summaries, _) =
         ingest::read_each(&found.files, read, &|n| bar.set(n), &|chunk, strings| {
-            writers.write(&chunk.events, strings)?;
+            writers.write(&chunk.events, strings, chunk.interner)?;
             Ok::<_, RunError>((chunk.records, chunk.events.len() as u64, chunk.quarantine))
         })?;
     ingest::check_unchanged(&found.files)?;
@@ -153,7 +153,7 @@ pub fn compute(
     let mut merger = merge::Merger::default();
     for w in &written {
         let partial = reduce::reduce(
-            &w.paths,
+            &w.files,
             w.shard,
             shards,
             &rule,
@@ -168,9 +168,10 @@ pub fn compute(
             )));
         }
         merger.add(partial)?;
-        for path in &w.paths {
-            // The shard is done: its disk space is given back now.
-            let _ = std::fs::remove_file(path);
+        for file in &w.files {
+            // The shard is done: its disk space is given back now (the string
+            // tables are shared by every shard and stay to the end).
+            let _ = std::fs::remove_file(&file.path);
         }
         bar.set(u64::from(w.shard) + 1);
     }

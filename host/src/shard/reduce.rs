@@ -8,7 +8,6 @@ use crate::intern::Interner;
 use crate::pipeline::{self, RunError};
 use crate::report::{Counts, Timings};
 use crate::rule::Rule;
-use std::path::PathBuf;
 use std::time::Instant;
 
 /// What one shard contributes: its rows (string ids into `strings`) and its
@@ -22,7 +21,7 @@ pub struct Partial {
 
 /// Reduces shard `shard` of `shards` from its spill files.
 pub fn reduce(
-    paths: &[PathBuf],
+    files: &[spill::SpillFile],
     shard: u32,
     shards: u32,
     rule: &Rule,
@@ -31,7 +30,7 @@ pub fn reduce(
     timings: &mut Timings,
 ) -> Result<Partial, RunError> {
     let t = Instant::now();
-    let (chunks, interners) = spill::read(paths, shard, shards)?;
+    let (chunks, interners) = spill::read(files, shard, shards)?;
     let (table, _) = merge(chunks, interners)?;
     let mut counts = Counts {
         valid: table.len() as u64,

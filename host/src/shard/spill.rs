@@ -1,32 +1,38 @@
 //! Shard spill files: valid records written by shard, read back one shard at a
 //! time.
 //!
-//! A spill file is an Arrow IPC file (LZ4-compressed buffers) with one row per
-//! valid record and these columns:
+//! Each writer thread of a run (or of a map task) writes, for every shard `K`,
+//! one spill file `shard-K-T.arrow` (`T`: the thread), and one string table
+//! `strings-T.arrow` that its spill files' string ids point into. Both are Arrow
+//! IPC files with LZ4-compressed buffers. A spill file has one row per valid
+//! record:
 //!
 //! | column | type | |
 //! | --- | --- | --- |
 //! | `event_id` | utf8 | |
 //! | `occurred_at`, `ingested_at` | int64 | UTC epoch milliseconds |
-//! | `creator_id`, `template_id` | utf8 | |
-//! | `brand_id` | utf8, nullable | |
+//! | `creator_id`, `template_id` | uint32 | row of the string table |
+//! | `brand_id` | uint32 | row of the string table, 4294967295 for null |
 //! | `content_kind`, `action`, `user_tier` | uint8 | codes of the event contract's enumerations (`event.rs`) |
 //! | `country` | fixed-size binary (2) | |
 //! | `source` | uint32 | index of the input file in the run's sorted input list |
 //! | `position` | uint64 | line (JSON) or row (Parquet) in that file |
 //!
-//! Its schema metadata holds `tally.shard_format` (the
-//! [`SHARD_FORMAT_VERSION`](super::SHARD_FORMAT_VERSION)), `tally.shard` and
-//! `tally.shards`. Rows within a file come in no particular order: dedup's
-//! survivor rule is a total order, so nothing downstream depends on it.
+//! A string table has one utf8 column, `string`, each distinct string once.
+//! Schema metadata holds `tally.shard_format` (the
+//! [`SHARD_FORMAT_VERSION`](super::SHARD_FORMAT_VERSION)) and, in spill files,
+//! `tally.shard` and `tally.shards`. Rows within a file come in no particular
+//! order: dedup's survivor rule is a total order, so nothing downstream depends
+//! on it. Strings travel as ids so that neither writing nor reading a record
+//! hashes its strings: each is looked up once per writer.
 
 use super::{SHARD_FORMAT_VERSION, shard_of};
 use crate::ingest::Chunk;
 use crate::intern::Interner;
 use crate::validate::{EventColumns, NO_BRAND};
 use arrow::array::{
-    Array, ArrayRef, AsArray, FixedSizeBinaryBuilder, Int64Builder, RecordBatch, StringBuilder,
-    UInt8Builder, UInt32Builder, UInt64Builder,
+    Array, ArrayRef, AsArray, FixedSizeBinaryBuilder, Int64Builder, RecordBatch, StringArray,
+    StringBuilder, UInt8Builder, UInt32Builder, UInt64Builder,
 };
 use arrow::datatypes::{
     DataType, Field, Int64Type, Schema, SchemaRef, UInt8Type, UInt32Type, UInt64Type,
@@ -34,7 +40,7 @@ use arrow::datatypes::{
 use arrow::ipc::CompressionType;
 use arrow::ipc::reader::FileReader;
 use arrow::ipc::writer::{FileWriter, IpcWriteOptions};
-use std::collections::HashMap;
+use hashbrown::HashMap;
 use std::fs::File;
 use std::io::{BufReader, BufWriter};
 use std::path::{Path, PathBuf};
@@ -66,16 +72,22 @@ fn damaged(path: &Path, e: impl std::fmt::Display) -> SpillError {
     }
 }
 
+fn format_metadata() -> (String, String) {
+    (
+        "tally.shard_format".to_string(),
+        SHARD_FORMAT_VERSION.to_string(),
+    )
+}
+
 /// The spill files' schema, with the shard's identity in its metadata.
 pub fn schema(shard: u32, shards: u32) -> SchemaRef {
-    let utf8 = |name: &str, nullable| Field::new(name, DataType::Utf8, nullable);
     let fields = vec![
-        utf8("event_id", false),
+        Field::new("event_id", DataType::Utf8, false),
         Field::new("occurred_at", DataType::Int64, false),
         Field::new("ingested_at", DataType::Int64, false),
-        utf8("creator_id", false),
-        utf8("template_id", false),
-        utf8("brand_id", true),
+        Field::new("creator_id", DataType::UInt32, false),
+        Field::new("template_id", DataType::UInt32, false),
+        Field::new("brand_id", DataType::UInt32, false),
         Field::new("content_kind", DataType::UInt8, false),
         Field::new("action", DataType::UInt8, false),
         Field::new("user_tier", DataType::UInt8, false),
@@ -83,15 +95,37 @@ pub fn schema(shard: u32, shards: u32) -> SchemaRef {
         Field::new("source", DataType::UInt32, false),
         Field::new("position", DataType::UInt64, false),
     ];
-    let metadata = HashMap::from([
-        (
-            "tally.shard_format".to_string(),
-            SHARD_FORMAT_VERSION.to_string(),
-        ),
+    let metadata = std::collections::HashMap::from([
+        format_metadata(),
         ("tally.shard".to_string(), shard.to_string()),
         ("tally.shards".to_string(), shards.to_string()),
     ]);
     Arc::new(Schema::new_with_metadata(fields, metadata))
+}
+
+/// The string tables' schema.
+pub fn strings_schema() -> SchemaRef {
+    Arc::new(Schema::new_with_metadata(
+        vec![Field::new("string", DataType::Utf8, false)],
+        std::collections::HashMap::from([format_metadata()]),
+    ))
+}
+
+fn ipc_writer(path: &Path, schema: &SchemaRef) -> Result<FileWriter<BufWriter<File>>, SpillError> {
+    let file = File::create(path).map_err(|e| io(path, e))?;
+    let options = IpcWriteOptions::default()
+        .try_with_compression(Some(CompressionType::LZ4_FRAME))
+        .map_err(|e| io(path, e))?;
+    FileWriter::try_new_with_options(BufWriter::with_capacity(1 << 20, file), schema, options)
+        .map_err(|e| io(path, e))
+}
+
+/// Finishes an IPC file; returns its size.
+fn close(path: &Path, mut writer: FileWriter<BufWriter<File>>) -> Result<u64, SpillError> {
+    writer.finish().map_err(|e| io(path, e))?;
+    let file = writer.into_inner().map_err(|e| io(path, e))?;
+    let file = file.into_inner().map_err(|e| io(path, e.error()))?;
+    Ok(file.metadata().map_err(|e| io(path, e))?.len())
 }
 
 /// Rows of one shard gathered until they are written as one batch.
@@ -99,9 +133,9 @@ struct Buffer {
     event_id: StringBuilder,
     occurred_at: Int64Builder,
     ingested_at: Int64Builder,
-    creator: StringBuilder,
-    template: StringBuilder,
-    brand: StringBuilder,
+    creator: UInt32Builder,
+    template: UInt32Builder,
+    brand: UInt32Builder,
     content_kind: UInt8Builder,
     action: UInt8Builder,
     user_tier: UInt8Builder,
@@ -114,14 +148,13 @@ struct Buffer {
 impl Buffer {
     /// A buffer sized for `rows` rows, so that it does not grow as it fills.
     fn with_capacity(rows: usize) -> Self {
-        let strings = || StringBuilder::with_capacity(rows, rows * 24);
         Buffer {
             event_id: StringBuilder::with_capacity(rows, rows * 40),
             occurred_at: Int64Builder::with_capacity(rows),
             ingested_at: Int64Builder::with_capacity(rows),
-            creator: strings(),
-            template: strings(),
-            brand: strings(),
+            creator: UInt32Builder::with_capacity(rows),
+            template: UInt32Builder::with_capacity(rows),
+            brand: UInt32Builder::with_capacity(rows),
             content_kind: UInt8Builder::with_capacity(rows),
             action: UInt8Builder::with_capacity(rows),
             user_tier: UInt8Builder::with_capacity(rows),
@@ -132,18 +165,17 @@ impl Buffer {
         }
     }
 
-    fn push(&mut self, events: &EventColumns, r: usize, strings: &Interner) {
+    /// Appends row `r` of `events`, its strings as ids `[creator, template,
+    /// brand]` of the writer's table.
+    fn push(&mut self, events: &EventColumns, r: usize, ids: [u32; 3]) {
         // Event ids were checked as UTF-8 when they were read.
         self.event_id
             .append_value(String::from_utf8_lossy(events.event_id(r)));
         self.occurred_at.append_value(events.occurred_at[r]);
         self.ingested_at.append_value(events.ingested_at[r]);
-        self.creator.append_value(strings.get(events.creator[r]));
-        self.template.append_value(strings.get(events.template[r]));
-        match events.brand[r] {
-            NO_BRAND => self.brand.append_null(),
-            id => self.brand.append_value(strings.get(id)),
-        }
+        self.creator.append_value(ids[0]);
+        self.template.append_value(ids[1]);
+        self.brand.append_value(ids[2]);
         self.content_kind.append_value(events.content_kind[r]);
         self.action.append_value(events.action[r]);
         self.user_tier.append_value(events.user_tier[r]);
@@ -176,7 +208,7 @@ impl Buffer {
     }
 }
 
-/// One shard's file, opened on its first row.
+/// One shard's file, opened on its first batch.
 struct ShardFile {
     path: PathBuf,
     schema: SchemaRef,
@@ -195,40 +227,63 @@ impl ShardFile {
             .finish(&self.schema)
             .map_err(|e| io(&self.path, e))?;
         if self.writer.is_none() {
-            let file = File::create(&self.path).map_err(|e| io(&self.path, e))?;
-            let options = IpcWriteOptions::default()
-                .try_with_compression(Some(CompressionType::LZ4_FRAME))
-                .map_err(|e| io(&self.path, e))?;
-            let writer = FileWriter::try_new_with_options(
-                BufWriter::with_capacity(1 << 20, file),
-                &self.schema,
-                options,
-            )
-            .map_err(|e| io(&self.path, e))?;
-            self.writer = Some(writer);
+            self.writer = Some(ipc_writer(&self.path, &self.schema)?);
         }
         let writer = self.writer.as_mut().expect("opened above");
         writer.write(&batch).map_err(|e| io(&self.path, e))
     }
 }
 
-/// What was written for one shard.
+/// A spill file and the string table its ids point into.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct SpillFile {
+    pub path: PathBuf,
+    pub strings: PathBuf,
+}
+
+/// What was written for one shard.
+#[derive(Debug, Clone)]
 pub struct Written {
     pub shard: u32,
     /// Its files (none when the shard received no row).
-    pub paths: Vec<PathBuf>,
+    pub files: Vec<SpillFile>,
     pub rows: u64,
-    pub bytes: u64,
 }
 
-/// The spill files of one writer (a run, or one map task): for each worker
-/// thread, one file per shard, named `{prefix}shard-{k}-{thread}.arrow` in
-/// `dir`, so that threads never wait for each other and a shard's files can
-/// be read back in parallel.
+/// What one writer thread writes: a file per shard and its string table.
+struct Set {
+    files: Vec<ShardFile>,
+    strings_path: PathBuf,
+    /// Every string its files refer to; ids are rows of the table.
+    strings: Interner,
+    /// For each interner the records come with (by its index), the id in
+    /// `strings` of each of its ids, `u32::MAX` where not yet looked up.
+    ids: HashMap<usize, Vec<u32>>,
+}
+
+impl Set {
+    /// The table id of string `id` of the interner `interner` (`strings`).
+    fn id(&mut self, interner: usize, strings: &Interner, id: u32) -> u32 {
+        if id == NO_BRAND {
+            return NO_BRAND;
+        }
+        let ids = self.ids.entry(interner).or_default();
+        if ids.len() <= id as usize {
+            ids.resize(strings.len().max(id as usize + 1), u32::MAX);
+        }
+        let slot = &mut ids[id as usize];
+        if *slot == u32::MAX {
+            *slot = self.strings.intern(strings.get(id));
+        }
+        *slot
+    }
+}
+
+/// The spill files of one writer (a run, or one map task), one set per
+/// worker thread, so that threads never wait for each other and a shard's
+/// files can be read back in parallel.
 pub struct ShardWriters {
-    /// `sets[thread][shard]`.
-    sets: Vec<Vec<Mutex<ShardFile>>>,
+    sets: Vec<Mutex<Set>>,
     shards: u32,
     buffer_rows: usize,
 }
@@ -239,6 +294,11 @@ pub fn shard_path(dir: &Path, prefix: &str, shard: u32, set: usize) -> PathBuf {
     dir.join(format!("{prefix}shard-{shard}-{set}.arrow"))
 }
 
+/// The string table of worker `set` with `prefix` in `dir`.
+pub fn strings_path(dir: &Path, prefix: &str, set: usize) -> PathBuf {
+    dir.join(format!("{prefix}strings-{set}.arrow"))
+}
+
 impl ShardWriters {
     /// Writers for `shards` shards into `dir` (which must exist), one set per
     /// thread of the current pool; each shard's rows are written in batches
@@ -247,17 +307,20 @@ impl ShardWriters {
         let shards = shards.max(1);
         let sets = (0..rayon::current_num_threads().max(1))
             .map(|set| {
-                (0..shards)
-                    .map(|k| {
-                        Mutex::new(ShardFile {
+                Mutex::new(Set {
+                    files: (0..shards)
+                        .map(|k| ShardFile {
                             path: shard_path(dir, prefix, k, set),
                             schema: schema(k, shards),
                             writer: None,
                             buffer: Buffer::with_capacity(buffer_rows),
                             rows: 0,
                         })
-                    })
-                    .collect()
+                        .collect(),
+                    strings_path: strings_path(dir, prefix, set),
+                    strings: Interner::new(),
+                    ids: HashMap::new(),
+                })
             })
             .collect();
         ShardWriters {
@@ -267,26 +330,28 @@ impl ShardWriters {
         }
     }
 
-    /// Writes every row of `events` (string ids into `strings`) to its shard.
-    pub fn write(&self, events: &EventColumns, strings: &Interner) -> Result<(), SpillError> {
-        let n = self.shards;
-        let mut by_shard: Vec<Vec<u32>> = vec![Vec::new(); n as usize];
-        for r in 0..events.len() {
-            by_shard[shard_of(events.event_id(r), n) as usize].push(r as u32);
-        }
+    /// Writes every row of `events` (string ids into `strings`, the interner
+    /// numbered `interner`) to its shard.
+    pub fn write(
+        &self,
+        events: &EventColumns,
+        strings: &Interner,
+        interner: usize,
+    ) -> Result<(), SpillError> {
         let set = &self.sets[rayon::current_thread_index().unwrap_or(0) % self.sets.len()];
-        for (k, rows) in by_shard.iter().enumerate() {
-            if rows.is_empty() {
-                continue;
+        let mut set = set.lock().unwrap_or_else(|e| e.into_inner());
+        for r in 0..events.len() {
+            let ids = [
+                set.id(interner, strings, events.creator[r]),
+                set.id(interner, strings, events.template[r]),
+                set.id(interner, strings, events.brand[r]),
+            ];
+            let file = &mut set.files[shard_of(events.event_id(r), self.shards) as usize];
+            file.buffer.push(events, r, ids);
+            file.rows += 1;
+            if file.buffer.rows >= self.buffer_rows {
+                file.flush()?;
             }
-            let mut shard = set[k].lock().unwrap_or_else(|e| e.into_inner());
-            for &r in rows {
-                shard.buffer.push(events, r as usize, strings);
-                if shard.buffer.rows >= self.buffer_rows {
-                    shard.flush()?;
-                }
-            }
-            shard.rows += rows.len() as u64;
         }
         Ok(())
     }
@@ -296,24 +361,33 @@ impl ShardWriters {
         let mut written: Vec<Written> = (0..self.shards)
             .map(|shard| Written {
                 shard,
-                paths: Vec::new(),
+                files: Vec::new(),
                 rows: 0,
-                bytes: 0,
             })
             .collect();
         for set in self.sets {
-            for (k, shard) in set.into_iter().enumerate() {
-                let mut shard = shard.into_inner().unwrap_or_else(|e| e.into_inner());
-                shard.flush()?;
-                let w = &mut written[k];
-                w.rows += shard.rows;
-                if let Some(mut writer) = shard.writer.take() {
-                    writer.finish().map_err(|e| io(&shard.path, e))?;
-                    let file = writer.into_inner().map_err(|e| io(&shard.path, e))?;
-                    let file = file.into_inner().map_err(|e| io(&shard.path, e.error()))?;
-                    w.bytes += file.metadata().map_err(|e| io(&shard.path, e))?.len();
-                    w.paths.push(shard.path.clone());
+            let mut set = set.into_inner().unwrap_or_else(|e| e.into_inner());
+            let mut used = false;
+            for (k, file) in set.files.iter_mut().enumerate() {
+                file.flush()?;
+                written[k].rows += file.rows;
+                if let Some(writer) = file.writer.take() {
+                    close(&file.path, writer)?;
+                    used = true;
+                    written[k].files.push(SpillFile {
+                        path: file.path.clone(),
+                        strings: set.strings_path.clone(),
+                    });
                 }
+            }
+            if used {
+                let path = &set.strings_path;
+                let table = StringArray::from_iter_values(set.strings.iter());
+                let batch = RecordBatch::try_new(strings_schema(), vec![Arc::new(table)])
+                    .map_err(|e| io(path, e))?;
+                let mut writer = ipc_writer(path, &strings_schema())?;
+                writer.write(&batch).map_err(|e| io(path, e))?;
+                close(path, writer)?;
             }
         }
         Ok(written)
@@ -324,26 +398,25 @@ impl ShardWriters {
 /// chunks and the interners their string ids point into (one per file), one
 /// chunk per run of rows from the same input file.
 pub fn read(
-    paths: &[PathBuf],
+    files: &[SpillFile],
     shard: u32,
     shards: u32,
 ) -> Result<(Vec<Chunk>, Vec<Interner>), SpillError> {
     use rayon::prelude::*;
-    let files: Vec<(Vec<Chunk>, Interner)> = paths
+    let read: Vec<(Vec<Chunk>, Interner)> = files
         .par_iter()
         .enumerate()
-        .map(|(i, path)| {
-            let mut chunks = read_file(path, shard, shards)?;
-            let strings = std::mem::take(&mut chunks.1);
-            for chunk in &mut chunks.0 {
+        .map(|(i, file)| {
+            let (mut chunks, strings) = read_file(file, shard, shards)?;
+            for chunk in &mut chunks {
                 chunk.interner = i;
             }
-            Ok((chunks.0, strings))
+            Ok((chunks, strings))
         })
         .collect::<Result<_, SpillError>>()?;
     let mut chunks = Vec::new();
     let mut interners = Vec::new();
-    for (mut c, strings) in files {
+    for (mut c, strings) in read {
         chunks.append(&mut c);
         interners.push(strings);
     }
@@ -353,103 +426,140 @@ pub fn read(
     Ok((chunks, interners))
 }
 
-fn read_file(path: &Path, shard: u32, shards: u32) -> Result<(Vec<Chunk>, Interner), SpillError> {
-    let mut strings = Interner::new();
-    let mut chunks = Vec::new();
+fn open(
+    path: &Path,
+    expected: &SchemaRef,
+    what: &str,
+) -> Result<FileReader<BufReader<File>>, SpillError> {
     let file = File::open(path).map_err(|e| io(path, e))?;
     let reader = FileReader::try_new(BufReader::with_capacity(1 << 20, file), None)
         .map_err(|e| damaged(path, e))?;
-    let expected = schema(shard, shards);
     if reader.schema().as_ref() != expected.as_ref() {
         return Err(damaged(
             path,
             format!(
-                "expected shard {shard} of {shards} in shard format {SHARD_FORMAT_VERSION}, found schema metadata {:?}",
+                "expected {what} in shard format {SHARD_FORMAT_VERSION}, found schema metadata {:?}",
                 reader.schema().metadata()
             ),
         ));
     }
-    for batch in reader {
+    Ok(reader)
+}
+
+/// A string table.
+fn read_strings(path: &Path) -> Result<Interner, SpillError> {
+    let mut strings = Interner::new();
+    for batch in open(path, &strings_schema(), "a string table")? {
         let batch = batch.map_err(|e| damaged(path, e))?;
-        append(&batch, &mut strings, &mut chunks).map_err(|e| damaged(path, e))?;
+        let column = batch.column(0).as_string::<i32>();
+        if column.null_count() > 0 {
+            return Err(damaged(path, "the string table has nulls"));
+        }
+        for s in column.iter().flatten() {
+            let before = strings.len();
+            if strings.intern(s) as usize != before {
+                return Err(damaged(path, format!("{s:?} is in the string table twice")));
+            }
+        }
+    }
+    Ok(strings)
+}
+
+fn read_file(
+    file: &SpillFile,
+    shard: u32,
+    shards: u32,
+) -> Result<(Vec<Chunk>, Interner), SpillError> {
+    let strings = read_strings(&file.strings)?;
+    let mut chunks = Vec::new();
+    let path = &file.path;
+    let what = format!("shard {shard} of {shards}");
+    for batch in open(path, &schema(shard, shards), &what)? {
+        let batch = batch.map_err(|e| damaged(path, e))?;
+        append(&batch, strings.len(), &mut chunks).map_err(|e| damaged(path, e))?;
     }
     Ok((chunks, strings))
 }
 
 /// Appends a spill batch as chunks, splitting it where the source file changes.
-fn append(
-    batch: &RecordBatch,
-    strings: &mut Interner,
-    chunks: &mut Vec<Chunk>,
-) -> Result<(), String> {
+/// String ids must be below `strings` (or be a null brand).
+fn append(batch: &RecordBatch, strings: usize, chunks: &mut Vec<Chunk>) -> Result<(), String> {
     let col = |i: usize| batch.column(i);
-    let event_id = col(0).as_string::<i32>();
-    let occurred_at = col(1).as_primitive::<Int64Type>();
-    let ingested_at = col(2).as_primitive::<Int64Type>();
-    let creator = col(3).as_string::<i32>();
-    let template = col(4).as_string::<i32>();
-    let brand = col(5).as_string::<i32>();
-    let content_kind = col(6).as_primitive::<UInt8Type>();
-    let action = col(7).as_primitive::<UInt8Type>();
-    let user_tier = col(8).as_primitive::<UInt8Type>();
-    let country = col(9).as_fixed_size_binary();
-    let source = col(10).as_primitive::<UInt32Type>();
-    let position = col(11).as_primitive::<UInt64Type>();
     for (i, array) in batch.columns().iter().enumerate() {
-        if i != 5 && array.null_count() > 0 {
+        if array.null_count() > 0 {
             return Err(format!(
                 "column {} has nulls",
                 batch.schema().field(i).name()
             ));
         }
     }
-    let checked = |code: u8, limit: usize, name: &str| {
-        if usize::from(code) < limit {
-            Ok(code)
-        } else {
-            Err(format!("{name} code {code} is out of range"))
+    let event_id = col(0).as_string::<i32>();
+    let occurred_at = col(1).as_primitive::<Int64Type>().values();
+    let ingested_at = col(2).as_primitive::<Int64Type>().values();
+    let creator = col(3).as_primitive::<UInt32Type>().values();
+    let template = col(4).as_primitive::<UInt32Type>().values();
+    let brand = col(5).as_primitive::<UInt32Type>().values();
+    let content_kind = col(6).as_primitive::<UInt8Type>().values();
+    let action = col(7).as_primitive::<UInt8Type>().values();
+    let user_tier = col(8).as_primitive::<UInt8Type>().values();
+    let country = col(9).as_fixed_size_binary();
+    let source = col(10).as_primitive::<UInt32Type>().values();
+    let position = col(11).as_primitive::<UInt64Type>().values();
+    let in_table = |id: u32| (id as usize) < strings;
+    if !creator
+        .iter()
+        .chain(template.iter())
+        .all(|&id| in_table(id))
+        || !brand.iter().all(|&id| id == NO_BRAND || in_table(id))
+    {
+        return Err(format!(
+            "a string id is outside the table of {strings} strings"
+        ));
+    }
+    let codes = [
+        (
+            content_kind,
+            crate::event::CONTENT_KINDS.len(),
+            "content_kind",
+        ),
+        (action, crate::event::ACTIONS.len(), "action"),
+        (user_tier, crate::event::USER_TIERS.len(), "user_tier"),
+    ];
+    for (values, limit, name) in codes {
+        if let Some(bad) = values.iter().find(|&&c| usize::from(c) >= limit) {
+            return Err(format!("{name} code {bad} is out of range"));
         }
-    };
-    let mut r = 0;
-    while r < batch.num_rows() {
-        let from = source.value(r);
-        let mut events = EventColumns::new();
-        events.source = from;
-        while r < batch.num_rows() && source.value(r) == from {
-            let id = event_id.value(r).as_bytes();
-            events.event_id_bytes.extend_from_slice(id);
-            events
-                .event_id_offsets
-                .push(events.event_id_bytes.len() as u32);
-            events.occurred_at.push(occurred_at.value(r));
-            events.ingested_at.push(ingested_at.value(r));
-            events.creator.push(strings.intern(creator.value(r)));
-            events.template.push(strings.intern(template.value(r)));
-            events.brand.push(if brand.is_null(r) {
-                NO_BRAND
-            } else {
-                strings.intern(brand.value(r))
-            });
-            events.content_kind.push(checked(
-                content_kind.value(r),
-                crate::event::CONTENT_KINDS.len(),
-                "content_kind",
-            )?);
-            events.action.push(checked(
-                action.value(r),
-                crate::event::ACTIONS.len(),
-                "action",
-            )?);
-            events.user_tier.push(checked(
-                user_tier.value(r),
-                crate::event::USER_TIERS.len(),
-                "user_tier",
-            )?);
-            let c = country.value(r);
-            events.country.push([c[0], c[1]]);
-            events.position.push(position.value(r));
-            r += 1;
-        }
+    }
+    let mut start = 0;
+    while start < batch.num_rows() {
+        let from = source[start];
+        let end = start + source[start..].iter().take_while(|&&s| s == from).count();
+        let offsets = &event_id.value_offsets()[start..=end];
+        let base = offsets[0] as usize;
+        let bytes = &event_id.value_data()[base..offsets[end - start] as usize];
+        let events = EventColumns {
+            event_id_offsets: offsets
+                .iter()
+                .map(|&o| (o as usize - base) as u32)
+                .collect(),
+            event_id_bytes: bytes.to_vec(),
+            occurred_at: occurred_at[start..end].to_vec(),
+            ingested_at: ingested_at[start..end].to_vec(),
+            creator: creator[start..end].to_vec(),
+            template: template[start..end].to_vec(),
+            brand: brand[start..end].to_vec(),
+            content_kind: content_kind[start..end].to_vec(),
+            action: action[start..end].to_vec(),
+            user_tier: user_tier[start..end].to_vec(),
+            country: (start..end)
+                .map(|r| {
+                    let c = country.value(r);
+                    [c[0], c[1]]
+                })
+                .collect(),
+            position: position[start..end].to_vec(),
+            source: from,
+        };
         chunks.push(Chunk {
             source: from,
             seq: chunks.len() as u32,
@@ -458,6 +568,7 @@ fn append(
             events,
             quarantine: Vec::new(),
         });
+        start = end;
     }
     Ok(())
 }
@@ -502,13 +613,13 @@ mod tests {
         let a = events(&mut strings, 500, 0);
         let b = events(&mut strings, 300, 1);
         let writers = ShardWriters::new(dir.path(), "t-", 3, 64);
-        writers.write(&a, &strings).unwrap();
-        writers.write(&b, &strings).unwrap();
+        writers.write(&a, &strings, 0).unwrap();
+        writers.write(&b, &strings, 0).unwrap();
         let written = writers.finish().unwrap();
         assert_eq!(written.iter().map(|w| w.rows).sum::<u64>(), 800);
         let mut seen = 0;
         for w in &written {
-            let (chunks, interners) = read(&w.paths, w.shard, 3).unwrap();
+            let (chunks, interners) = read(&w.files, w.shard, 3).unwrap();
             let rows: usize = chunks.iter().map(|c| c.events.len()).sum();
             assert_eq!(rows as u64, w.rows);
             for c in &chunks {
@@ -539,12 +650,13 @@ mod tests {
         let mut strings = Interner::new();
         let writers = ShardWriters::new(dir.path(), "", 2, 1_000);
         writers
-            .write(&events(&mut strings, 200, 0), &strings)
+            .write(&events(&mut strings, 200, 0), &strings, 0)
             .unwrap();
         let written = writers.finish().unwrap();
-        let path = written[0].paths[0].clone();
+        let file = written[0].files[0].clone();
+        let path = file.path.clone();
         // Another shard's file.
-        let err = read(std::slice::from_ref(&path), 1, 2)
+        let err = read(std::slice::from_ref(&file), 1, 2)
             .err()
             .expect("refused")
             .to_string();
@@ -552,7 +664,7 @@ mod tests {
         // Cut short.
         let bytes = std::fs::read(&path).unwrap();
         std::fs::write(&path, &bytes[..bytes.len() / 2]).unwrap();
-        let err = read(std::slice::from_ref(&path), 0, 2)
+        let err = read(std::slice::from_ref(&file), 0, 2)
             .err()
             .expect("refused")
             .to_string();

@@ -329,6 +329,40 @@ pub struct TaskFile {
     pub name: String,
     pub bytes: u64,
     pub blake3: String,
+    /// For a spill file, the string table its ids point into.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub strings: Option<String>,
+}
+
+impl TaskFile {
+    fn of(path: &Path, strings: Option<&Path>) -> Result<TaskFile, TaskError> {
+        let name = |p: &Path| {
+            p.file_name()
+                .expect("task files have names")
+                .to_string_lossy()
+                .into_owned()
+        };
+        Ok(TaskFile {
+            name: name(path),
+            bytes: std::fs::metadata(path).map_err(|e| io(path, e))?.len(),
+            blake3: hash_file(path)?,
+            strings: strings.map(name),
+        })
+    }
+
+    /// Checks that `dir/name` still has its recorded blake3.
+    fn check(&self, dir: &Path) -> Result<PathBuf, TaskError> {
+        let path = dir.join(&self.name);
+        let actual = hash_file(&path)?;
+        if actual != self.blake3 {
+            return Err(TaskError::Work(format!(
+                "{} is damaged: blake3 {actual}, recorded {}; nothing committed",
+                path.display(),
+                self.blake3
+            )));
+        }
+        Ok(path)
+    }
 }
 
 /// A map task's records of one shard.
@@ -348,6 +382,8 @@ pub struct MapDone {
     pub quarantined: u64,
     /// `shards[k]`: shard k's records and spill files.
     pub shards: Vec<MapShard>,
+    /// The string tables of the spill files.
+    pub strings: Vec<TaskFile>,
     pub quarantine_blake3: String,
 }
 
@@ -428,7 +464,7 @@ pub fn map(work: &Path, task: usize, progress: bool) -> Result<TaskOutcome, Task
     let (summaries, _) =
         ingest::read_each(&files, &read, &|n| bar.set(n), &|mut chunk, strings| {
             chunk.events.source = global(chunk.events.source);
-            writers.write(&chunk.events, strings)?;
+            writers.write(&chunk.events, strings, chunk.interner)?;
             for q in &mut chunk.quarantine {
                 q.source = global(q.source);
             }
@@ -466,24 +502,25 @@ pub fn map(work: &Path, task: usize, progress: bool) -> Result<TaskOutcome, Task
         out.flush().map_err(|e| io(&quarantine_path, e))?;
     }
     let mut shards = Vec::with_capacity(written.len());
+    let mut tables: Vec<PathBuf> = Vec::new();
     for w in &written {
         let mut files = Vec::new();
-        for path in &w.paths {
-            files.push(TaskFile {
-                name: path
-                    .file_name()
-                    .expect("spill files have names")
-                    .to_string_lossy()
-                    .into_owned(),
-                bytes: std::fs::metadata(path).map_err(|e| io(path, e))?.len(),
-                blake3: hash_file(path)?,
-            });
+        for f in &w.files {
+            files.push(TaskFile::of(&f.path, Some(&f.strings))?);
+            if !tables.contains(&f.strings) {
+                tables.push(f.strings.clone());
+            }
         }
         shards.push(MapShard {
             rows: w.rows,
             files,
         });
     }
+    tables.sort();
+    let strings = tables
+        .iter()
+        .map(|p| TaskFile::of(p, None))
+        .collect::<Result<Vec<_>, _>>()?;
     let spilled: u64 = written.iter().map(|w| w.rows).sum();
     if spilled != valid {
         return Err(RunError::Invariant(format!(
@@ -498,6 +535,7 @@ pub fn map(work: &Path, task: usize, progress: bool) -> Result<TaskOutcome, Task
         valid,
         quarantined,
         shards,
+        strings,
         quarantine_blake3: hash_file(&quarantine_path)?,
     };
     write_json(&staged.tmp.join("done.json"), &done)?;
@@ -578,8 +616,9 @@ pub fn reduce(work: &Path, shard: u32) -> Result<TaskOutcome, TaskError> {
     }
     let maps = maps_done(work, &plan)?;
     let rule = pinned_rule(work, &plan)?;
-    // Shard K's spill files, each checked against its map task's record.
-    let mut paths = Vec::new();
+    // Shard K's spill files and their string tables, each checked against its
+    // map task's record.
+    let mut files = Vec::new();
     let mut expected = 0u64;
     for (done, _) in &maps {
         let Some(mine) = done.shards.get(shard as usize) else {
@@ -591,22 +630,28 @@ pub fn reduce(work: &Path, shard: u32) -> Result<TaskOutcome, TaskError> {
             )));
         };
         expected += mine.rows;
+        let dir = map_dir(work, done.task);
         for f in &mine.files {
-            let path = map_dir(work, done.task).join(&f.name);
-            let actual = hash_file(&path)?;
-            if actual != f.blake3 {
-                return Err(TaskError::Work(format!(
-                    "{} is damaged: blake3 {actual}, recorded {}",
-                    path.display(),
-                    f.blake3
-                )));
-            }
-            paths.push(path);
+            let table = done
+                .strings
+                .iter()
+                .find(|t| Some(&t.name) == f.strings.as_ref())
+                .ok_or_else(|| {
+                    TaskError::Work(format!(
+                        "{}: {} has no string table recorded",
+                        dir.join("done.json").display(),
+                        f.name
+                    ))
+                })?;
+            files.push(spill::SpillFile {
+                path: f.check(&dir)?,
+                strings: table.check(&dir)?,
+            });
         }
     }
     let mut timings = Timings::default();
     let partial = reduce::reduce(
-        &paths,
+        &files,
         shard,
         plan.shards,
         &rule,
@@ -628,13 +673,7 @@ pub fn reduce(work: &Path, shard: u32) -> Result<TaskOutcome, TaskError> {
         shard,
         counts: partial.counts.clone(),
         rows: partial.aggregate.rows.len() as u64,
-        rows_file: TaskFile {
-            name: "rows.arrow".to_string(),
-            bytes: std::fs::metadata(&rows_path)
-                .map_err(|e| io(&rows_path, e))?
-                .len(),
-            blake3: hash_file(&rows_path)?,
-        },
+        rows_file: TaskFile::of(&rows_path, None)?,
         maps: maps.into_iter().map(|(_, hash)| hash).collect(),
     };
     write_json(&staged.tmp.join("done.json"), &done)?;
@@ -824,15 +863,7 @@ pub fn commit(work: &Path, progress: bool) -> Result<RunReport, TaskError> {
             ))
             .into());
         }
-        let path = dir.join(&done.rows_file.name);
-        let actual = hash_file(&path)?;
-        if actual != done.rows_file.blake3 {
-            return Err(TaskError::Work(format!(
-                "{} is damaged: blake3 {actual}, recorded {}; nothing committed",
-                path.display(),
-                done.rows_file.blake3
-            )));
-        }
+        let path = done.rows_file.check(&dir)?;
         merger.add(read_rows(&path, done.counts.clone())?)?;
         bar.set(u64::from(done.shard) + 1);
     }
