@@ -466,33 +466,84 @@ pub fn write_file(path: &Path, bytes: &[u8]) -> Result<(), CommitError> {
         .map_err(io_error(path))
 }
 
-/// Writes the quarantined records to `path` as JSON lines: `file`, `line` (JSON
-/// input) or `row` (Parquet input), `reason` and `raw`, in input order.
+/// Each input file's name as the quarantine names it, and whether it is
+/// Parquet (a record's position is then a row, else a line).
+pub fn sources(files: &[crate::ingest::InputFile]) -> Vec<(String, bool)> {
+    files
+        .iter()
+        .map(|f| {
+            (
+                f.path.display().to_string(),
+                f.format == crate::ingest::Format::Parquet,
+            )
+        })
+        .collect()
+}
+
+/// One quarantined record as a line of the quarantine file (without its line
+/// end): `sources` gives each input file's name and whether it is Parquet.
+pub fn quarantine_line(q: &Quarantined, sources: &[(String, bool)]) -> String {
+    let (source, is_parquet) = &sources[q.source as usize];
+    let position = if *is_parquet { "row" } else { "line" };
+    let mut line = serde_json::json!({
+        "file": source,
+        position: q.position,
+        "reason": q.reason.to_string(),
+        "raw": q.raw,
+    });
+    if let Some(bytes) = q.line_bytes {
+        line["line_bytes"] = bytes.into();
+    }
+    line.to_string()
+}
+
+/// The records a run quarantined: held in memory, or already written as
+/// quarantine lines into byte ranges of other files (an out-of-core run's),
+/// in order.
+#[derive(Debug, Clone)]
+pub enum Quarantine {
+    Records(Vec<Quarantined>),
+    Rendered(Vec<(PathBuf, u64, u64)>),
+}
+
+/// Writes the quarantine file: one JSON object per line, in input order.
 pub fn write_quarantine(
     path: &Path,
-    records: &[Quarantined],
+    quarantine: &Quarantine,
     sources: &[(String, bool)],
 ) -> Result<(), CommitError> {
     create_parent(path)?;
     let path = path.to_path_buf();
     let file = File::create(&path).map_err(io_error(&path))?;
     let mut out = BufWriter::new(file);
-    for q in records {
-        let (source, is_parquet) = &sources[q.source as usize];
-        let position = if *is_parquet { "row" } else { "line" };
-        let mut line = serde_json::json!({
-            "file": source,
-            position: q.position,
-            "reason": q.reason.to_string(),
-            "raw": q.raw,
-        });
-        if let Some(bytes) = q.line_bytes {
-            line["line_bytes"] = bytes.into();
+    match quarantine {
+        Quarantine::Records(records) => {
+            for q in records {
+                let mut line = quarantine_line(q, sources);
+                line.push('\n');
+                out.write_all(line.as_bytes()).map_err(io_error(&path))?;
+            }
         }
-        serde_json::to_writer(&mut out, &line)
-            .map_err(std::io::Error::from)
-            .and_then(|()| out.write_all(b"\n"))
-            .map_err(io_error(&path))?;
+        Quarantine::Rendered(ranges) => {
+            use std::io::{Read, Seek};
+            for (from, offset, len) in ranges {
+                let mut source = File::open(from).map_err(io_error(from))?;
+                source
+                    .seek(std::io::SeekFrom::Start(*offset))
+                    .map_err(io_error(from))?;
+                let copied =
+                    std::io::copy(&mut source.take(*len), &mut out).map_err(io_error(&path))?;
+                if copied != *len {
+                    return Err(CommitError::Io {
+                        path: from.clone(),
+                        source: std::io::Error::new(
+                            std::io::ErrorKind::UnexpectedEof,
+                            "the quarantine spill file is shorter than recorded",
+                        ),
+                    });
+                }
+            }
+        }
     }
     let file = out.into_inner().map_err(|e| CommitError::Io {
         path: path.clone(),

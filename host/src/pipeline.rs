@@ -10,7 +10,7 @@ use crate::commit::{self, CommitError, Lineage};
 use crate::dedup::Table;
 use crate::dedup::{DedupError, Deduped, dedup, merge};
 use crate::event::format_day;
-use crate::ingest::{self, Format, IngestError};
+use crate::ingest::{self, IngestError};
 use crate::intern::Interner;
 use crate::layout;
 use crate::progress::Progress;
@@ -131,10 +131,13 @@ pub struct Computed {
     /// byte order.
     pub strings: Interner,
     pub aggregate: Aggregate,
-    pub quarantine: Vec<Quarantined>,
+    pub quarantine: commit::Quarantine,
     pub counts: Counts,
     pub checks: Vec<Check>,
     pub timings: Timings,
+    /// Spill files the run still needs until it is committed (the rendered
+    /// quarantine of an out-of-core run); removed when dropped.
+    pub work: Option<shard::WorkDir>,
     /// How many shards the run was split into (1: in memory).
     pub shards: u32,
     /// How the inputs were read: recorded so that `verify` reads them the same
@@ -237,7 +240,7 @@ pub fn find_inputs(inputs: &[PathBuf]) -> Result<Found, RunError> {
 }
 
 /// Counts the quarantined records, by reason.
-pub fn count_quarantine(quarantine: &[Quarantined], counts: &mut Counts) {
+fn count_quarantine(quarantine: &[Quarantined], counts: &mut Counts) {
     counts.quarantined += quarantine.len() as u64;
     for q in quarantine {
         *counts
@@ -248,7 +251,7 @@ pub fn count_quarantine(quarantine: &[Quarantined], counts: &mut Counts) {
 }
 
 /// [`prepare`] with the inputs already found.
-fn prepare_found(
+pub fn prepare_found(
     found: Found,
     read: &ingest::ReadOptions,
     days: Option<(i32, i32)>,
@@ -427,10 +430,11 @@ pub fn compute(
         fingerprint: prepared.fingerprint,
         strings: prepared.deduped.table.strings,
         aggregate,
-        quarantine: prepared.quarantine,
+        quarantine: commit::Quarantine::Records(prepared.quarantine),
         counts,
         checks,
         timings,
+        work: None,
         shards: 1,
     })
 }
@@ -607,11 +611,7 @@ fn commit_output(
     }
     let changeset = format!("{}/", layout::changes_dir(root, number).display());
     let quarantine = layout::quarantine_file(root, number);
-    let sources: Vec<(String, bool)> = computed
-        .files
-        .iter()
-        .map(|f| (f.path.display().to_string(), f.format == Format::Parquet))
-        .collect();
+    let sources = commit::sources(&computed.files);
     commit::write_quarantine(
         &staging.dir.join(&quarantine),
         &computed.quarantine,

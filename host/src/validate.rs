@@ -54,28 +54,6 @@ impl fmt::Display for Reason {
     }
 }
 
-impl std::str::FromStr for Reason {
-    type Err = String;
-
-    /// Parses what [`Display`](fmt::Display) writes.
-    fn from_str(text: &str) -> Result<Reason, String> {
-        let field = |name: &str| {
-            FIELDS
-                .iter()
-                .position(|f| *f == name)
-                .ok_or_else(|| format!("{text:?} is not a quarantine reason"))
-        };
-        match text.split_once(':') {
-            None if text == "malformed-json" => Ok(Reason::MalformedJson),
-            None if text == "line-too-long" => Ok(Reason::LineTooLong),
-            Some(("missing-field", name)) => field(name).map(Reason::MissingField),
-            Some(("bad-type", name)) => field(name).map(Reason::BadType),
-            Some(("bad-value", name)) => field(name).map(Reason::BadValue),
-            _ => Err(format!("{text:?} is not a quarantine reason")),
-        }
-    }
-}
-
 /// A record that broke the contract, with where it came from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Quarantined {

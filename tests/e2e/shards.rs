@@ -231,3 +231,58 @@ fn spill_files_are_removed_when_the_run_fails() {
     assert!(spill_dirs(dir.path()).is_empty());
     assert!(!out.exists());
 }
+
+#[test]
+fn compare_out_of_core_gives_the_in_memory_comparison() {
+    let dir = TempDir::new().expect("temp dir");
+    let (input, _) = support::generate(dir.path(), "in", 40_000, SEED + 4, "jsonl", 15_000);
+    let (v1, v2) = (
+        common::rule("creator-pay-v1"),
+        common::rule("creator-pay-v2"),
+    );
+    let compare = |name: &str, extra: &[&str]| {
+        let out = dir.path().join(name);
+        let mut args = vec![
+            "compare",
+            "--input",
+            s(&input),
+            "--rule",
+            s(&v1),
+            "--rule",
+            s(&v2),
+            "--format",
+            "json",
+            "--quiet",
+            "--out",
+            s(&out),
+        ];
+        args.extend_from_slice(extra);
+        let mut json: serde_json::Value =
+            serde_json::from_str(&common::tally_ok(&args)).expect("JSON");
+        json.as_object_mut().unwrap().remove("elapsed_seconds");
+        let files: Vec<Vec<u8>> = ["deltas.parquet", "changed-sample.parquet"]
+            .iter()
+            .map(|f| std::fs::read(out.join(f)).expect("written"))
+            .collect();
+        (json, files)
+    };
+    let (memory, memory_files) = compare("memory", &[]);
+    assert!(
+        !memory["sample"].as_array().expect("sample").is_empty(),
+        "some verdicts change"
+    );
+    let work = dir.path().join("work");
+    std::fs::create_dir(&work).unwrap();
+    for shards in ["2", "5"] {
+        let (sharded, files) = compare(
+            &format!("sharded-{shards}"),
+            &["--shards", shards, "--work-dir", s(&work)],
+        );
+        assert_eq!(sharded, memory, "--shards {shards}");
+        assert!(
+            files == memory_files,
+            "--shards {shards}: the Parquet files differ"
+        );
+    }
+    assert!(spill_dirs(&work).is_empty(), "spill files left behind");
+}

@@ -31,7 +31,7 @@ pub struct Args {
     /// Two output directories to compare key by key (instead of --input and
     /// --rule); only --format text|json, --top, --sample and --quiet apply.
     /// Exit status 0 if they are identical, 3 if they differ.
-    #[arg(conflicts_with_all = ["inputs", "rules", "out", "fail_if", "batch_size", "registry", "max_line_bytes"])]
+    #[arg(conflicts_with_all = ["inputs", "rules", "out", "fail_if", "batch_size", "registry", "max_line_bytes", "memory_limit", "shards", "work_dir"])]
     outputs: Vec<PathBuf>,
     /// Input files or directories (as for `tally run`).
     #[arg(long = "input", short, num_args = 1..)]
@@ -75,6 +75,8 @@ pub struct Args {
     registry: Option<PathBuf>,
     #[command(flatten)]
     read: super::ReadArgs,
+    #[command(flatten)]
+    spill: super::SpillArgs,
 }
 
 pub fn execute(args: Args) -> anyhow::Result<ExitCode> {
@@ -108,6 +110,7 @@ pub fn execute(args: Args) -> anyhow::Result<ExitCode> {
         (&a, &args.rules[0]),
         (&b, &args.rules[1]),
         options,
+        &args.spill.options(None),
     )
     .context("comparison failed")?;
     comparison.gates = gate::evaluate(&comparison, &args.fail_if);

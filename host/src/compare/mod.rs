@@ -11,7 +11,7 @@ use crate::classify::Classified;
 use crate::dedup::Deduped;
 use crate::event::{ACTIONS, CONTENT_KINDS, USER_TIERS, day_of, format_day};
 use crate::lineage;
-use crate::pipeline::{self, Prepared, RunError};
+use crate::pipeline::{self, RunError};
 use crate::reconcile::Published;
 use crate::report::RuleSummary;
 use crate::rule::Rule;
@@ -141,31 +141,68 @@ pub struct Options {
     pub read: crate::ingest::ReadOptions,
 }
 
-/// Compares two rules on the events of `inputs`, in one pass over the input.
+/// Compares two rules on the events of `inputs`, in one pass over the input:
+/// in memory when the input fits `spill`'s memory limit, else shard by shard
+/// out of core, with the same result.
 pub fn compare_rules(
     inputs: &[std::path::PathBuf],
     (rule_a, ref_a): (&Rule, &str),
     (rule_b, ref_b): (&Rule, &str),
     options: Options,
+    spill: &crate::shard::SpillOptions,
 ) -> Result<Comparison, RunError> {
     let started = std::time::Instant::now();
-    let prepared = pipeline::prepare(inputs, &options.read, None, options.progress)?;
-    let mut timings = prepared.timings.clone();
-    let (ca, aa, _, _) = pipeline::classify_and_aggregate(
-        &prepared,
-        rule_a,
-        options.batch_size,
-        options.progress,
-        &mut timings,
-    )?;
-    let (cb, ab, _, _) = pipeline::classify_and_aggregate(
-        &prepared,
-        rule_b,
-        options.batch_size,
-        options.progress,
-        &mut timings,
-    )?;
-    let mut comparison = build(&prepared, (&ca, &aa), (&cb, &ab), options);
+    let found = pipeline::find_inputs(inputs)?;
+    let fingerprint = found.fingerprint.to_hex().to_string();
+    let shards = spill.shards_for(&found.files);
+    let mut sums = Sums::new();
+    let both = |deduped: &Deduped, sums: &mut Sums, progress: bool| -> Result<(), RunError> {
+        let mut timings = crate::report::Timings::default();
+        let mut counts = crate::report::Counts::default();
+        let (ca, aa) = pipeline::classify_and_sum(
+            deduped,
+            &mut counts,
+            rule_a,
+            options.batch_size,
+            progress,
+            &mut timings,
+        )?;
+        let (cb, ab) = pipeline::classify_and_sum(
+            deduped,
+            &mut counts,
+            rule_b,
+            options.batch_size,
+            progress,
+            &mut timings,
+        )?;
+        sums.add(deduped, (&ca, &aa), (&cb, &ab), options);
+        Ok(())
+    };
+    let records = if shards > 1 || spill.shards.is_some() {
+        let spilled =
+            crate::shard::spill_inputs(&found, &options.read, options.progress, spill, shards)?;
+        let bar = crate::progress::Progress::counting(
+            "shards",
+            Some(u64::from(shards)),
+            "shards",
+            options.progress,
+        );
+        for w in &spilled.written {
+            let (chunks, interners) = crate::shard::spill::read(&w.files, w.shard, shards)?;
+            let (table, _) = crate::dedup::merge(chunks, interners)?;
+            let deduped = pipeline::survive(table, None, &mut Default::default());
+            both(&deduped, &mut sums, false)?;
+            spilled.release(w.shard);
+            bar.set(u64::from(w.shard) + 1);
+        }
+        bar.finish();
+        spilled.counts.records
+    } else {
+        let prepared = pipeline::prepare_found(found, &options.read, None, options.progress)?;
+        both(&prepared.deduped, &mut sums, options.progress)?;
+        prepared.counts.records
+    };
+    let mut comparison = sums.finish(fingerprint, records, options);
     comparison.a = RuleSummary::of(rule_a, ref_a);
     comparison.b = RuleSummary::of(rule_b, ref_b);
     comparison.elapsed_seconds = started.elapsed().as_secs_f64();
@@ -213,102 +250,134 @@ fn movers(sums: HashMap<String, (i64, i64)>, top: usize) -> (Vec<Mover>, Vec<Mov
     (gaining, losing)
 }
 
-fn build(
-    prepared: &Prepared,
-    (ca, aa): (&Classified, &Aggregate),
-    (cb, ab): (&Classified, &Aggregate),
-    options: Options,
-) -> Comparison {
-    let deduped: &Deduped = &prepared.deduped;
-    let table = &deduped.table;
-    let strings = &table.strings;
-    let mut verdicts = VerdictChanges::default();
-    let mut pairs: HashMap<(u32, u32), u64> = HashMap::new();
-    let mut creators: HashMap<u32, (i64, i64)> = HashMap::new();
-    let mut templates: HashMap<u32, (i64, i64)> = HashMap::new();
-    let mut days: BTreeMap<i32, (i64, i64)> = BTreeMap::new();
-    // The sample: the changed events with the smallest event ids (ids are
-    // random, so this is an unbiased and reproducible choice).
-    let mut sample: BinaryHeap<(Vec<u8>, usize)> = BinaryHeap::new();
-    for (i, (c, r)) in table.rows(&deduped.survivors).enumerate() {
-        let (pa, pb) = (ca.payable[i], cb.payable[i]);
-        let (ra, rb) = (ca.rate_micros[i], cb.rate_micros[i]);
-        let (reason_a, reason_b) = (
-            &ca.reasons[ca.reason[i] as usize],
-            &cb.reasons[cb.reason[i] as usize],
-        );
-        *pairs.entry((ca.reason[i], cb.reason[i])).or_default() += 1;
-        let changed = match (pa, pb) {
-            (true, false) => {
-                verdicts.payable_to_not_payable += 1;
-                true
-            }
-            (false, true) => {
-                verdicts.not_payable_to_payable += 1;
-                true
-            }
-            _ if ra != rb => {
-                verdicts.rate_changed += 1;
-                true
-            }
-            _ if reason_a != reason_b => {
-                verdicts.reason_changed += 1;
-                true
-            }
-            _ => {
-                verdicts.unchanged += 1;
-                false
-            }
-        };
-        if ra != 0 || rb != 0 {
-            for (map, key) in [
-                (&mut creators, c.creator[r]),
-                (&mut templates, c.template[r]),
-            ] {
-                let e = map.entry(key).or_default();
+/// What a comparison adds up over the unique events, one table (the whole
+/// input, or one shard of it) at a time; keys are strings, so tables with
+/// their own string ids add up.
+struct Sums {
+    verdicts: VerdictChanges,
+    pairs: HashMap<(String, String), u64>,
+    creators: HashMap<String, (i64, i64)>,
+    templates: HashMap<String, (i64, i64)>,
+    days: BTreeMap<i32, (i64, i64)>,
+    /// The changed events with the smallest event ids (ids are random, so
+    /// this is an unbiased and reproducible choice), sorted by id.
+    sample: Vec<(Vec<u8>, SampleEvent)>,
+    totals_a: SideTotals,
+    totals_b: SideTotals,
+    keys: HashMap<(i32, String, String), (Figures, Figures)>,
+}
+
+fn add_figures(into: &mut Figures, from: Figures) {
+    into.0 += from.0;
+    into.1 += from.1;
+    into.2 += from.2;
+}
+
+impl Sums {
+    fn new() -> Sums {
+        Sums {
+            verdicts: VerdictChanges::default(),
+            pairs: HashMap::new(),
+            creators: HashMap::new(),
+            templates: HashMap::new(),
+            days: BTreeMap::new(),
+            sample: Vec::new(),
+            totals_a: SideTotals::default(),
+            totals_b: SideTotals::default(),
+            keys: HashMap::new(),
+        }
+    }
+
+    /// Adds the survivors of `deduped` with their verdicts and rows under
+    /// both rules.
+    fn add(
+        &mut self,
+        deduped: &Deduped,
+        (ca, aa): (&Classified, &Aggregate),
+        (cb, ab): (&Classified, &Aggregate),
+        options: Options,
+    ) {
+        let table = &deduped.table;
+        let strings = &table.strings;
+        let verdicts = &mut self.verdicts;
+        let mut pairs: HashMap<(u32, u32), u64> = HashMap::new();
+        let mut creators: HashMap<u32, (i64, i64)> = HashMap::new();
+        let mut templates: HashMap<u32, (i64, i64)> = HashMap::new();
+        let mut sample: BinaryHeap<(Vec<u8>, usize)> = BinaryHeap::new();
+        for (i, (c, r)) in table.rows(&deduped.survivors).enumerate() {
+            let (pa, pb) = (ca.payable[i], cb.payable[i]);
+            let (ra, rb) = (ca.rate_micros[i], cb.rate_micros[i]);
+            let (reason_a, reason_b) = (
+                &ca.reasons[ca.reason[i] as usize],
+                &cb.reasons[cb.reason[i] as usize],
+            );
+            *pairs.entry((ca.reason[i], cb.reason[i])).or_default() += 1;
+            let changed = match (pa, pb) {
+                (true, false) => {
+                    verdicts.payable_to_not_payable += 1;
+                    true
+                }
+                (false, true) => {
+                    verdicts.not_payable_to_payable += 1;
+                    true
+                }
+                _ if ra != rb => {
+                    verdicts.rate_changed += 1;
+                    true
+                }
+                _ if reason_a != reason_b => {
+                    verdicts.reason_changed += 1;
+                    true
+                }
+                _ => {
+                    verdicts.unchanged += 1;
+                    false
+                }
+            };
+            if ra != 0 || rb != 0 {
+                for (map, key) in [
+                    (&mut creators, c.creator[r]),
+                    (&mut templates, c.template[r]),
+                ] {
+                    let e = map.entry(key).or_default();
+                    e.0 += ra;
+                    e.1 += rb;
+                }
+                let e = self.days.entry(day_of(c.occurred_at[r])).or_default();
                 e.0 += ra;
                 e.1 += rb;
             }
-            let e = days.entry(day_of(c.occurred_at[r])).or_default();
-            e.0 += ra;
-            e.1 += rb;
-        }
-        if changed && options.sample > 0 {
-            let id = c.event_id(r);
-            if sample.len() < options.sample {
-                sample.push((id.to_vec(), i));
-            } else if sample.peek().is_some_and(|(top, _)| id < top.as_slice()) {
-                sample.pop();
-                sample.push((id.to_vec(), i));
+            if changed && options.sample > 0 {
+                let id = c.event_id(r);
+                if sample.len() < options.sample {
+                    sample.push((id.to_vec(), i));
+                } else if sample.peek().is_some_and(|(top, _)| id < top.as_slice()) {
+                    sample.pop();
+                    sample.push((id.to_vec(), i));
+                }
             }
         }
-    }
-
-    let by_name = |m: HashMap<u32, (i64, i64)>| -> HashMap<String, (i64, i64)> {
-        m.into_iter()
-            .map(|(k, v)| (strings.get(k).to_string(), v))
-            .collect()
-    };
-    let (top_creators_gaining, top_creators_losing) = movers(by_name(creators), options.top);
-    let (top_templates_gaining, top_templates_losing) = movers(by_name(templates), options.top);
-
-    let mut transitions: BTreeMap<String, BTreeMap<String, u64>> = BTreeMap::new();
-    for ((a, b), n) in pairs {
-        *transitions
-            .entry(ca.reasons[a as usize].clone())
-            .or_default()
-            .entry(cb.reasons[b as usize].clone())
-            .or_default() += n;
-    }
-
-    let mut sample: Vec<(Vec<u8>, usize)> = sample.into_vec();
-    sample.sort();
-    let sample = sample
-        .into_iter()
-        .map(|(_, i)| {
+        for ((a, b), n) in pairs {
+            let key = (
+                ca.reasons[a as usize].clone(),
+                cb.reasons[b as usize].clone(),
+            );
+            *self.pairs.entry(key).or_default() += n;
+        }
+        for (into, from) in [
+            (&mut self.creators, creators),
+            (&mut self.templates, templates),
+        ] {
+            for (k, (a, b)) in from {
+                let e = into.entry(strings.get(k).to_string()).or_default();
+                e.0 += a;
+                e.1 += b;
+            }
+        }
+        for (id, i) in sample.into_vec() {
             let g = deduped.survivors[i];
             let (c, r) = table.locate(g);
-            SampleEvent {
+            let event = SampleEvent {
                 event_id: String::from_utf8_lossy(c.event_id(r)).into_owned(),
                 day: format_day(day_of(c.occurred_at[r])),
                 creator_id: strings.get(c.creator[r]).to_string(),
@@ -325,55 +394,94 @@ fn build(
                 b_payable: cb.payable[i],
                 b_rate_micros: cb.rate_micros[i],
                 b_reason: cb.reasons[cb.reason[i] as usize].clone(),
-            }
-        })
-        .collect();
+            };
+            self.sample.push((id, event));
+        }
+        self.sample.sort_by(|x, y| x.0.cmp(&y.0));
+        self.sample.truncate(options.sample);
+        for (mine, c) in [(&mut self.totals_a, ca), (&mut self.totals_b, cb)] {
+            let t = totals(c);
+            mine.unique += t.unique;
+            mine.payable += t.payable;
+            mine.amount_micros += t.amount_micros;
+        }
+        for (day, creator, template, a, b) in key_deltas(&aa.rows, &ab.rows) {
+            let key = (
+                day,
+                strings.get(creator).to_string(),
+                strings.get(template).to_string(),
+            );
+            let e = self.keys.entry(key).or_default();
+            add_figures(&mut e.0, a);
+            add_figures(&mut e.1, b);
+        }
+    }
 
-    let (totals_a, totals_b) = (totals(ca), totals(cb));
-    let amount_delta = totals_b.amount_micros - totals_a.amount_micros;
-    Comparison {
-        a: RuleSummary::default(),
-        b: RuleSummary::default(),
-        input_fingerprint: prepared.fingerprint.to_hex().to_string(),
-        records: prepared.counts.records,
-        totals_a,
-        totals_b,
-        amount_delta,
-        amount_relative_change: relative(amount_delta, totals_a.amount_micros),
-        payable_delta: totals_b.payable as i64 - totals_a.payable as i64,
-        changed_share: if totals_a.unique == 0 {
-            0.0
-        } else {
-            verdicts.changed() as f64 / totals_a.unique as f64
-        },
-        verdicts,
-        transitions,
-        top_creators_gaining,
-        top_creators_losing,
-        top_templates_gaining,
-        top_templates_losing,
-        days: days
-            .into_iter()
-            .map(|(day, (a, b))| Mover {
-                key: format_day(day),
-                amount_a: a,
-                amount_b: b,
-                delta: b - a,
-            })
-            .collect(),
-        sample,
-        gates: Vec::new(),
-        elapsed_seconds: 0.0,
-        keys: key_deltas(&aa.rows, &ab.rows)
-            .into_iter()
-            .map(|(day, creator, template, a, b)| KeyDelta {
-                day: format_day(day),
-                creator_id: strings.get(creator).to_string(),
-                template_id: strings.get(template).to_string(),
-                a,
-                b,
-            })
-            .collect(),
+    fn finish(self, input_fingerprint: String, records: u64, options: Options) -> Comparison {
+        let Sums {
+            verdicts,
+            pairs,
+            creators,
+            templates,
+            days,
+            sample,
+            totals_a,
+            totals_b,
+            keys,
+        } = self;
+        let (top_creators_gaining, top_creators_losing) = movers(creators, options.top);
+        let (top_templates_gaining, top_templates_losing) = movers(templates, options.top);
+        let mut transitions: BTreeMap<String, BTreeMap<String, u64>> = BTreeMap::new();
+        for ((a, b), n) in pairs {
+            *transitions.entry(a).or_default().entry(b).or_default() += n;
+        }
+        let mut keys: Vec<_> = keys.into_iter().collect();
+        keys.sort_by(|x, y| x.0.cmp(&y.0));
+        let amount_delta = totals_b.amount_micros - totals_a.amount_micros;
+        Comparison {
+            a: RuleSummary::default(),
+            b: RuleSummary::default(),
+            input_fingerprint,
+            records,
+            totals_a,
+            totals_b,
+            amount_delta,
+            amount_relative_change: relative(amount_delta, totals_a.amount_micros),
+            payable_delta: totals_b.payable as i64 - totals_a.payable as i64,
+            changed_share: if totals_a.unique == 0 {
+                0.0
+            } else {
+                verdicts.changed() as f64 / totals_a.unique as f64
+            },
+            verdicts,
+            transitions,
+            top_creators_gaining,
+            top_creators_losing,
+            top_templates_gaining,
+            top_templates_losing,
+            days: days
+                .into_iter()
+                .map(|(day, (a, b))| Mover {
+                    key: format_day(day),
+                    amount_a: a,
+                    amount_b: b,
+                    delta: b - a,
+                })
+                .collect(),
+            sample: sample.into_iter().map(|(_, e)| e).collect(),
+            gates: Vec::new(),
+            elapsed_seconds: 0.0,
+            keys: keys
+                .into_iter()
+                .map(|((day, creator_id, template_id), (a, b))| KeyDelta {
+                    day: format_day(day),
+                    creator_id,
+                    template_id,
+                    a,
+                    b,
+                })
+                .collect(),
+        }
     }
 }
 

@@ -23,8 +23,9 @@ pub mod merge;
 pub mod reduce;
 pub mod spill;
 
+use crate::commit::{self, Quarantine};
 use crate::ingest::{self, InputFile, ReadOptions};
-use crate::pipeline::{self, Computed, Found, RunError};
+use crate::pipeline::{Computed, Found, RunError};
 use crate::progress::Progress;
 use crate::report::{Counts, Timings};
 use crate::rule::Rule;
@@ -73,7 +74,8 @@ impl SpillOptions {
 
 /// A directory of spill files, removed with everything in it when dropped
 /// (after success and after failure alike).
-struct WorkDir(PathBuf);
+#[derive(Debug)]
+pub struct WorkDir(PathBuf);
 
 impl WorkDir {
     fn create(parent: &Path, run_id: &str) -> Result<WorkDir, SpillError> {
@@ -100,6 +102,117 @@ fn buffer_rows(limit: u64, shards: u32) -> usize {
     per_shard.clamp(1_024, 65_536) as usize
 }
 
+/// The input of a run spilled by shard: the map phase of an out-of-core run.
+pub struct Spilled {
+    /// The spill directory, removed when this is dropped.
+    pub work: WorkDir,
+    /// What each shard received.
+    pub written: Vec<spill::Written>,
+    /// Records, valid and quarantined records.
+    pub counts: Counts,
+    /// The quarantined records, rendered into the spill directory.
+    pub quarantine: Quarantine,
+}
+
+impl Spilled {
+    /// Gives back the disk space of shard `shard` (done with). The string
+    /// tables are shared by every shard and stay to the end.
+    pub fn release(&self, shard: u32) {
+        for file in &self.written[shard as usize].files {
+            let _ = std::fs::remove_file(&file.path);
+        }
+    }
+}
+
+/// Reads and validates every input, writing each valid record to its shard's
+/// spill files in a directory of their own under `spill`'s work directory.
+pub fn spill_inputs(
+    found: &Found,
+    read: &ReadOptions,
+    progress: bool,
+    spill: &SpillOptions,
+    shards: u32,
+) -> Result<Spilled, RunError> {
+    let parent = spill.work_dir.clone().unwrap_or_else(std::env::temp_dir);
+    let work = WorkDir::create(&parent, &found.run_id)?;
+    let writers = spill::ShardWriters::new(&work.0, "", shards, buffer_rows(spill.limit(), shards));
+    // The quarantine is rendered as it is read, into one file, each chunk's
+    // lines in one piece; the pieces are put in input order at commit.
+    let sources = commit::sources(&found.files);
+    let quarantine_path = work.0.join("quarantine.jsonl");
+    let quarantine_file = std::fs::File::create(&quarantine_path).map_err(|e| SpillError::Io {
+        path: quarantine_path.clone(),
+        message: e.to_string(),
+    })?;
+    let rendered = std::sync::Mutex::new((std::io::BufWriter::new(quarantine_file), 0u64));
+    let bar = Progress::start("ingest", None, progress);
+    let (summaries, _) =
+        ingest::read_each(&found.files, read, &|n| bar.set(n), &|chunk, strings| {
+            writers.write(&chunk.events, strings, chunk.interner)?;
+            let mut by_reason: Vec<(String, u64)> = Vec::new();
+            let mut lines = String::new();
+            for q in &chunk.quarantine {
+                lines.push_str(&commit::quarantine_line(q, &sources));
+                lines.push('\n');
+                let reason = q.reason.to_string();
+                match by_reason.iter_mut().find(|(r, _)| *r == reason) {
+                    Some((_, n)) => *n += 1,
+                    None => by_reason.push((reason, 1)),
+                }
+            }
+            let range = if lines.is_empty() {
+                None
+            } else {
+                let mut file = rendered.lock().unwrap_or_else(|e| e.into_inner());
+                std::io::Write::write_all(&mut file.0, lines.as_bytes()).map_err(|e| {
+                    SpillError::Io {
+                        path: quarantine_path.clone(),
+                        message: e.to_string(),
+                    }
+                })?;
+                let at = file.1;
+                file.1 += lines.len() as u64;
+                Some((at, lines.len() as u64))
+            };
+            Ok::<_, RunError>((chunk.records, chunk.events.len() as u64, by_reason, range))
+        })?;
+    ingest::check_unchanged(&found.files)?;
+    bar.finish();
+    let written = writers.finish()?;
+    let (file, _) = rendered.into_inner().unwrap_or_else(|e| e.into_inner());
+    file.into_inner().map_err(|e| SpillError::Io {
+        path: quarantine_path.clone(),
+        message: e.error().to_string(),
+    })?;
+    let mut counts = Counts::default();
+    let mut ranges = Vec::new();
+    for (records, valid, by_reason, range) in summaries {
+        counts.records += records;
+        counts.valid += valid;
+        for (reason, n) in by_reason {
+            counts.quarantined += n;
+            *counts.quarantined_by_reason.entry(reason).or_default() += n;
+        }
+        if let Some((at, len)) = range {
+            ranges.push((quarantine_path.clone(), at, len));
+        }
+    }
+    let quarantine = Quarantine::Rendered(ranges);
+    let spilled: u64 = written.iter().map(|w| w.rows).sum();
+    if spilled != counts.valid {
+        return Err(RunError::Invariant(format!(
+            "valid records = records spilled: {} = {spilled}",
+            counts.valid
+        )));
+    }
+    Ok(Spilled {
+        work,
+        written,
+        counts,
+        quarantine,
+    })
+}
+
 /// The out-of-core run: ingests and validates every input into `shards`
 /// spill files, then deduplicates, classifies and sums one shard at a time
 /// and merges the sums. Gives the same [`Computed`] rows, counts and
@@ -116,42 +229,14 @@ pub fn compute(
     shards: u32,
 ) -> Result<Computed, RunError> {
     let mut timings = Timings::default();
-    let parent = spill.work_dir.clone().unwrap_or_else(std::env::temp_dir);
-    let work = WorkDir::create(&parent, &found.run_id)?;
-
-    // Map: read, validate, and write each valid record to its shard.
     let t = Instant::now();
-    let writers = spill::ShardWriters::new(&work.0, "", shards, buffer_rows(spill.limit(), shards));
-    let bar = Progress::start("ingest", None, progress);
-    let (summaries, _) =
-        ingest::read_each(&found.files, read, &|n| bar.set(n), &|chunk, strings| {
-            writers.write(&chunk.events, strings, chunk.interner)?;
-            Ok::<_, RunError>((chunk.records, chunk.events.len() as u64, chunk.quarantine))
-        })?;
-    ingest::check_unchanged(&found.files)?;
-    bar.finish();
-    let written = writers.finish()?;
-    let mut counts = Counts::default();
-    let mut quarantine = Vec::new();
-    for (records, valid, mut quarantined) in summaries {
-        counts.records += records;
-        counts.valid += valid;
-        quarantine.append(&mut quarantined);
-    }
-    pipeline::count_quarantine(&quarantine, &mut counts);
-    let spilled: u64 = written.iter().map(|w| w.rows).sum();
-    if spilled != counts.valid {
-        return Err(RunError::Invariant(format!(
-            "valid records = records spilled: {} = {spilled}",
-            counts.valid
-        )));
-    }
+    let spilled = spill_inputs(&found, read, progress, spill, shards)?;
     timings.ingest = t.elapsed().as_secs_f64();
 
     // Reduce each shard, then merge.
     let bar = Progress::counting("shards", Some(u64::from(shards)), "shards", progress);
     let mut merger = merge::Merger::default();
-    for w in &written {
+    for w in &spilled.written {
         let partial = reduce::reduce(
             &w.files,
             w.shard,
@@ -168,18 +253,14 @@ pub fn compute(
             )));
         }
         merger.add(partial)?;
-        for file in &w.files {
-            // The shard is done: its disk space is given back now (the string
-            // tables are shared by every shard and stay to the end).
-            let _ = std::fs::remove_file(&file.path);
-        }
+        spilled.release(w.shard);
         bar.set(u64::from(w.shard) + 1);
     }
     bar.finish();
     let t = Instant::now();
-    let (strings, aggregate, counts, checks) = merger.finish(&rule, counts)?;
+    let (strings, aggregate, counts, checks) = merger.finish(&rule, spilled.counts.clone())?;
     timings.aggregate += t.elapsed().as_secs_f64();
-    drop(work);
+    let quarantine = spilled.quarantine.clone();
     Ok(Computed {
         read: *read,
         run_id: found.run_id,
@@ -193,6 +274,7 @@ pub fn compute(
         counts,
         checks,
         timings,
+        work: Some(spilled.work),
         shards,
     })
 }

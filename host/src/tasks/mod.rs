@@ -32,13 +32,12 @@ use crate::report::{Counts, InputSummary, RuleSummary, RunReport, Timings};
 use crate::rule::{Limits, Rule};
 use crate::shard::reduce::{self, Partial};
 use crate::shard::{self, SHARD_FORMAT_VERSION, merge, spill};
-use crate::validate::{Quarantined, Reason};
 use arrow::array::{
     ArrayRef, AsArray, Int32Array, Int64Array, RecordBatch, StringArray, UInt64Array,
 };
 use arrow::datatypes::{DataType, Field, Int32Type, Int64Type, Schema, UInt64Type};
 use serde::{Deserialize, Serialize};
-use std::io::{BufRead, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
@@ -380,6 +379,8 @@ pub struct MapDone {
     pub records: u64,
     pub valid: u64,
     pub quarantined: u64,
+    /// Quarantined records per reason.
+    pub quarantined_by_reason: std::collections::BTreeMap<String, u64>,
     /// `shards[k]`: shard k's records and spill files.
     pub shards: Vec<MapShard>,
     /// The string tables of the spill files.
@@ -396,17 +397,6 @@ pub struct TaskOutcome {
     pub directory: String,
     pub records: u64,
     pub seconds: f64,
-}
-
-/// One quarantined record as a map task keeps it.
-#[derive(Serialize, Deserialize)]
-struct QuarantineLine {
-    source: u32,
-    position: u64,
-    reason: String,
-    raw: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    line_bytes: Option<u64>,
 }
 
 /// `tally map --task I`: reads and validates task I's files (checking they
@@ -474,10 +464,17 @@ pub fn map(work: &Path, task: usize, progress: bool) -> Result<TaskOutcome, Task
     bar.finish();
     let written = writers.finish()?;
 
+    // The quarantine, rendered as the commit writes it, in input order.
+    let sources: Vec<(String, bool)> = plan
+        .files
+        .iter()
+        .map(|f| (f.name.clone(), f.input.format == Format::Parquet.name()))
+        .collect();
     let mut records = 0;
     let mut valid = 0;
     let quarantine_path = staged.tmp.join("quarantine.jsonl");
     let mut quarantined = 0;
+    let mut quarantined_by_reason = std::collections::BTreeMap::new();
     {
         let file = std::fs::File::create(&quarantine_path).map_err(|e| io(&quarantine_path, e))?;
         let mut out = std::io::BufWriter::new(file);
@@ -486,16 +483,12 @@ pub fn map(work: &Path, task: usize, progress: bool) -> Result<TaskOutcome, Task
             valid += v;
             for q in qs {
                 quarantined += 1;
-                let line = QuarantineLine {
-                    source: q.source,
-                    position: q.position,
-                    reason: q.reason.to_string(),
-                    raw: q.raw,
-                    line_bytes: q.line_bytes,
-                };
-                serde_json::to_writer(&mut out, &line)
-                    .map_err(std::io::Error::from)
-                    .and_then(|()| out.write_all(b"\n"))
+                *quarantined_by_reason
+                    .entry(q.reason.to_string())
+                    .or_default() += 1;
+                let mut line = crate::commit::quarantine_line(&q, &sources);
+                line.push('\n');
+                out.write_all(line.as_bytes())
                     .map_err(|e| io(&quarantine_path, e))?;
             }
         }
@@ -534,6 +527,7 @@ pub fn map(work: &Path, task: usize, progress: bool) -> Result<TaskOutcome, Task
         records,
         valid,
         quarantined,
+        quarantined_by_reason,
         shards,
         strings,
         quarantine_blake3: hash_file(&quarantine_path)?,
@@ -800,10 +794,17 @@ pub fn commit(work: &Path, progress: bool) -> Result<RunReport, TaskError> {
 
     // Map side: records, valid records and the quarantine, in input order.
     let mut counts = Counts::default();
-    let mut quarantine = Vec::new();
+    let mut ranges = Vec::new();
     for (done, _) in &maps {
         counts.records += done.records;
         counts.valid += done.valid;
+        counts.quarantined += done.quarantined;
+        for (reason, n) in &done.quarantined_by_reason {
+            *counts
+                .quarantined_by_reason
+                .entry(reason.clone())
+                .or_default() += n;
+        }
         let path = map_dir(work, done.task).join("quarantine.jsonl");
         let actual = hash_file(&path)?;
         if actual != done.quarantine_blake3 {
@@ -813,24 +814,10 @@ pub fn commit(work: &Path, progress: bool) -> Result<RunReport, TaskError> {
                 done.quarantine_blake3
             )));
         }
-        let file = std::fs::File::open(&path).map_err(|e| io(&path, e))?;
-        for line in std::io::BufReader::new(file).lines() {
-            let line = line.map_err(|e| io(&path, e))?;
-            let q: QuarantineLine =
-                serde_json::from_str(&line).map_err(|e| io(&path, format!("damaged: {e}")))?;
-            quarantine.push(Quarantined {
-                source: q.source,
-                position: q.position,
-                reason: q
-                    .reason
-                    .parse::<Reason>()
-                    .map_err(|e| io(&path, format!("damaged: {e}")))?,
-                raw: q.raw,
-                line_bytes: q.line_bytes,
-            });
-        }
+        let len = std::fs::metadata(&path).map_err(|e| io(&path, e))?.len();
+        ranges.push((path, 0, len));
     }
-    pipeline::count_quarantine(&quarantine, &mut counts);
+    let quarantine = crate::commit::Quarantine::Rendered(ranges);
 
     // Reduce side: each shard read what the map tasks hold now, whole.
     let bar = crate::progress::Progress::counting(
@@ -897,6 +884,7 @@ pub fn commit(work: &Path, progress: bool) -> Result<RunReport, TaskError> {
         counts,
         checks,
         timings: Timings::default(),
+        work: None,
         read,
         shards: plan.shards,
     };
