@@ -2,7 +2,7 @@
 
 mod commands;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 use std::process::ExitCode;
 
 /// Streams content-usage events through sandboxed WebAssembly rules into
@@ -17,33 +17,66 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run the pipeline: ingest, validate, dedup, classify, aggregate, commit.
+    #[command(
+        after_help = "Examples:\n  tally run --input events/ --rule creator-pay@prod --out out/\n  tally run --input events/ --rule rules/v2.wasm --out out/ --days 2026-05-10..2026-05-12\n  tally run --input s3-copy/ --rule creator-pay@prod --out out/ --memory-limit 2GiB --json"
+    )]
     Run(commands::run::Args),
     /// Generate realistic synthetic events (deterministic for a seed).
+    #[command(
+        after_help = "Examples:\n  tally gen --events 1000000 --out events/\n  tally gen --events 10000000 --format parquet --seed 42 --out events-parquet/"
+    )]
     Gen(commands::generate::Args),
     /// Compare two rules on the same traffic (or two output directories).
     Compare(commands::compare::Args),
     /// Show what happened to one event: where it was read, dedup, verdicts.
+    #[command(
+        after_help = "Examples:\n  tally explain --input events/ --rule creator-pay@prod --event 34394d31-6080-400d-a8e1-9b75fb24cba6\n  tally explain --input events/ --rule creator-pay@1.0.0 --rule creator-pay@2.0.0 --event e-1 --json"
+    )]
     Explain(commands::explain::Args),
     /// List the commits of an output directory.
+    #[command(after_help = "Examples:\n  tally log out/\n  tally log out/ --json")]
     Log(commands::log::LogArgs),
     /// Show one commit of an output directory.
+    #[command(after_help = "Examples:\n  tally show out/ 2")]
     Show(commands::log::ShowArgs),
     /// Which rule, inputs and run produced a partition or a row.
+    #[command(
+        after_help = "Examples:\n  tally lineage out/ --day 2026-05-10\n  tally lineage out/ --day 2026-05-10 --creator cr-000042 --template tpl-7 --json"
+    )]
     Lineage(commands::lineage::Args),
     /// Recompute published partitions from their recorded inputs and stamped rule.
+    #[command(
+        after_help = "Examples:\n  tally verify out/ --registry tally-registry/\n  tally verify out/ --day 2026-05-10 --json"
+    )]
     Verify(commands::verify::Args),
     /// Plan a run as tasks for a batch scheduler: pin the rule, list the
     /// inputs, split them into map tasks over N shards.
     Plan(commands::tasks::PlanArgs),
     /// Run one map task of a plan: read and validate its inputs into shards.
+    #[command(after_help = "Examples:\n  tally map --work work/ --task 0")]
     Map(commands::tasks::MapArgs),
     /// Run one reduce task of a plan: dedup, classify and sum one shard.
+    #[command(after_help = "Examples:\n  tally reduce --work work/ --shard 3")]
     Reduce(commands::tasks::ReduceArgs),
     /// Check every task of a plan, merge the shards and commit the output.
+    #[command(after_help = "Examples:\n  tally commit --work work/ --json")]
     Commit(commands::tasks::CommitArgs),
     /// Build, inspect, publish, tag and verify rule components.
-    #[command(subcommand)]
+    #[command(
+        subcommand,
+        after_help = "Examples:\n  tally rule build rules/creator-pay-v2 --out creator-pay-v2.wasm\n  tally rule publish rules/creator-pay-v2 --registry tally-registry/\n  tally rule tag creator-pay prod creator-pay@2.0.0\n  tally rule list --json"
+    )]
     Rule(commands::rule::Command),
+    /// Print a shell completion script for tally on stdout.
+    #[command(
+        after_help = "Examples:\n  tally completions bash > /etc/bash_completion.d/tally\n  tally completions zsh > \"${fpath[1]}/_tally\"\n  tally completions fish > ~/.config/fish/completions/tally.fish"
+    )]
+    Completions(commands::docs::CompletionsArgs),
+    /// Write man pages, one per command, into a directory.
+    #[command(
+        after_help = "Examples:\n  tally man --out /usr/local/share/man/man1\n  man -l /usr/local/share/man/man1/tally-run.1"
+    )]
+    Man(commands::docs::ManArgs),
 }
 
 fn main() -> ExitCode {
@@ -62,6 +95,8 @@ fn main() -> ExitCode {
         Command::Reduce(args) => commands::tasks::reduce(args),
         Command::Commit(args) => commands::tasks::commit(args),
         Command::Rule(command) => commands::rule::execute(command),
+        Command::Completions(args) => commands::docs::completions(args, Cli::command()),
+        Command::Man(args) => commands::docs::man(args, Cli::command()),
     };
     match result {
         Ok(code) => code,

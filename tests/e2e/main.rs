@@ -7,6 +7,7 @@ mod common;
 mod compare;
 mod crash;
 mod determinism;
+mod docs;
 mod explain;
 mod html;
 mod ingest_limits;

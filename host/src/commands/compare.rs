@@ -25,7 +25,10 @@ pub enum Format {
     after_help = "Exit status: 0 when the comparison is done (rules) or the two output \
 directories are identical; 3 when a --fail-if condition holds (rules) or the two output \
 directories differ (a key only in one of them, or with other figures); 2 for a usage error \
-(an option that does not apply to the mode, one --rule, one directory); 1 for any other error."
+(an option that does not apply to the mode, one --rule, one directory); 1 for any other error.\n\n\
+Examples:\n  tally compare --input events/ --rule creator-pay@prod --rule rules/v2.wasm\n  \
+tally compare --input events/ --rule creator-pay@prod --rule creator-pay@2.0.0 --out cmp/ --fail-if 'relative-amount-change>=5%'\n  \
+tally compare out-v1/ out-v2/ --format json"
 )]
 pub struct Args {
     /// Two output directories to compare key by key (instead of --input and

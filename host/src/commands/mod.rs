@@ -1,6 +1,7 @@
 //! Subcommands of the `tally` binary, one module each.
 
 pub mod compare;
+pub mod docs;
 pub mod explain;
 pub mod generate;
 pub mod lineage;
