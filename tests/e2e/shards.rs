@@ -286,3 +286,40 @@ fn compare_out_of_core_gives_the_in_memory_comparison() {
     }
     assert!(spill_dirs(&work).is_empty(), "spill files left behind");
 }
+
+#[test]
+fn spill_directories_of_killed_runs_are_removed_and_live_ones_kept() {
+    let dir = TempDir::new().expect("temp dir");
+    let input = common::small_jsonl(dir.path(), 50);
+    // Left by a run that was killed: nobody holds its lock.
+    let abandoned = dir.path().join(".tally-spill-20260101T000000Z-deadbeef");
+    std::fs::create_dir(&abandoned).unwrap();
+    std::fs::write(abandoned.join("shard-0-0.arrow"), b"spilled").unwrap();
+    // A run still going: its lock is held.
+    let live = dir.path().join(".tally-spill-20260101T000000Z-live0000");
+    std::fs::create_dir(&live).unwrap();
+    let lock = std::fs::File::create(live.join(".lock")).unwrap();
+    rustix::fs::flock(&lock, rustix::fs::FlockOperation::LockExclusive).unwrap();
+    let out = dir.path().join("out");
+    let report = support::run(
+        &[&input],
+        &common::rule("creator-pay-v1"),
+        &out,
+        &["--shards", "2"],
+    );
+    assert_eq!(report["shards"], 2);
+    assert!(
+        !abandoned.exists(),
+        "the killed run's spill directory is still there"
+    );
+    assert!(
+        live.join(".lock").exists(),
+        "a live run's spill directory was removed"
+    );
+    assert_eq!(
+        spill_dirs(dir.path()),
+        vec![live.clone()],
+        "the run's own is gone"
+    );
+    drop(lock);
+}

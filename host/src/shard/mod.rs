@@ -73,24 +73,74 @@ impl SpillOptions {
 }
 
 /// A directory of spill files, removed with everything in it when dropped
-/// (after success and after failure alike).
+/// (after success and after failure alike). While it exists, its run holds an
+/// exclusive lock on its `.lock` file, so that a spill directory whose lock is
+/// free was left by a run that was killed, and can be removed.
 #[derive(Debug)]
-pub struct WorkDir(PathBuf);
+pub struct WorkDir {
+    path: PathBuf,
+    /// Holds the exclusive lock on `.lock` until the run ends.
+    _lock: std::fs::File,
+}
+
+/// The prefix of spill directories' names.
+const SPILL_PREFIX: &str = ".tally-spill-";
+
+/// Takes the exclusive lock on `dir/.lock` without waiting.
+fn try_lock(dir: &Path) -> std::io::Result<Option<std::fs::File>> {
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(dir.join(".lock"))?;
+    match rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
+        Ok(()) => Ok(Some(file)),
+        Err(rustix::io::Errno::WOULDBLOCK) => Ok(None),
+        Err(e) => Err(e.into()),
+    }
+}
 
 impl WorkDir {
     fn create(parent: &Path, run_id: &str) -> Result<WorkDir, SpillError> {
-        let path = parent.join(format!(".tally-spill-{run_id}"));
-        std::fs::create_dir_all(&path).map_err(|e| SpillError::Io {
+        remove_abandoned(parent);
+        let path = parent.join(format!("{SPILL_PREFIX}{run_id}"));
+        let fail = |e: std::io::Error| SpillError::Io {
             path: path.clone(),
             message: format!("cannot create the spill directory: {e}"),
-        })?;
-        Ok(WorkDir(path))
+        };
+        // Made and locked under a name other runs do not clean up, then
+        // renamed: a spill directory is never seen unlocked while it is used.
+        let staging = parent.join(format!(".tally-new-spill-{run_id}"));
+        std::fs::create_dir_all(&staging).map_err(fail)?;
+        let lock = try_lock(&staging)
+            .map_err(fail)?
+            .ok_or_else(|| fail(std::io::Error::other("another run holds it")))?;
+        std::fs::rename(&staging, &path).map_err(fail)?;
+        Ok(WorkDir { path, _lock: lock })
+    }
+}
+
+/// Removes the spill directories in `parent` that no running Tally holds:
+/// those of runs that were killed. Best effort: what cannot be removed stays.
+fn remove_abandoned(parent: &Path) {
+    let Ok(entries) = std::fs::read_dir(parent) else {
+        return;
+    };
+    for entry in entries.filter_map(Result::ok) {
+        let is_spill = entry
+            .file_name()
+            .to_string_lossy()
+            .starts_with(SPILL_PREFIX);
+        let is_dir = entry.file_type().is_ok_and(|t| t.is_dir());
+        if is_spill && is_dir && matches!(try_lock(&entry.path()), Ok(Some(_))) {
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
     }
 }
 
 impl Drop for WorkDir {
     fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
+        let _ = std::fs::remove_dir_all(&self.path);
     }
 }
 
@@ -135,11 +185,12 @@ pub fn spill_inputs(
 ) -> Result<Spilled, RunError> {
     let parent = spill.work_dir.clone().unwrap_or_else(std::env::temp_dir);
     let work = WorkDir::create(&parent, &found.run_id)?;
-    let writers = spill::ShardWriters::new(&work.0, "", shards, buffer_rows(spill.limit(), shards));
+    let writers =
+        spill::ShardWriters::new(&work.path, "", shards, buffer_rows(spill.limit(), shards));
     // The quarantine is rendered as it is read, into one file, each chunk's
     // lines in one piece; the pieces are put in input order at commit.
     let sources = commit::sources(&found.files);
-    let quarantine_path = work.0.join("quarantine.jsonl");
+    let quarantine_path = work.path.join("quarantine.jsonl");
     let quarantine_file = std::fs::File::create(&quarantine_path).map_err(|e| SpillError::Io {
         path: quarantine_path.clone(),
         message: e.to_string(),
