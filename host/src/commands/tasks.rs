@@ -54,10 +54,7 @@ pub struct PlanArgs {
 }
 
 fn parse_task_size(text: &str) -> Result<u64, String> {
-    let size: bytesize::ByteSize = text
-        .parse()
-        .map_err(|e| format!("{text:?} is not a size like 1GiB: {e}"))?;
-    Ok(size.as_u64().max(1))
+    tally::shard::memory::parse_bytes(text).map(|bytes| bytes.max(1))
 }
 
 #[derive(clap::Args)]

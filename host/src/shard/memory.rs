@@ -52,12 +52,17 @@ fn cgroup_limit() -> Option<u64> {
 }
 
 /// Parses a size such as `2GiB`, `512MiB`, `1.5G` or a number of bytes.
-pub fn parse_size(text: &str) -> Result<u64, String> {
+pub fn parse_bytes(text: &str) -> Result<u64, String> {
     let size: bytesize::ByteSize = text
         .trim()
         .parse()
         .map_err(|e| format!("{text:?} is not a size like 2GiB or 512MiB: {e}"))?;
-    let bytes = size.as_u64();
+    Ok(size.as_u64())
+}
+
+/// Parses a memory limit: a size ([`parse_bytes`]) of at least [`MIN_LIMIT`].
+pub fn parse_size(text: &str) -> Result<u64, String> {
+    let bytes = parse_bytes(text)?;
     if bytes < MIN_LIMIT {
         return Err(format!(
             "{text} is below the smallest memory limit, {}",

@@ -146,7 +146,7 @@ impl Drop for WorkDir {
 
 /// Rows buffered per shard before they are written as one batch, so that all
 /// buffers together take about an eighth of the memory limit.
-fn buffer_rows(limit: u64, shards: u32) -> usize {
+pub fn buffer_rows(limit: u64, shards: u32) -> usize {
     let buffers = u64::from(shards.max(1)) * rayon::current_num_threads().max(1) as u64;
     let per_shard = limit / 8 / buffers / memory::BYTES_PER_RECORD;
     per_shard.clamp(1_024, 65_536) as usize

@@ -159,9 +159,12 @@ fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<T, TaskError> 
     serde_json::from_str(&text).map_err(|e| io(path, format!("damaged: {e}")))
 }
 
+/// The blake3 of a file, read through a memory map (spill files can be
+/// larger than a task's memory).
 fn hash_file(path: &Path) -> Result<String, TaskError> {
-    let bytes = std::fs::read(path).map_err(|e| io(path, e))?;
-    Ok(blake3::hash(&bytes).to_hex().to_string())
+    let mut hasher = blake3::Hasher::new();
+    hasher.update_mmap(path).map_err(|e| io(path, e))?;
+    Ok(hasher.finalize().to_hex().to_string())
 }
 
 /// Splits files (with their sizes) into tasks of about `task_bytes` each, in
@@ -448,7 +451,13 @@ pub fn map(work: &Path, task: usize, progress: bool) -> Result<TaskOutcome, Task
     let read = ReadOptions {
         max_line_bytes: usize::try_from(plan.max_line_bytes).unwrap_or(usize::MAX),
     };
-    let writers = spill::ShardWriters::new(&staged.tmp, "", plan.shards, buffer_rows(plan.shards));
+    // Buffers as a run with a 2 GiB limit has them: about 256 MiB in all.
+    let writers = spill::ShardWriters::new(
+        &staged.tmp,
+        "",
+        plan.shards,
+        shard::buffer_rows(2 << 30, plan.shards),
+    );
     let global = |local: u32| indices[local as usize] as u32;
     let bar = crate::progress::Progress::start("map", None, progress);
     let (summaries, _) =
@@ -541,12 +550,6 @@ pub fn map(work: &Path, task: usize, progress: bool) -> Result<TaskOutcome, Task
         records,
         seconds: started.elapsed().as_secs_f64(),
     })
-}
-
-/// Rows buffered per shard and thread in a map task: about 256 MiB in all.
-fn buffer_rows(shards: u32) -> usize {
-    let buffers = u64::from(shards.max(1)) * rayon::current_num_threads().max(1) as u64;
-    ((256u64 << 20) / buffers / shard::memory::BYTES_PER_RECORD).clamp(1_024, 65_536) as usize
 }
 
 /// Every map task's `done.json`, checked to be present, or an error naming
