@@ -10,7 +10,7 @@ WASM_TARGET := wasm32-unknown-unknown
 
 PYTHON      ?= python3
 
-.PHONY: demo test setup build rules bench browser python-deps
+.PHONY: demo test setup build rules bench browser python-deps postgres
 
 setup:
 	@rustup target list --installed | grep -qx $(WASM_TARGET) || rustup target add $(WASM_TARGET)
@@ -40,7 +40,14 @@ python-deps:
 	@$(PYTHON) -c "import duckdb, polars, pyarrow" 2>/dev/null || \
 		$(PYTHON) -m pip install --quiet duckdb==2.0.1 polars==2.1.0 pyarrow==26.0.1
 
-test: rules browser python-deps
+# PostgreSQL's server programs, for the tests of `tally sink postgres` (each
+# starts a server of its own in a temporary directory). Debian installs them
+# in a directory per major version, /usr/lib/postgresql/<version>/bin.
+postgres:
+	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null || \
+		(apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y postgresql)
+
+test: rules browser python-deps postgres
 	$(CARGO) fmt --all --check
 	$(CARGO) clippy --workspace --all-targets --release -- -D warnings
 	$(CARGO) clippy --release --target $(WASM_TARGET) -p tally-rules-sdk -p creator-pay-v1 -p creator-pay-v2 -- -D warnings

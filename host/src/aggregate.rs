@@ -39,6 +39,35 @@ pub struct Aggregate {
     pub amount_micros: i64,
     /// Events per reason code.
     pub by_reason: BTreeMap<String, u64>,
+    /// How many of each day's events came from each input file: the day's
+    /// provenance, sorted by day, then file.
+    pub provenance: Vec<Contribution>,
+}
+
+/// The events of one day that came from one input file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Contribution {
+    /// Days since 1970-01-01 (UTC).
+    pub day: i32,
+    /// Index of the file in the run's sorted input list.
+    pub source: u32,
+    /// Unique events of that day whose surviving record came from that file.
+    pub events: u64,
+}
+
+/// Adds contributions up by `(day, source)`; sorted by day, then file.
+pub fn sum_provenance(parts: impl IntoIterator<Item = Contribution>) -> Vec<Contribution> {
+    let mut sums: BTreeMap<(i32, u32), u64> = BTreeMap::new();
+    for c in parts {
+        *sums.entry((c.day, c.source)).or_default() += c.events;
+    }
+    sums.into_iter()
+        .map(|((day, source), events)| Contribution {
+            day,
+            source,
+            events,
+        })
+        .collect()
 }
 
 /// What can go wrong while aggregating.
@@ -86,20 +115,32 @@ fn by_reason(classified: &Classified) -> BTreeMap<String, u64> {
 pub fn aggregate(deduped: &Deduped, classified: &Classified) -> Result<Aggregate, AggregateError> {
     const PART: usize = 1 << 18;
     let table = &deduped.table;
-    // Pass 1: each survivor's key and index, scattered to partitions.
-    let scattered: Vec<Vec<Vec<(Key, u32)>>> = deduped
+    // Pass 1: each survivor's key and index, scattered to partitions, and the
+    // events per day and source file.
+    type Scattered = Vec<Vec<(Key, u32)>>;
+    type Sources = HashMap<(i32, u32), u64>;
+    let (scattered, provenance): (Vec<Scattered>, Vec<Sources>) = deduped
         .survivors
         .par_chunks(PART)
         .enumerate()
         .map(|(part, rows)| {
             let mut partitions = vec![Vec::new(); PARTITIONS];
+            let mut provenance: HashMap<(i32, u32), u64> = HashMap::new();
             for (i, (c, r)) in table.rows(rows).enumerate() {
                 let key = (day_of(c.occurred_at[r]), c.creator[r], c.template[r]);
                 partitions[partition_of(&key)].push((key, (part * PART + i) as u32));
+                *provenance.entry((key.0, c.source)).or_default() += 1;
             }
-            partitions
+            (partitions, provenance)
         })
-        .collect();
+        .unzip();
+    let provenance = sum_provenance(provenance.into_iter().flatten().map(
+        |((day, source), events)| Contribution {
+            day,
+            source,
+            events,
+        },
+    ));
     // Pass 2: each partition summed on its own; keys never span partitions.
     let partitions: Vec<Vec<Row>> = (0..PARTITIONS)
         .into_par_iter()
@@ -145,6 +186,7 @@ pub fn aggregate(deduped: &Deduped, classified: &Classified) -> Result<Aggregate
         payable_events: classified.payable.iter().filter(|&&p| p).count() as u64,
         amount_micros,
         by_reason,
+        provenance,
     })
 }
 

@@ -5,17 +5,25 @@
 //! dictionaries of the creator, template and brand strings it uses, in byte
 //! order. Each batch runs in a fresh sandboxed instance (see `rule`), so
 //! verdicts do not depend on the batch size or on which thread ran the batch.
+//!
+//! When the rule fails on a batch, the error names the event it failed on:
+//! the first batch that fails, in input order (whatever the threads did), is
+//! classified again in fresh instances, a prefix at a time, to find the first
+//! of its events the rule fails on (see [`locate`]), and that event's id and
+//! input position go into the error (the caller, which knows the input
+//! files, names the file with `RuleError::naming_inputs`).
 
 use crate::dedup::Deduped;
 use crate::intern::Interner;
 use crate::rule::{
-    DictColumn, EventBatch, MAX_REASONS_PER_RUN, Problem, Rule, RuleError, StringColumn,
+    DictColumn, EventBatch, FailedEvent, MAX_REASONS_PER_RUN, Problem, Rule, RuleError,
+    StringColumn,
 };
 use crate::validate::NO_BRAND;
 use hashbrown::HashMap;
 use rayon::prelude::*;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 /// One verdict per survivor, in survivor order.
 pub struct Classified {
@@ -243,8 +251,14 @@ pub fn classify(
     let mut reason = vec![0u32; n];
     let reasons: Mutex<Reasons> = Mutex::new(Reasons::default());
     let done = AtomicU64::new(0);
+    // Which batches were classified, and the first (in input order) that
+    // failed so far, for naming the first failure whatever the threads did.
+    let finished: Vec<AtomicBool> = (0..n.div_ceil(batch_size))
+        .map(|_| AtomicBool::new(false))
+        .collect();
+    let failed: Mutex<Option<(usize, RuleError)>> = Mutex::new(None);
 
-    deduped
+    let outcome = deduped
         .survivors
         .par_chunks(batch_size)
         .zip(payable.par_chunks_mut(batch_size))
@@ -255,19 +269,30 @@ pub fn classify(
             || scratch(deduped),
             |local, (index, (((rows, payable), rate), reason))| {
                 let batch = build_batch(deduped, rows, local);
-                let verdicts = rule.classify(&batch, index)?;
+                let verdicts = match rule.classify(&batch, index) {
+                    Ok(verdicts) => verdicts,
+                    Err(error) => {
+                        let mut failed = failed.lock().unwrap_or_else(|e| e.into_inner());
+                        if failed.as_ref().is_none_or(|(first, _)| index < *first) {
+                            *failed = Some((index, error));
+                        }
+                        return Err(None);
+                    }
+                };
                 let global = reasons
                     .lock()
                     .unwrap_or_else(|e| e.into_inner())
                     .number(&verdicts.reasons)
-                    .ok_or_else(|| RuleError::Call {
-                        rule: rule.label(),
-                        call: format!("batch {index}, {} events", rows.len()),
-                        problem: Problem::TooManyReasons {
-                            count: MAX_REASONS_PER_RUN + 1,
-                            limit: MAX_REASONS_PER_RUN,
-                            scope: "over the run",
-                        },
+                    .ok_or_else(|| {
+                        Some(RuleError::Call {
+                            rule: rule.label(),
+                            call: format!("batch {index}, {} events", rows.len()),
+                            problem: Problem::TooManyReasons {
+                                count: MAX_REASONS_PER_RUN + 1,
+                                limit: MAX_REASONS_PER_RUN,
+                                scope: "over the run",
+                            },
+                        })
                     })?;
                 for (out, &v) in payable.iter_mut().zip(&verdicts.payable) {
                     *out = v == 1;
@@ -276,10 +301,21 @@ pub fn classify(
                 for (out, &v) in reason.iter_mut().zip(&verdicts.reason) {
                     *out = global[usize::from(v)];
                 }
+                finished[index].store(true, Ordering::Relaxed);
                 progress(done.fetch_add(rows.len() as u64, Ordering::Relaxed) + rows.len() as u64);
                 Ok(())
             },
-        )?;
+        );
+    if let Err(error) = outcome {
+        return Err(
+            match failed.into_inner().unwrap_or_else(|e| e.into_inner()) {
+                Some((index, error)) => {
+                    first_failure(deduped, rule, batch_size, &finished, index, error)
+                }
+                None => error.expect("a stop without a failed batch carries its error"),
+            },
+        );
+    }
     Ok(Classified {
         payable,
         rate_micros,
@@ -289,6 +325,111 @@ pub fn classify(
             .unwrap_or_else(|e| e.into_inner())
             .names,
     })
+}
+
+/// The error of the first batch, in input order, that the rule fails on,
+/// narrowed down to its event: batch `index` failed with `error`, and the
+/// batches before it that were not `finished` (the run stopped before they
+/// ran) are classified now, to find any that fails first.
+fn first_failure(
+    deduped: &Deduped,
+    rule: &Rule,
+    batch_size: usize,
+    finished: &[AtomicBool],
+    index: usize,
+    error: RuleError,
+) -> RuleError {
+    let rows = |i: usize| {
+        let all = &deduped.survivors;
+        &all[i * batch_size..((i + 1) * batch_size).min(all.len())]
+    };
+    let earlier = (0..index)
+        .into_par_iter()
+        .filter(|&i| !finished[i].load(Ordering::Relaxed))
+        .map_init(
+            || scratch(deduped),
+            |local, i| {
+                let batch = build_batch(deduped, rows(i), local);
+                rule.classify(&batch, i).err().map(|error| (i, error))
+            },
+        )
+        .find_map_first(|failure| failure);
+    let (index, error) = earlier.unwrap_or((index, error));
+    locate(deduped, rows(index), rule, index, error)
+}
+
+/// Finds the event of the batch `rows` (batch number `index`) that the rule
+/// failed on with `error`.
+///
+/// The rule goes through a batch's events in order and stops at the first it
+/// fails on, so every prefix of the batch that holds that event fails and no
+/// shorter one does: a binary search over prefix lengths, in fresh instances,
+/// finds it in about log2(batch size) calls. The event is then classified
+/// alone, which tells whether it fails by itself. The problem stays the
+/// batch's (its fuel budget is the batch's, say). Only failures while events
+/// are classified (a trap or panic, fuel, memory) are searched: an error
+/// returned or malformed verdicts concern the batch, and are returned as
+/// they are, as is an error that is not a failed call.
+pub fn locate(
+    deduped: &Deduped,
+    rows: &[u32],
+    rule: &Rule,
+    index: usize,
+    error: RuleError,
+) -> RuleError {
+    let RuleError::Call {
+        rule: label,
+        call,
+        problem,
+    } = error
+    else {
+        return error;
+    };
+    let searched = matches!(
+        problem,
+        Problem::Trap(_)
+            | Problem::Panicked(_)
+            | Problem::OutOfFuel { .. }
+            | Problem::MemoryCap { .. }
+    );
+    if !searched || rows.is_empty() {
+        return RuleError::Call {
+            rule: label,
+            call,
+            problem,
+        };
+    }
+    let mut local = scratch(deduped);
+    let mut fails = |rows: &[u32]| {
+        let batch = build_batch(deduped, rows, &mut local);
+        rule.classify(&batch, index).is_err()
+    };
+    // Prefixes of `passes` events pass; of `fail` events fail (the whole
+    // batch did).
+    let (mut passes, mut fail) = (0, rows.len());
+    while fail - passes > 1 {
+        let middle = passes + (fail - passes) / 2;
+        if fails(&rows[..middle]) {
+            fail = middle;
+        } else {
+            passes = middle;
+        }
+    }
+    let row = rows[fail - 1];
+    let alone = fails(&[row]);
+    let (chunk, r) = deduped.table.locate(row);
+    RuleError::OnEvent {
+        rule: label,
+        call,
+        problem,
+        event: Box::new(FailedEvent {
+            event_id: String::from_utf8_lossy(chunk.event_id(r)).into_owned(),
+            source: chunk.source,
+            file: None,
+            position: chunk.position.get(r).copied().unwrap_or(0),
+            alone,
+        }),
+    }
 }
 
 #[cfg(test)]
@@ -381,6 +522,100 @@ mod tests {
         assert!(local.bits.iter().all(|&word| word == 0));
         [&batch.creator_id, &batch.template_id, &batch.brand_id]
             .map(|column| column.values.offsets.len() - 1)
+    }
+
+    /// The hand-written `constant` rule of the end-to-end tests, changed to
+    /// trap (`unreachable`, as a rule built without the panic report does)
+    /// when `condition` holds at the start of `classify`, where `$n` is the
+    /// batch's number of events and `$seven` whether an `event_id` of the
+    /// batch holds the digit 7.
+    fn trapping_rule(condition: &str) -> Rule {
+        let text = include_str!("../../tests/fixtures/rules/constant.wat");
+        let start = "(local.set $n (i32.load offset=20 (local.get $batch)))";
+        assert!(text.contains(start) && text.contains("(local $ret i32)"));
+        let scan = format!(
+            "{start}
+             (local.set $p (i32.load offset=8 (local.get $batch)))
+             (local.set $end (i32.add (local.get $p) (i32.load offset=12 (local.get $batch))))
+             (block $done (loop $scan
+               (br_if $done (i32.ge_u (local.get $p) (local.get $end)))
+               (if (i32.eq (i32.load8_u (local.get $p)) (i32.const 0x37))
+                 (then (local.set $seven (i32.const 1))))
+               (local.set $p (i32.add (local.get $p) (i32.const 1)))
+               (br $scan)))
+             (if {condition} (then unreachable))"
+        );
+        let text = text.replace(start, &scan).replace(
+            "(local $ret i32)",
+            "(local $ret i32) (local $p i32) (local $end i32) (local $seven i32)",
+        );
+        let bytes = wat::parse_str(&text).unwrap();
+        Rule::from_bytes(
+            std::path::Path::new("trap.wasm"),
+            &bytes,
+            crate::rule::Limits::default(),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn a_failure_names_the_first_event_the_rule_fails_on() {
+        let deduped = table();
+        let rule = trapping_rule("(local.get $seven)");
+        // ev-0007 is the first id with a 7; ev-0017, ev-0027... fail too.
+        for batch_size in [1, 3, 7, 8, 64, 400] {
+            for threads in [1, 4] {
+                let pool = rayon::ThreadPoolBuilder::new()
+                    .num_threads(threads)
+                    .build()
+                    .unwrap();
+                let error = pool
+                    .install(|| classify(&deduped, &rule, batch_size, &|_| {}))
+                    .err()
+                    .unwrap();
+                let event = error.event().expect("the event is named");
+                assert_eq!(event.event_id, "ev-0007", "batch size {batch_size}");
+                assert!(event.alone);
+                assert!(
+                    matches!(error.problem(), Some(Problem::Trap(t)) if t.contains("unreachable")),
+                    "{error}"
+                );
+                let message = error.to_string();
+                let batch = 7 / batch_size;
+                assert!(
+                    message.contains("on event \"ev-0007\" at input file 0 line or row 0 (batch")
+                        && message.contains(&format!("(batch {batch}, ")),
+                    "{message}"
+                );
+                let named = error.naming_inputs(&[("events.parquet".into(), true)]);
+                assert!(
+                    named
+                        .to_string()
+                        .contains("on event \"ev-0007\" at events.parquet row 0 ("),
+                    "{named}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn a_failure_that_needs_earlier_events_says_so() {
+        // Fails once a batch has more than 5 events: on the sixth, which
+        // passes alone.
+        let deduped = table();
+        let rule = trapping_rule("(i32.gt_u (local.get $n) (i32.const 5))");
+        let error = classify(&deduped, &rule, 64, &|_| {}).err().unwrap();
+        let event = error.event().expect("the event is named");
+        assert_eq!(event.event_id, "ev-0005");
+        assert!(!event.alone);
+        assert!(
+            error
+                .to_string()
+                .contains("(in a batch of its own the event passes: the rule fails on it only after the events before it)"),
+            "{error}"
+        );
+        // A rule that passes every batch of 5 classifies everything.
+        assert!(classify(&deduped, &rule, 5, &|_| {}).is_ok());
     }
 
     #[test]

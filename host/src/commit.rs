@@ -31,8 +31,22 @@ pub struct Lineage {
     pub rule_version: String,
     pub rule_sdk_version: String,
     pub rule_world: String,
+    /// For a partition, the fingerprint of the input files its events came
+    /// from ([`crate::pipeline::day_fingerprint`]); for a run, of all its
+    /// input files. Outputs of compute version 1 stamped every partition with
+    /// the run's.
     pub input_fingerprint: String,
     pub tally_version: String,
+    /// The version of how figures are computed from events and a rule
+    /// ([`crate::pipeline::COMPUTE_VERSION`]); 1 in outputs written before it
+    /// was recorded.
+    #[serde(default = "compute_version_1")]
+    pub compute_version: u32,
+}
+
+/// The compute version of metadata written before it was recorded.
+pub fn compute_version_1() -> u32 {
+    1
 }
 
 impl Lineage {
@@ -46,6 +60,7 @@ impl Lineage {
             ("tally.rule_world", &self.rule_world),
             ("tally.input_fingerprint", &self.input_fingerprint),
             ("tally.version", &self.tally_version),
+            ("tally.compute_version", &self.compute_version.to_string()),
             ("tally.day", &day.to_string()),
         ]
         .into_iter()

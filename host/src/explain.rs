@@ -1,13 +1,15 @@
 //! Explain: everything Tally did with one `event_id` — where each record with
 //! that id was read, which one survived dedup and which were duplicates (or
-//! quarantined, and why), and the verdict of each rule on the survivor.
+//! quarantined, and why), and the verdict of each rule on the survivor; or,
+//! when a rule fails on the survivor (it traps, panics, runs out of fuel...),
+//! that failure, as the explanation of that rule's part.
 
 use crate::classify::{build_batch, scratch};
 use crate::event::{ACTIONS, CONTENT_KINDS, USER_TIERS, day_of, format_day};
 use crate::ingest::ReadOptions;
 use crate::pipeline::{self, RunError};
 use crate::report::RuleSummary;
-use crate::rule::Rule;
+use crate::rule::{Panic, Problem, Rule, RuleError};
 use crate::validate::{EventColumns, NO_BRAND};
 use serde::Serialize;
 use std::path::PathBuf;
@@ -28,13 +30,45 @@ pub struct Seen {
     pub record: serde_json::Value,
 }
 
-/// One rule's verdict on the surviving record.
+/// One rule's verdict on the surviving record, or how the rule failed on it.
 #[derive(Debug, Clone, Serialize)]
 pub struct RuleVerdict {
     pub rule: RuleSummary,
-    pub payable: bool,
-    pub rate_micros: i64,
-    pub reason: String,
+    /// The verdict (absent when the rule failed).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub payable: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rate_micros: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// How the rule failed on the event (absent when it gave a verdict).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub failure: Option<Failure>,
+}
+
+/// How a rule failed on an event.
+#[derive(Debug, Clone, Serialize)]
+pub struct Failure {
+    /// What happened, as the error of a run states it (rule text escaped).
+    pub problem: String,
+    /// The panic the rule reported before it trapped, as the rule reported
+    /// it (bounded in length, not escaped), if it did.
+    pub panic: Option<Panic>,
+}
+
+impl Failure {
+    /// The failure of a rule call, if `error` is one (a rule that cannot be
+    /// called at all is still an error of the command).
+    fn of(error: &RuleError) -> Option<Failure> {
+        let problem = error.problem()?;
+        Some(Failure {
+            problem: problem.to_string(),
+            panic: match problem {
+                Problem::Panicked(panic) => Some(Panic::clone(panic)),
+                _ => None,
+            },
+        })
+    }
 }
 
 /// What `tally explain` shows.
@@ -189,12 +223,22 @@ pub fn explain(
         let mut local = scratch(deduped);
         let batch = build_batch(deduped, &[g], &mut local);
         for (rule, reference) in rules {
-            let v = rule.classify(&batch, 0)?;
-            verdicts.push(RuleVerdict {
-                rule: RuleSummary::of(rule, reference),
-                payable: v.payable[0] == 1,
-                rate_micros: v.rate_micros[0],
-                reason: v.reasons[v.reason[0] as usize].clone(),
+            let rule_summary = RuleSummary::of(rule, reference);
+            verdicts.push(match rule.classify(&batch, 0) {
+                Ok(v) => RuleVerdict {
+                    rule: rule_summary,
+                    payable: Some(v.payable[0] == 1),
+                    rate_micros: Some(v.rate_micros[0]),
+                    reason: Some(v.reasons[v.reason[0] as usize].clone()),
+                    failure: None,
+                },
+                Err(error) => RuleVerdict {
+                    rule: rule_summary,
+                    payable: None,
+                    rate_micros: None,
+                    reason: None,
+                    failure: Some(Failure::of(&error).ok_or(error)?),
+                },
             });
         }
     }

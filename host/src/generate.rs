@@ -22,6 +22,14 @@
 //! [`GenSummary`] says exactly what was planted, so a test can predict the number of
 //! quarantined, duplicate, conflicting and unique records of a run.
 //!
+//! # Populations
+//!
+//! [`generate_with`] adds [`Populations`]: groups of creators a policy may single
+//! out (ids with a suffix, say), each taking a share of the new events and using
+//! only the content kinds, actions, tiers and countries it lists (its re-sends and
+//! conflicts too), read from a small JSON file (see [`Populations::parse`]).
+//! Without populations, nothing is drawn for them: the output is what it always was.
+//!
 //! # Determinism
 //!
 //! The output is a pure function of `(events, seed, format, events_per_file)`: the
@@ -153,6 +161,9 @@ pub struct GenSummary {
     pub test_creators: u64,
     /// Blank lines written between JSONL records (not records; always 0 for Parquet).
     pub blank_lines: u64,
+    /// For each population, in the order configured: its name and its unique valid
+    /// events (distinct `event_id`s). Empty without populations.
+    pub populations: Vec<(String, u64)>,
 }
 
 impl GenSummary {
@@ -203,6 +214,14 @@ pub enum GenError {
         /// The underlying error.
         source: ArrowError,
     },
+    /// A populations file cannot be read or does not describe populations.
+    #[error("populations file {}: {message}", path.display())]
+    Populations {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong with it.
+        message: String,
+    },
 }
 
 /// Writes the events described by `opts` and returns what was planted.
@@ -214,6 +233,16 @@ pub enum GenError {
 /// holds exactly this data set.
 pub fn generate(
     opts: &GenOptions,
+    on_progress: &(dyn Fn(u64) + Sync),
+) -> Result<GenSummary, GenError> {
+    generate_with(opts, &Populations::default(), on_progress)
+}
+
+/// [`generate`] with extra `populations` of creators (none: exactly what
+/// [`generate`] writes).
+pub fn generate_with(
+    opts: &GenOptions,
+    populations: &Populations,
     on_progress: &(dyn Fn(u64) + Sync),
 ) -> Result<GenSummary, GenError> {
     if opts.events_per_file == 0 {
@@ -231,7 +260,8 @@ pub fn generate(
         .collect();
     remove_stale_files(&opts.out, &files)?;
 
-    let universe = Universe::build(opts.seed);
+    let mut universe = Universe::build(opts.seed);
+    universe.add_populations(populations, opts.seed)?;
     let faults: Vec<Fault> = match opts.format {
         Format::Jsonl => FAULTS.to_vec(),
         Format::Parquet => FAULTS.iter().copied().filter(|f| f.in_parquet()).collect(),
@@ -245,6 +275,7 @@ pub fn generate(
             let records = opts.events_per_file.min(opts.events - start);
             let job = FileJob {
                 universe: &universe,
+                populations,
                 seed: opts.seed,
                 index: index as u64,
                 records,
@@ -259,6 +290,7 @@ pub fn generate(
         files,
         ..GenSummary::default()
     };
+    let mut population_events = vec![0u64; populations.list.len()];
     for stats in &per_file {
         summary.records += stats.records;
         summary.exact_resends += stats.exact_resends;
@@ -266,12 +298,21 @@ pub fn generate(
         summary.conflicts += stats.conflicts;
         summary.test_creators += stats.test_creators;
         summary.blank_lines += stats.blank_lines;
+        for (total, n) in population_events.iter_mut().zip(&stats.population_events) {
+            *total += n;
+        }
         for (fault, &count) in faults.iter().zip(&stats.broken) {
             if count > 0 {
                 *summary.broken.entry(fault.reason()).or_insert(0) += count;
             }
         }
     }
+    summary.populations = populations
+        .list
+        .iter()
+        .map(|p| p.name.clone())
+        .zip(population_events)
+        .collect();
     Ok(summary)
 }
 
@@ -310,6 +351,261 @@ fn is_generated_name(name: &str) -> bool {
     digits.len() >= 5
         && digits.bytes().all(|b| b.is_ascii_digit())
         && (ext == "jsonl" || ext == "parquet")
+}
+
+// ---------------------------------------------------------------------------------
+// Populations
+// ---------------------------------------------------------------------------------
+
+/// Extra groups of creators to generate traffic for, validated (see
+/// [`Populations::parse`]). The default is none.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Populations {
+    list: Vec<Population>,
+}
+
+/// One population, as configured and checked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Population {
+    name: String,
+    /// Parts per million of the new events.
+    share_ppm: u32,
+    creators: u32,
+    creator_prefix: String,
+    creator_suffix: String,
+    templates_per_creator: u32,
+    /// Codes into [`KINDS`], [`ACTIONS`], [`TIERS`]; `None`: as the main traffic.
+    content_kinds: Option<Vec<u8>>,
+    actions: Option<Vec<u8>>,
+    user_tiers: Option<Vec<u8>>,
+    /// Two upper-case ASCII letters each; `None`: as the main traffic.
+    countries: Option<Vec<String>>,
+}
+
+/// A population as written in the file.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PopulationSpec {
+    name: String,
+    share: f64,
+    #[serde(default = "default_creators")]
+    creators: u32,
+    #[serde(default = "default_prefix")]
+    creator_prefix: String,
+    #[serde(default)]
+    creator_suffix: String,
+    #[serde(default = "default_templates")]
+    templates_per_creator: u32,
+    content_kinds: Option<Vec<String>>,
+    actions: Option<Vec<String>>,
+    user_tiers: Option<Vec<String>>,
+    countries: Option<Vec<String>>,
+}
+
+fn default_creators() -> u32 {
+    10
+}
+
+fn default_prefix() -> String {
+    "cr-".to_string()
+}
+
+fn default_templates() -> u32 {
+    3
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PopulationsFile {
+    populations: Vec<PopulationSpec>,
+}
+
+/// The most creators one population may have.
+pub const MAX_POPULATION_CREATORS: u32 = 100_000;
+/// The most templates each creator of a population may have.
+pub const MAX_TEMPLATES_PER_CREATOR: u32 = 100;
+/// The longest creator id prefix or suffix, in bytes.
+const MAX_AFFIX_BYTES: usize = 64;
+
+impl Populations {
+    /// Reads and checks a populations file (see [`Populations::parse`]).
+    pub fn read(path: &Path) -> Result<Populations, GenError> {
+        let text = fs::read_to_string(path).map_err(|e| GenError::Populations {
+            path: path.to_path_buf(),
+            message: format!("cannot read it: {e}"),
+        })?;
+        Populations::parse(&text).map_err(|message| GenError::Populations {
+            path: path.to_path_buf(),
+            message,
+        })
+    }
+
+    /// Parses and checks populations from JSON:
+    ///
+    /// ```json
+    /// {"populations": [
+    ///   {"name": "partners", "share": 0.05, "creators": 20, "creator_suffix": "-partner",
+    ///    "content_kinds": ["video"], "actions": ["publish", "export"],
+    ///    "user_tiers": ["enterprise"], "countries": ["DE", "FR"]}
+    /// ]}
+    /// ```
+    ///
+    /// `name` (1 to 32 lower-case letters, digits and `-`) and `share` (the
+    /// fraction of new events, that is of every record but re-sends, conflicts
+    /// and broken ones, from this population; more than 0, at most 1 with the
+    /// others') are required. `creators` (default 10) creators have the ids
+    /// `<creator_prefix><NNNNNN><creator_suffix>` (default prefix `cr-`, no
+    /// suffix), each with `templates_per_creator` (default 3) templates
+    /// `tpl-<name>-<NNNNNN>`. Each list, when given, holds the only values the
+    /// population's events use, drawn uniformly; without it, values are drawn as
+    /// for the main traffic. The error says what is wrong.
+    pub fn parse(text: &str) -> Result<Populations, String> {
+        let file: PopulationsFile = serde_json::from_str(text).map_err(|e| e.to_string())?;
+        let mut list: Vec<Population> = Vec::with_capacity(file.populations.len());
+        let mut total_ppm = 0u64;
+        for spec in file.populations {
+            let population = Population::check(spec)?;
+            if list.iter().any(|p| p.name == population.name) {
+                return Err(format!("two populations are named {:?}", population.name));
+            }
+            total_ppm += u64::from(population.share_ppm);
+            list.push(population);
+        }
+        if total_ppm > u64::from(PPM) {
+            return Err(format!(
+                "the shares add up to {}, more than 1",
+                total_ppm as f64 / f64::from(PPM)
+            ));
+        }
+        Ok(Populations { list })
+    }
+
+    /// Whether there is no population.
+    pub fn is_empty(&self) -> bool {
+        self.list.is_empty()
+    }
+
+    /// The population a new event comes from, if any: draws a number only
+    /// when there are populations.
+    fn pick(&self, rng: &mut ChaCha8Rng) -> Option<usize> {
+        if self.list.is_empty() {
+            return None;
+        }
+        let roll = rng.random_range(0..PPM);
+        let mut end = 0;
+        self.list.iter().position(|p| {
+            end += p.share_ppm;
+            roll < end
+        })
+    }
+}
+
+impl Population {
+    fn check(spec: PopulationSpec) -> Result<Population, String> {
+        let name = spec.name;
+        let valid_name = (1..=32).contains(&name.len())
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+            && !name.starts_with('-');
+        if !valid_name {
+            return Err(format!(
+                "population name {name:?}: 1 to 32 lower-case letters, digits and '-', not starting with '-'"
+            ));
+        }
+        let fail = |message: String| format!("population {name:?}: {message}");
+        if !(spec.share.is_finite() && spec.share > 0.0 && spec.share <= 1.0) {
+            return Err(fail(format!(
+                "share {} is not a fraction above 0 and at most 1",
+                spec.share
+            )));
+        }
+        let share_ppm = (spec.share * f64::from(PPM)).round() as u32;
+        if share_ppm == 0 {
+            return Err(fail(format!(
+                "share {} is below one in a million",
+                spec.share
+            )));
+        }
+        if !(1..=MAX_POPULATION_CREATORS).contains(&spec.creators) {
+            return Err(fail(format!(
+                "creators {} is not 1 to {MAX_POPULATION_CREATORS}",
+                spec.creators
+            )));
+        }
+        if !(1..=MAX_TEMPLATES_PER_CREATOR).contains(&spec.templates_per_creator) {
+            return Err(fail(format!(
+                "templates_per_creator {} is not 1 to {MAX_TEMPLATES_PER_CREATOR}",
+                spec.templates_per_creator
+            )));
+        }
+        for (what, affix) in [
+            ("creator_prefix", &spec.creator_prefix),
+            ("creator_suffix", &spec.creator_suffix),
+        ] {
+            if affix.len() > MAX_AFFIX_BYTES || affix.chars().any(char::is_control) {
+                return Err(fail(format!(
+                    "{what} {affix:?}: at most {MAX_AFFIX_BYTES} bytes, no control characters"
+                )));
+            }
+        }
+        let codes = |field: &str, values: Option<Vec<String>>, known: &[&str]| {
+            let Some(values) = values else {
+                return Ok(None);
+            };
+            if values.is_empty() {
+                return Err(fail(format!("{field} is empty (leave it out for any)")));
+            }
+            let mut codes: Vec<u8> = Vec::with_capacity(values.len());
+            for value in &values {
+                let code = known.iter().position(|k| k == value).ok_or_else(|| {
+                    fail(format!(
+                        "{field}: unknown value {value:?} (one of {})",
+                        known.join(", ")
+                    ))
+                })? as u8;
+                if codes.contains(&code) {
+                    return Err(fail(format!("{field}: {value:?} is listed twice")));
+                }
+                codes.push(code);
+            }
+            Ok(Some(codes))
+        };
+        let content_kinds = codes("content_kinds", spec.content_kinds, &KINDS)?;
+        let actions = codes("actions", spec.actions, &ACTIONS)?;
+        let user_tiers = codes("user_tiers", spec.user_tiers, &TIERS)?;
+        let countries = match spec.countries {
+            None => None,
+            Some(countries) => {
+                if countries.is_empty() {
+                    return Err(fail("countries is empty (leave it out for any)".into()));
+                }
+                for (i, country) in countries.iter().enumerate() {
+                    if country.len() != 2 || !country.bytes().all(|b| b.is_ascii_uppercase()) {
+                        return Err(fail(format!(
+                            "countries: {country:?} is not two upper-case ASCII letters"
+                        )));
+                    }
+                    if countries[..i].contains(country) {
+                        return Err(fail(format!("countries: {country:?} is listed twice")));
+                    }
+                }
+                Some(countries)
+            }
+        };
+        Ok(Population {
+            name,
+            share_ppm,
+            creators: spec.creators,
+            creator_prefix: spec.creator_prefix,
+            creator_suffix: spec.creator_suffix,
+            templates_per_creator: spec.templates_per_creator,
+            content_kinds,
+            actions,
+            user_tiers,
+            countries,
+        })
+    }
 }
 
 // ---------------------------------------------------------------------------------
@@ -656,6 +952,38 @@ struct Universe {
     countries: Picker,
     days: Picker,
     hours: Picker,
+    /// [`COUNTRIES`], then the other countries the populations use.
+    country_codes: Vec<String>,
+    /// The populations' creators (after the regular and test creators) and
+    /// what their events may use.
+    populations: Vec<Group>,
+}
+
+/// A population in the catalogue: its creators and the codes its events use.
+struct Group {
+    first_creator: u32,
+    creators: u32,
+    actions: Option<Vec<u8>>,
+    tiers: Option<Vec<u8>>,
+    /// Indices into [`Universe::country_codes`].
+    countries: Option<Vec<u8>>,
+}
+
+/// One of `codes`, uniformly, or one from `picker` when there is no list.
+fn pick_code(codes: Option<&[u8]>, picker: &Picker, rng: &mut ChaCha8Rng) -> u8 {
+    match codes {
+        Some(codes) => codes[rng.random_range(0..codes.len())],
+        None => picker.pick(rng) as u8,
+    }
+}
+
+/// Another of `codes` than `current` (any of `0..all` without a list), or
+/// `None` when there is no other.
+fn other_code(codes: Option<&[u8]>, all: u8, current: u8, rng: &mut ChaCha8Rng) -> Option<u8> {
+    let all: Vec<u8> = (0..all).collect();
+    let codes = codes.unwrap_or(&all);
+    let others: Vec<u8> = codes.iter().copied().filter(|&c| c != current).collect();
+    (!others.is_empty()).then(|| others[rng.random_range(0..others.len())])
 }
 
 impl Universe {
@@ -723,11 +1051,86 @@ impl Universe {
             countries: Picker::new(&COUNTRY_WEIGHTS),
             days: Picker::new(&day_weights),
             hours: Picker::new(&HOUR_WEIGHTS),
+            country_codes: COUNTRIES.iter().map(|c| c.to_string()).collect(),
+            populations: Vec::new(),
         }
     }
 
+    /// Adds the populations' creators, templates and countries to the
+    /// catalogue; their templates' kinds come from a stream of their own, so
+    /// the rest of the catalogue is as without them. A creator id that the
+    /// catalogue already has is refused.
+    fn add_populations(&mut self, populations: &Populations, seed: u64) -> Result<(), GenError> {
+        if populations.is_empty() {
+            return Ok(());
+        }
+        let mut rng = stream_rng(seed, u64::MAX);
+        let mut ids: std::collections::HashSet<String> = self.creator_ids.iter().cloned().collect();
+        let kinds = Picker::new(&KIND_WEIGHTS);
+        for p in &populations.list {
+            let first_creator = self.creator_ids.len() as u32;
+            let first_template = self.template_ids.len();
+            for i in 1..=p.creators {
+                let id = format!("{}{i:06}{}", p.creator_prefix, p.creator_suffix);
+                if !ids.insert(id.clone()) {
+                    return Err(GenError::InvalidOptions(format!(
+                        "population {:?}: creator id {id:?} is already a creator of the generated traffic; give the population a creator_prefix or creator_suffix of its own",
+                        p.name
+                    )));
+                }
+                self.creator_ids.push(id);
+                self.creator_templates
+                    .push((self.template_ids.len() as u32, p.templates_per_creator));
+                for _ in 0..p.templates_per_creator {
+                    let number = self.template_ids.len() - first_template + 1;
+                    self.template_ids
+                        .push(format!("tpl-{}-{number:06}", p.name));
+                    let kind = pick_code(p.content_kinds.as_deref(), &kinds, &mut rng);
+                    self.template_kinds.push(kind);
+                }
+            }
+            let countries = match &p.countries {
+                None => None,
+                Some(list) => {
+                    let mut codes = Vec::with_capacity(list.len());
+                    for country in list {
+                        let index = match self.country_codes.iter().position(|c| c == country) {
+                            Some(index) => index,
+                            None => {
+                                self.country_codes.push(country.clone());
+                                self.country_codes.len() - 1
+                            }
+                        };
+                        let index = u8::try_from(index).map_err(|_| {
+                            GenError::InvalidOptions(
+                                "the populations use more than 200 countries".into(),
+                            )
+                        })?;
+                        codes.push(index);
+                    }
+                    Some(codes)
+                }
+            };
+            self.populations.push(Group {
+                first_creator,
+                creators: p.creators,
+                actions: p.actions.clone(),
+                tiers: p.user_tiers.clone(),
+                countries,
+            });
+        }
+        Ok(())
+    }
+
     fn is_test_creator(&self, creator: u32) -> bool {
-        creator as usize >= REGULAR_CREATORS
+        (REGULAR_CREATORS..REGULAR_CREATORS + TEST_CREATORS).contains(&(creator as usize))
+    }
+
+    /// The population a creator belongs to, if any.
+    fn group_of(&self, creator: u32) -> Option<&Group> {
+        self.populations
+            .iter()
+            .find(|g| (g.first_creator..g.first_creator + g.creators).contains(&creator))
     }
 
     /// One of the creator's templates, popular ones more often.
@@ -738,15 +1141,31 @@ impl Universe {
     }
 
     fn new_event(&self, rng: &mut ChaCha8Rng) -> Event {
-        let creator = if rng.random_range(0..PPM) < TEST_CREATOR_PPM {
-            REGULAR_CREATORS + rng.random_range(0..TEST_CREATORS)
-        } else {
-            sample_cumulative(&self.creator_traffic, rng)
+        self.event_of(None, rng)
+    }
+
+    /// A new event of population `group`, or of the main traffic (with
+    /// exactly the draws [`Universe::new_event`] always made).
+    fn event_of(&self, group: Option<&Group>, rng: &mut ChaCha8Rng) -> Event {
+        let creator = match group {
+            Some(g) => (g.first_creator + rng.random_range(0..g.creators)) as usize,
+            None if rng.random_range(0..PPM) < TEST_CREATOR_PPM => {
+                REGULAR_CREATORS + rng.random_range(0..TEST_CREATORS)
+            }
+            None => sample_cumulative(&self.creator_traffic, rng),
         };
         let template = self.pick_template(creator, rng);
-        let tier = self.tiers.pick(rng);
-        let action = self.actions.pick(rng) as u8;
-        let country = self.countries.pick(rng) as u8;
+        let tier = usize::from(pick_code(
+            group.and_then(|g| g.tiers.as_deref()),
+            &self.tiers,
+            rng,
+        ));
+        let action = pick_code(group.and_then(|g| g.actions.as_deref()), &self.actions, rng);
+        let country = pick_code(
+            group.and_then(|g| g.countries.as_deref()),
+            &self.countries,
+            rng,
+        );
         let brand = if rng.random_range(0..100) < BRAND_PCT_BY_TIER[tier] {
             sample_cumulative(&self.brand_traffic, rng) as u32
         } else {
@@ -796,6 +1215,64 @@ impl Universe {
         e.style = rng.next_u32();
         let creator = e.creator as usize;
         let (_, templates) = self.creator_templates[creator];
+        if let Some(group) = self.group_of(e.creator) {
+            self.change_within(&mut e, group, rng);
+        } else {
+            self.change_any(&mut e, templates, rng);
+        }
+        let delay = original.ingested_ms - original.occurred_ms;
+        e.ingested_ms = match order % 3 {
+            0 => original.ingested_ms,
+            1 => original.occurred_ms + rng.random_range(0..delay),
+            _ => original.ingested_ms + rng.random_range(SECOND_MS..2 * HOUR_MS),
+        };
+        e
+    }
+
+    /// Changes one field of `e` (of a population's creator) to another value
+    /// its population uses: its template, action, tier or country, or, when
+    /// none of them has another value, when it occurred (a few ms earlier).
+    fn change_within(&self, e: &mut Event, group: &Group, rng: &mut ChaCha8Rng) {
+        let (_, templates) = self.creator_templates[e.creator as usize];
+        let creator = e.creator as usize;
+        for step in 0..4 {
+            let field = (rng.random_range(0..4) + step) % 4;
+            match field {
+                0 if templates > 1 => {
+                    let (first, _) = self.creator_templates[creator];
+                    e.template =
+                        first + (e.template - first + rng.random_range(1..templates)) % templates;
+                    return;
+                }
+                1 => {
+                    if let Some(a) = other_code(group.actions.as_deref(), 4, e.action, rng) {
+                        e.action = a;
+                        return;
+                    }
+                }
+                2 => {
+                    if let Some(t) = other_code(group.tiers.as_deref(), 4, e.tier, rng) {
+                        e.tier = t;
+                        return;
+                    }
+                }
+                3 => {
+                    let all = COUNTRIES.len() as u8;
+                    if let Some(c) = other_code(group.countries.as_deref(), all, e.country, rng) {
+                        e.country = c;
+                        return;
+                    }
+                }
+                _ => {}
+            }
+        }
+        e.occurred_ms -= rng.random_range(1..1_000);
+    }
+
+    /// Changes one field of `e` (of the main traffic) to any other value.
+    fn change_any(&self, e: &mut Event, templates: u32, rng: &mut ChaCha8Rng) {
+        let creator = e.creator as usize;
+        let original = *e;
         match rng.random_range(0..4) {
             0 if templates > 1 => {
                 while e.template == original.template {
@@ -809,13 +1286,6 @@ impl Universe {
                     % COUNTRIES.len() as u8;
             }
         }
-        let delay = original.ingested_ms - original.occurred_ms;
-        e.ingested_ms = match order % 3 {
-            0 => original.ingested_ms,
-            1 => original.occurred_ms + rng.random_range(0..delay),
-            _ => original.ingested_ms + rng.random_range(SECOND_MS..2 * HOUR_MS),
-        };
-        e
     }
 }
 
@@ -855,6 +1325,8 @@ struct FileStats {
     broken: Vec<u64>,
     test_creators: u64,
     blank_lines: u64,
+    /// New events per population.
+    population_events: Vec<u64>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -869,6 +1341,7 @@ enum Resent {
 
 struct FileJob<'a> {
     universe: &'a Universe,
+    populations: &'a Populations,
     seed: u64,
     index: u64,
     records: u64,
@@ -905,6 +1378,7 @@ fn plan_file<S: Sink>(job: &FileJob<'_>, sink: &mut S) -> Result<FileStats, GenE
     let first_fault = rng.next_u32() as usize;
     let mut stats = FileStats {
         broken: vec![0; job.faults.len()],
+        population_events: vec![0; job.populations.list.len()],
         ..FileStats::default()
     };
     let mut broken_total = 0usize;
@@ -955,7 +1429,13 @@ fn plan_file<S: Sink>(job: &FileJob<'_>, sink: &mut S) -> Result<FileStats, GenE
         }
 
         if original {
-            let event = u.new_event(&mut rng);
+            let event = match job.populations.pick(&mut rng) {
+                Some(p) => {
+                    stats.population_events[p] += 1;
+                    u.event_of(Some(&u.populations[p]), &mut rng)
+                }
+                None => u.new_event(&mut rng),
+            };
             if u.is_test_creator(event.creator) {
                 stats.test_creators += 1;
             }
@@ -1409,7 +1889,7 @@ fn push_field_value(
         }
         Field::Action => push_json_str(buf, ACTIONS[usize::from(event.action)]),
         Field::UserTier => push_json_str(buf, TIERS[usize::from(event.tier)]),
-        Field::Country => push_json_str(buf, COUNTRIES[usize::from(event.country)]),
+        Field::Country => push_json_str(buf, &u.country_codes[usize::from(event.country)]),
     }
 }
 
@@ -1604,7 +2084,7 @@ impl Sink for ParquetSink<'_> {
         append_str(&mut c.action, Field::Action, fault, Some(action));
         let tier = TIERS[usize::from(event.tier)];
         append_str(&mut c.user_tier, Field::UserTier, fault, Some(tier));
-        let country = COUNTRIES[usize::from(event.country)];
+        let country = &u.country_codes[usize::from(event.country)];
         append_str(&mut c.country, Field::Country, fault, Some(country));
         self.rows += 1;
         if self.rows == BATCH_ROWS {

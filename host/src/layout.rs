@@ -5,11 +5,14 @@
 //! ```text
 //! daily/day=YYYY-MM-DD/part-0.parquet              the daily totals (hive partitioning)
 //! changes/commit=N/day=YYYY-MM-DD/part-0.parquet   each commit's changeset, per day with changes
+//! monthly/month=YYYY-MM/part-0.parquet             derived tables ([`crate::derived`])
+//! monthly_changes/commit=N/month=YYYY-MM/…         and their changesets
 //! quarantine/commit=N/quarantine.jsonl             each commit's quarantined records
 //! _tally/manifest.json                             the current state: every partition, its commit
 //! _tally/report.json                               the last run's report
 //! _tally/log/NNNNNNNN.json                         one file per commit, never rewritten
 //! _tally/partitions/day=YYYY-MM-DD.json            each partition's lineage
+//! _tally/monthly/month=YYYY-MM.json                each derived partition's lineage
 //! ```
 //!
 //! Partition values are written as readers type them: `day` as an ISO date,

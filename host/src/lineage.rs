@@ -133,6 +133,29 @@ pub fn partitions(out: &Path, day: Option<i32>) -> Result<Vec<PartitionManifest>
     days.iter().map(|p| read_json(p)).collect()
 }
 
+/// The manifests of a derived table's partitions, by period.
+pub fn derived(
+    out: &Path,
+    rollup: &crate::derived::Rollup,
+) -> Result<Vec<crate::derived::DerivedManifest>, LineageError> {
+    check_layout(out)?;
+    let dir = rollup.manifests_dir(out);
+    if !dir.is_dir() {
+        return Ok(Vec::new());
+    }
+    let mut paths: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .map_err(|e| LineageError::Unreadable {
+            path: dir.clone(),
+            message: e.to_string(),
+        })?
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "json"))
+        .collect();
+    paths.sort();
+    paths.iter().map(|p| read_json(p)).collect()
+}
+
 /// One row with the lineage of the partition that holds it.
 #[derive(Debug, serde::Serialize)]
 pub struct RowLineage {

@@ -23,7 +23,7 @@ enum Command {
     Run(commands::run::Args),
     /// Generate realistic synthetic events (deterministic for a seed).
     #[command(
-        after_help = "Examples:\n  tally gen --events 1000000 --out events/\n  tally gen --events 10000000 --format parquet --seed 42 --out events-parquet/"
+        after_help = "Examples:\n  tally gen --events 1000000 --out events/\n  tally gen --events 10000000 --format parquet --seed 42 --out events-parquet/\n  tally gen --events 1000000 --populations partners.json --out events-partners/"
     )]
     Gen(commands::generate::Args),
     /// Compare two rules on the same traffic (or two output directories).
@@ -61,12 +61,18 @@ enum Command {
     /// Check every task of a plan, merge the shards and commit the output.
     #[command(after_help = "Examples:\n  tally commit --work work/ --json")]
     Commit(commands::tasks::CommitArgs),
-    /// Build, inspect, publish, tag and verify rule components.
+    /// Build, test, inspect, publish, tag and verify rule components.
     #[command(
         subcommand,
-        after_help = "Examples:\n  tally rule build rules/creator-pay-v2 --out creator-pay-v2.wasm\n  tally rule publish rules/creator-pay-v2 --registry tally-registry/\n  tally rule tag creator-pay prod creator-pay@2.0.0\n  tally rule list --json"
+        after_help = "Examples:\n  tally rule build rules/creator-pay-v2 --out creator-pay-v2.wasm\n  tally rule test rules/creator-pay-v2\n  tally rule publish rules/creator-pay-v2 --registry tally-registry/\n  tally rule tag creator-pay prod creator-pay@2.0.0\n  tally rule list --json"
     )]
     Rule(commands::rule::Command),
+    /// Serve an output from a database: apply each of its commits exactly once.
+    #[command(
+        subcommand,
+        after_help = "Examples:\n  tally sink postgres --out out/ --url postgresql://tally@db.internal/serving\n  TALLY_POSTGRES_URL='postgresql://tally@/serving?host=/run/postgresql' tally sink postgres --out out/ --dry-run"
+    )]
+    Sink(commands::sink::Command),
     /// Print a shell completion script for tally on stdout.
     #[command(
         after_help = "Examples:\n  tally completions bash > /etc/bash_completion.d/tally\n  tally completions zsh > \"${fpath[1]}/_tally\"\n  tally completions fish > ~/.config/fish/completions/tally.fish"
@@ -95,6 +101,7 @@ fn main() -> ExitCode {
         Command::Reduce(args) => commands::tasks::reduce(args),
         Command::Commit(args) => commands::tasks::commit(args),
         Command::Rule(command) => commands::rule::execute(command),
+        Command::Sink(command) => commands::sink::execute(command),
         Command::Completions(args) => commands::docs::completions(args, Cli::command()),
         Command::Man(args) => commands::docs::man(args, Cli::command()),
     };

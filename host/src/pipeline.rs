@@ -9,6 +9,7 @@ use crate::classify::{Classified, classify};
 use crate::commit::{self, CommitError, Lineage};
 use crate::dedup::Table;
 use crate::dedup::{DedupError, Deduped, dedup, merge};
+use crate::derived;
 use crate::event::format_day;
 use crate::ingest::{self, IngestError};
 use crate::intern::Interner;
@@ -30,6 +31,14 @@ pub const DEFAULT_BATCH_SIZE: usize = 65_536;
 
 /// The Tally version stamped into every output.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// The version of how Tally computes figures from events and a rule: dedup,
+/// the survivor order, the window, sums, reconciliation and what is stamped
+/// into a partition. Bumped only when the same input and rule can give other
+/// partitions, unlike [`VERSION`], so that a newer Tally does not make every
+/// published day stale. 2: each partition stamped with its own day's input
+/// fingerprint (1: with the run's).
+pub const COMPUTE_VERSION: u32 = 2;
 
 /// What `tally run` needs.
 #[derive(Debug, Clone)]
@@ -75,6 +84,8 @@ pub enum RunError {
     Reconcile(#[from] ReconcileError),
     #[error(transparent)]
     Spill(#[from] SpillError),
+    #[error(transparent)]
+    Derived(#[from] derived::DerivedError),
     /// The counts do not add up: a bug, never bad input.
     #[error("invariant broken, nothing committed: {0}")]
     Invariant(String),
@@ -84,6 +95,17 @@ pub enum RunError {
     /// The worker pool could not be started.
     #[error("cannot run with {0} worker threads (1 to {max} on this machine)", max = rule::max_instances())]
     Threads(usize),
+}
+
+impl RunError {
+    /// Names the input file of the event a rule failed on, if the error is
+    /// such a failure: `sources` as [`commit::sources`] gives them.
+    pub fn naming_inputs(self, sources: &[(String, bool)]) -> RunError {
+        match self {
+            RunError::Rule(e) => RunError::Rule(e.naming_inputs(sources)),
+            e => e,
+        }
+    }
 }
 
 /// A run id: the start time and a random suffix.
@@ -156,7 +178,36 @@ impl Computed {
             rule_world: rule::WORLD.to_string(),
             input_fingerprint: self.fingerprint.to_hex().to_string(),
             tally_version: VERSION.to_string(),
+            compute_version: COMPUTE_VERSION,
         }
+    }
+
+    /// The lineage stamped into the partition of `day`: the run's, with the
+    /// fingerprint of the input files that day's events came from.
+    pub fn day_lineage(&self, day: i32) -> Lineage {
+        Lineage {
+            input_fingerprint: day_fingerprint(&self.day_inputs(day)),
+            ..self.lineage()
+        }
+    }
+
+    /// The input files `day`'s events came from, and how many from each, in
+    /// the order of the run's inputs.
+    pub fn day_inputs(&self, day: i32) -> Vec<DayInput> {
+        let provenance = &self.aggregate.provenance;
+        let start = provenance.partition_point(|c| c.day < day);
+        let end = provenance.partition_point(|c| c.day <= day);
+        provenance[start..end]
+            .iter()
+            .map(|c| {
+                let input = &self.inputs[c.source as usize];
+                DayInput {
+                    path: input.path.clone(),
+                    blake3: input.blake3.clone(),
+                    events: c.events,
+                }
+            })
+            .collect()
     }
 
     /// The day's rows, sorted by key, with their strings.
@@ -413,14 +464,19 @@ pub fn compute(
     spill: &shard::SpillOptions,
 ) -> Result<Computed, RunError> {
     let found = find_inputs(inputs)?;
+    // A rule's failure names the input file of the event it failed on.
+    let sources = commit::sources(&found.files);
+    let named = |e: RunError| e.naming_inputs(&sources);
     let shards = spill.shards_for(&found.files);
     if shards > 1 || spill.shards.is_some() {
-        return shard::compute(found, read, rule, batch_size, days, progress, spill, shards);
+        return shard::compute(found, read, rule, batch_size, days, progress, spill, shards)
+            .map_err(named);
     }
     let prepared = prepare_found(found, read, days, progress)?;
     let mut timings = prepared.timings.clone();
     let (_, aggregate, counts, checks) =
-        classify_and_aggregate(&prepared, &rule, batch_size, progress, &mut timings)?;
+        classify_and_aggregate(&prepared, &rule, batch_size, progress, &mut timings)
+            .map_err(named)?;
     Ok(Computed {
         read: *read,
         run_id: prepared.run_id,
@@ -439,6 +495,34 @@ pub fn compute(
     })
 }
 
+/// An input file a day's events came from: its surviving records of that day.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct DayInput {
+    /// Absolute path, as the run found it.
+    pub path: String,
+    pub blake3: String,
+    /// Unique events of the day whose surviving record is in this file.
+    pub events: u64,
+}
+
+/// The fingerprint of what a day was computed from: the content hash of each
+/// input file its events came from, with the number of events, sorted. A file
+/// that holds none of the day's surviving records leaves it as it is, so a
+/// late file stamps new bytes only into the days it adds events to.
+pub fn day_fingerprint(inputs: &[DayInput]) -> String {
+    let mut entries: Vec<(&str, u64)> = inputs
+        .iter()
+        .map(|i| (i.blake3.as_str(), i.events))
+        .collect();
+    entries.sort_unstable();
+    let mut hasher = blake3::Hasher::new();
+    hasher.update(b"tally day inputs 1\n");
+    for (hash, events) in entries {
+        hasher.update(format!("{hash} {events}\n").as_bytes());
+    }
+    hasher.finalize().to_hex().to_string()
+}
+
 /// The lineage of one partition, written as `_tally/partitions/day=D.json`.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct PartitionManifest {
@@ -452,7 +536,13 @@ pub struct PartitionManifest {
     pub commit: u64,
     pub run_id: String,
     pub lineage: Lineage,
+    /// Every input file of the run that wrote it (what `tally verify` reads
+    /// again: dedup spans all of them).
     pub inputs: Vec<InputSummary>,
+    /// The input files the day's events came from, with how many each
+    /// (its provenance; empty in outputs of compute version 1).
+    #[serde(default)]
+    pub day_inputs: Vec<DayInput>,
     /// The recomputed days of the run that wrote it, or null for every day.
     pub window: Option<(String, String)>,
     pub reconcile: ReconcileCounts,
@@ -468,6 +558,10 @@ pub struct LogEntry {
     pub commit: u64,
     pub run_id: String,
     pub tally_version: String,
+    /// [`COMPUTE_VERSION`] of the Tally that made the commit (1 before it was
+    /// recorded).
+    #[serde(default = "commit::compute_version_1")]
+    pub compute_version: u32,
     /// When the commit was made (UTC).
     pub committed_at: String,
     pub rule: RuleSummary,
@@ -478,6 +572,10 @@ pub struct LogEntry {
     pub written: Vec<String>,
     /// Of those, days where every row was zeroed (no events any more).
     pub zeroed_days: Vec<String>,
+    /// The derived tables' partitions this commit rebuilt (those of every
+    /// period it wrote a day of), and how their rows changed.
+    #[serde(default)]
+    pub derived: Vec<derived::DerivedWritten>,
     pub counts: Counts,
     pub reconcile: ReconcileCounts,
     /// The changeset directory, relative to the output root: one partition
@@ -532,6 +630,7 @@ pub fn commit_computed(
         commit: 0,
         window: window_names(options.days),
         reconcile: ReconcileCounts::default(),
+        derived: Vec::new(),
         timings: computed.timings.clone(),
         checks: computed.checks.clone(),
     };
@@ -599,7 +698,33 @@ fn commit_output(
         layout::changes_dir(root, number),
         layout::quarantine_dir(root, number),
     ]);
+    // The derived tables' partitions of every period this commit writes a day
+    // of are rebuilt.
+    let periods: Vec<(derived::Rollup, Vec<String>)> = derived::TABLES
+        .iter()
+        .map(|rollup| {
+            let mut periods: Vec<String> =
+                written.iter().map(|m| (rollup.period)(&m.day)).collect();
+            periods.dedup();
+            (*rollup, periods)
+        })
+        .collect();
+    for (rollup, periods) in &periods {
+        replaced.insert(rollup.changes_dir(root, number));
+        for period in periods {
+            replaced.insert(rollup.partition_dir(root, period));
+            replaced.insert(rollup.manifest(root, period));
+        }
+    }
     staging.carry_over(&replaced)?;
+    let derived = build_derived(
+        &periods,
+        out,
+        &staging.dir,
+        &written,
+        number,
+        &computed.run_id,
+    )?;
 
     let mut reconciled = ReconcileCounts::default();
     let mut zeroed_days = Vec::new();
@@ -620,12 +745,17 @@ fn commit_output(
 
     report.commit = number;
     report.reconcile = reconciled;
+    report.derived = derived
+        .iter()
+        .map(derived::DerivedManifest::written)
+        .collect();
     report.counts.rows = written.iter().map(|m| m.rows).sum();
     report.counts.days = written.len() as u64;
     let entry = LogEntry {
         commit: number,
         run_id: computed.run_id.clone(),
         tally_version: VERSION.to_string(),
+        compute_version: COMPUTE_VERSION,
         committed_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
         rule: report.rule.clone(),
         input_fingerprint: lineage.input_fingerprint.clone(),
@@ -633,6 +763,10 @@ fn commit_output(
         window: report.window.clone(),
         written: written.iter().map(|m| m.day.clone()).collect(),
         zeroed_days,
+        derived: derived
+            .iter()
+            .map(derived::DerivedManifest::written)
+            .collect(),
         counts: report.counts.clone(),
         reconcile: reconciled,
         changeset,
@@ -666,6 +800,7 @@ fn commit_output(
         "lineage": lineage,
         "inputs": computed.inputs,
         "partitions": partitions,
+        "derived": derived_summary(&staging.dir)?,
         "quarantine": quarantine.display().to_string(),
     });
     commit::write_file(
@@ -681,6 +816,136 @@ fn commit_output(
     staging.promote()?;
     bar.finish();
     Ok(report)
+}
+
+/// Rebuilds each derived table's partitions of `periods` in the staging
+/// directory, from the day partitions there (written by this commit or carried
+/// over), reconciled with those published in `out`; writes their manifests.
+fn build_derived(
+    periods: &[(derived::Rollup, Vec<String>)],
+    out: &Path,
+    staging: &Path,
+    written: &[PartitionManifest],
+    commit: u64,
+    run_id: &str,
+) -> Result<Vec<derived::DerivedManifest>, RunError> {
+    let jobs: Vec<(derived::Rollup, &String)> = periods
+        .iter()
+        .flat_map(|(rollup, periods)| periods.iter().map(move |p| (*rollup, p)))
+        .collect();
+    jobs.par_iter()
+        .map(|(rollup, period)| {
+            let mut days = Vec::new();
+            for day in staged_days(staging)? {
+                if (rollup.period)(&day) != **period {
+                    continue;
+                }
+                let manifest = match written.iter().find(|m| m.day == day) {
+                    Some(m) => m.clone(),
+                    None => read_manifest(&layout::partition_manifest(staging, &day))?,
+                };
+                days.push(derived::Day {
+                    path: staging.join(&manifest.file),
+                    source: derived::Source {
+                        day: day.clone(),
+                        blake3: manifest.blake3,
+                        commit: manifest.commit,
+                        rule_hash: manifest.lineage.rule_hash,
+                    },
+                    name: day,
+                });
+            }
+            let published = rollup.part_file(out, period);
+            let manifest = derived::build(
+                rollup,
+                period,
+                &days,
+                Some(&published),
+                staging,
+                commit,
+                run_id,
+            )?;
+            commit::write_file(
+                &rollup.manifest(staging, period),
+                pretty(&manifest).as_bytes(),
+            )?;
+            Ok(manifest)
+        })
+        .collect()
+}
+
+/// Every derived table's partitions in a (staged) output, from their
+/// manifests: `{ "monthly": [ { "month": ..., "file": ..., ... } ] }`.
+fn derived_summary(dir: &Path) -> Result<serde_json::Value, RunError> {
+    let mut tables = serde_json::Map::new();
+    for rollup in derived::TABLES {
+        let manifests = rollup.manifests_dir(dir);
+        let mut paths: Vec<PathBuf> = match std::fs::read_dir(&manifests) {
+            Ok(entries) => entries.flatten().map(|e| e.path()).collect(),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+            Err(source) => {
+                return Err(CommitError::Io {
+                    path: manifests,
+                    source,
+                }
+                .into());
+            }
+        };
+        paths.sort();
+        let mut partitions = Vec::new();
+        for path in paths {
+            let unreadable = |message: String| derived::DerivedError::Unreadable {
+                path: path.clone(),
+                message,
+            };
+            let text = std::fs::read_to_string(&path).map_err(|e| unreadable(e.to_string()))?;
+            let m: derived::DerivedManifest =
+                serde_json::from_str(&text).map_err(|e| unreadable(e.to_string()))?;
+            partitions.push(serde_json::json!({
+                rollup.column: m.period,
+                "file": m.file,
+                "commit": m.commit,
+                "blake3": m.blake3,
+                "rows": m.rows,
+                "events": m.events,
+                "amount_micros": m.amount_micros,
+            }));
+        }
+        tables.insert(rollup.table.to_string(), partitions.into());
+    }
+    Ok(tables.into())
+}
+
+/// The days with a partition in a (staged) output, in order.
+fn staged_days(dir: &Path) -> Result<Vec<String>, RunError> {
+    let partitions = layout::partitions_dir(dir);
+    let mut days: Vec<String> = match std::fs::read_dir(&partitions) {
+        Ok(entries) => entries
+            .flatten()
+            .filter_map(|e| {
+                layout::partition_manifest_day(&e.file_name().to_string_lossy()).map(String::from)
+            })
+            .collect(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+        Err(source) => {
+            return Err(CommitError::Io {
+                path: partitions,
+                source,
+            }
+            .into());
+        }
+    };
+    days.sort();
+    Ok(days)
+}
+
+fn read_manifest(path: &Path) -> Result<PartitionManifest, RunError> {
+    let unreadable = |message: String| derived::DerivedError::Unreadable {
+        path: path.to_path_buf(),
+        message,
+    };
+    let text = std::fs::read_to_string(path).map_err(|e| unreadable(e.to_string()))?;
+    Ok(serde_json::from_str(&text).map_err(|e| unreadable(e.to_string()))?)
 }
 
 fn partition_summary(m: &PartitionManifest) -> serde_json::Value {
@@ -706,7 +971,7 @@ fn write_partition(
     commit: u64,
     window: &Option<(String, String)>,
 ) -> Result<PartitionManifest, RunError> {
-    let lineage = computed.lineage();
+    let lineage = computed.day_lineage(day);
     let day_name = format_day(day);
     let published = match existing.days.get(&day) {
         Some(dir) => Some(Published::read(&dir.join(layout::PART_FILE))?),
@@ -734,6 +999,7 @@ fn write_partition(
         run_id: computed.run_id.clone(),
         lineage,
         inputs: computed.inputs.clone(),
+        day_inputs: computed.day_inputs(day),
         window: window.clone(),
         reconcile: merged.counts,
         max_line_bytes: Some(computed.read.max_line_bytes as u64),

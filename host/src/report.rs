@@ -118,6 +118,9 @@ pub struct RunReport {
     pub window: Option<(String, String)>,
     /// How the written rows differ from what the output held before.
     pub reconcile: crate::reconcile::ReconcileCounts,
+    /// The derived tables' partitions the commit rebuilt.
+    #[serde(default)]
+    pub derived: Vec<crate::derived::DerivedWritten>,
     pub timings: Timings,
     /// Input records per second, end to end.
     pub records_per_second: f64,
@@ -271,6 +274,35 @@ impl fmt::Display for RunReport {
             thousands(r.zeroed),
             thousands(r.restamped)
         )?;
+        for table in crate::derived::TABLES {
+            let mine: Vec<_> = self
+                .derived
+                .iter()
+                .filter(|d| d.table == table.table)
+                .collect();
+            if mine.is_empty() {
+                continue;
+            }
+            let mut r = crate::reconcile::ReconcileCounts::default();
+            for d in &mine {
+                r.add(&d.reconcile);
+            }
+            writeln!(
+                f,
+                "  {}: {} partition(s) rebuilt ({}), {} rows: {} unchanged, {} changed, {} added, {} zeroed",
+                table.table,
+                mine.len(),
+                mine.iter()
+                    .map(|d| d.period.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                thousands(mine.iter().map(|d| d.rows).sum()),
+                thousands(r.unchanged),
+                thousands(r.changed),
+                thousands(r.added),
+                thousands(r.zeroed)
+            )?;
+        }
         writeln!(
             f,
             "time      {:.2}s (ingest {:.2}, dedup {:.2}, classify {:.2}, aggregate {:.2}, commit {:.2}), {} records/s, {} threads",

@@ -2,7 +2,8 @@
 //!
 //! A rule looks at one content-usage event at a time and decides whether the
 //! creator of the content is paid for it, how much, and why. Tally runs rules as
-//! sandboxed WebAssembly components that import nothing, so the same events
+//! sandboxed WebAssembly components with no access to anything outside them
+//! (their one import only reports a panic to the host), so the same events
 //! always get the same verdicts, on every machine. This crate is everything a
 //! rule needs: you implement [`Rule`] for a type, call [`export_rule!`] once, and
 //! test it natively with [`testing`]. There is no WebAssembly, ABI or `unsafe`
@@ -88,7 +89,12 @@
 //!   `view-only`; reports group events by it. A batch may use at most 65,536
 //!   distinct reasons.
 //! - **A panic fails the run.** A rule that panics (an out-of-range index, an
-//!   `unwrap` of `None`) aborts the whole batch. Return a verdict instead.
+//!   `unwrap` of `None`) aborts the whole batch, and the run fails. The SDK
+//!   hands the panic's message and location to Tally before the rule stops,
+//!   and Tally finds the event it panicked on, so the error reads
+//!   `raised a panic at src/lib.rs:48:21: "no rate for tier" on event "e-1"
+//!   at events/part-3.jsonl line 1042`; `tally explain --event e-1` shows it
+//!   too. Return a verdict instead where you can.
 //! - **Fast is easy.** `classify` is called once per event with a borrowing
 //!   [`Event`]; the SDK allocates nothing per event. Avoid allocating in
 //!   `classify` (no `format!`, no `to_string`) and it stays that way. A rule
@@ -322,16 +328,38 @@ pub mod __private {
     pub fn classify<R: crate::Rule>(
         batch: crate::batch::EventBatch,
     ) -> Result<crate::batch::Verdicts, String> {
+        #[cfg(target_arch = "wasm32")]
+        report_panics();
         crate::batch::classify(&R::default(), &batch)
     }
 
-    /// Bindings generated from `wit/rules.wit`: the component ABI glue, the
-    /// only `unsafe` code of the SDK.
+    /// Installs, once per instance, a panic hook that hands the panic's
+    /// message and location to the host (`tally:diagnostics/panic`) before
+    /// the rule traps: on `wasm32-unknown-unknown` a panic otherwise ends as
+    /// a bare `unreachable` trap, its message lost.
+    #[cfg(target_arch = "wasm32")]
+    fn report_panics() {
+        static INSTALL: std::sync::Once = std::sync::Once::new();
+        INSTALL.call_once(|| {
+            std::panic::set_hook(std::boxed::Box::new(|info| {
+                let message = info
+                    .payload_as_str()
+                    .unwrap_or("(a panic whose payload is not a string)");
+                let (file, line, column) = info
+                    .location()
+                    .map_or(("", 0, 0), |l| (l.file(), l.line(), l.column()));
+                bindings::tally::diagnostics::panic::report(message, file, line, column);
+            }));
+        });
+    }
+
+    /// Bindings generated from `wit/rules.wit` and `wit/diagnostics/`: the
+    /// component ABI glue, the only `unsafe` code of the SDK.
     #[allow(unsafe_code, missing_docs)]
     pub mod bindings {
         wit_bindgen::generate!({
-            path: "../wit",
-            world: "tally:rules/rule",
+            path: ["../wit", "../wit/diagnostics"],
+            world: "tally:diagnostics/reporting-rule",
             pub_export_macro: true,
             default_bindings_module: "::tally_rules_sdk::__private::bindings",
             runtime_path: "::tally_rules_sdk::__private::rt",

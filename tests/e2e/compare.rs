@@ -278,6 +278,177 @@ fn change_kind(a: &Verdict, b: &Verdict) -> &'static str {
     }
 }
 
+/// What a group of events adds up to under both policies: events, changed
+/// verdicts, payable under A, payable under B, amount under A, under B.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct Group {
+    events: u64,
+    changed: u64,
+    payable: (u64, u64),
+    amount: (i64, i64),
+}
+
+impl Group {
+    fn add(&mut self, a: &Verdict, b: &Verdict) {
+        self.events += 1;
+        self.changed += u64::from(change_kind(a, b) != "unchanged");
+        self.payable.0 += u64::from(a.payable);
+        self.payable.1 += u64::from(b.payable);
+        self.amount.0 += a.rate_micros;
+        self.amount.1 += b.rate_micros;
+    }
+
+    /// The group as the report lists a day, a content kind, a tier or a
+    /// country.
+    fn share(&self, key: &str) -> Value {
+        json!({
+            "key": key,
+            "events": self.events,
+            "changed": self.changed,
+            "payable_a": self.payable.0,
+            "payable_b": self.payable.1,
+            "amount_a": self.amount.0,
+            "amount_b": self.amount.1,
+            "delta": self.amount.1 - self.amount.0,
+        })
+    }
+
+    /// The group as the report lists a kind of verdict change, with its
+    /// reasons when given.
+    fn transition(&self, kind: &str, reasons: Option<(&str, &str)>) -> Value {
+        let mut v = json!({
+            "transition": kind,
+            "events": self.events,
+            "amount_a": self.amount.0,
+            "amount_b": self.amount.1,
+            "delta": self.amount.1 - self.amount.0,
+        });
+        if let Some((a, b)) = reasons {
+            v["a_reason"] = json!(a);
+            v["b_reason"] = json!(b);
+        }
+        v
+    }
+}
+
+/// The buckets of relative change per creator as the README documents them:
+/// label, lower and upper edge in per cent (none: unbounded), and whether
+/// each edge is included. `-100%` is its own bucket; creators paid only
+/// under B are counted apart, in `new under B`.
+type BucketEdges = (&'static str, Option<i64>, Option<i64>, bool, bool);
+
+/// The buckets in the report's order, `new under B` left out.
+const BUCKETS: [BucketEdges; 15] = [
+    ("-100% (no longer paid)", Some(-100), Some(-100), true, true),
+    ("(-100%, -50%)", Some(-100), Some(-50), false, false),
+    ("[-50%, -20%)", Some(-50), Some(-20), true, false),
+    ("[-20%, -10%)", Some(-20), Some(-10), true, false),
+    ("[-10%, -5%)", Some(-10), Some(-5), true, false),
+    ("[-5%, -1%)", Some(-5), Some(-1), true, false),
+    ("[-1%, 0%)", Some(-1), Some(0), true, false),
+    ("0%", Some(0), Some(0), true, true),
+    ("(0%, +1%]", Some(0), Some(1), false, true),
+    ("(+1%, +5%]", Some(1), Some(5), false, true),
+    ("(+5%, +10%]", Some(5), Some(10), false, true),
+    ("(+10%, +20%]", Some(10), Some(20), false, true),
+    ("(+20%, +50%]", Some(20), Some(50), false, true),
+    ("(+50%, +100%]", Some(50), Some(100), false, true),
+    ("above +100%", Some(100), None, false, false),
+];
+
+/// The bucket of a creator paid `a` under A and `b` under B (`a > 0`): the
+/// one whose edges hold `(b - a) / a`, compared as fractions; exactly one
+/// must.
+fn bucket_of(a: i64, b: i64) -> &'static str {
+    let change = i128::from(b) - i128::from(a);
+    let a = i128::from(a);
+    // change / a against edge / 100, without division.
+    let above = |edge: i64, inclusive: bool| {
+        let (l, r) = (change * 100, i128::from(edge) * a);
+        if inclusive { l >= r } else { l > r }
+    };
+    let holding: Vec<&str> = BUCKETS
+        .iter()
+        .filter(|(_, lo, hi, lo_in, hi_in)| {
+            lo.is_none_or(|lo| above(lo, *lo_in)) && hi.is_none_or(|hi| !above(hi, !*hi_in))
+        })
+        .map(|b| b.0)
+        .collect();
+    assert_eq!(holding.len(), 1, "{a} -> {b} is in buckets {holding:?}");
+    holding[0]
+}
+
+/// The creator counts and the histogram of relative change, worked out
+/// from each creator's amounts under A and B.
+fn creator_figures(amounts: &BTreeMap<String, (i64, i64)>) -> (Value, Value) {
+    let mut counts: BTreeMap<&str, u64> = BTreeMap::new();
+    let mut buckets: BTreeMap<&str, (u64, i64, i64)> = BTreeMap::new();
+    for &(a, b) in amounts.values() {
+        *counts.entry("with_events").or_default() += 1;
+        *counts
+            .entry(match b.cmp(&a) {
+                std::cmp::Ordering::Greater => "gaining",
+                std::cmp::Ordering::Less => "losing",
+                std::cmp::Ordering::Equal => "unchanged",
+            })
+            .or_default() += 1;
+        let bucket = match (a, b) {
+            (0, 0) => {
+                *counts.entry("paid_under_neither").or_default() += 1;
+                continue;
+            }
+            (0, _) => {
+                *counts.entry("paid_only_under_b").or_default() += 1;
+                "new under B"
+            }
+            (_, 0) => {
+                *counts.entry("paid_only_under_a").or_default() += 1;
+                bucket_of(a, b)
+            }
+            _ => bucket_of(a, b),
+        };
+        let sums = buckets.entry(bucket).or_default();
+        sums.0 += 1;
+        sums.1 += a;
+        sums.2 += b;
+    }
+    let counts = json!({
+        "with_events": counts.get("with_events").copied().unwrap_or(0),
+        "gaining": counts.get("gaining").copied().unwrap_or(0),
+        "losing": counts.get("losing").copied().unwrap_or(0),
+        "unchanged": counts.get("unchanged").copied().unwrap_or(0),
+        "paid_under_neither": counts.get("paid_under_neither").copied().unwrap_or(0),
+        "paid_only_under_a": counts.get("paid_only_under_a").copied().unwrap_or(0),
+        "paid_only_under_b": counts.get("paid_only_under_b").copied().unwrap_or(0),
+    });
+    let kind = |label: &str, lo: Option<i64>, hi: Option<i64>| match (label, lo, hi) {
+        (_, Some(-100), Some(-100)) => "stopped",
+        (_, Some(0), Some(0)) => "unchanged",
+        (_, _, Some(hi)) if hi <= 0 => "decrease",
+        _ => "increase",
+    };
+    let mut histogram: Vec<Value> = BUCKETS
+        .iter()
+        .map(|&(label, lo, hi, lo_in, hi_in)| {
+            let (n, a, b) = buckets.get(label).copied().unwrap_or_default();
+            json!({
+                "label": label, "kind": kind(label, lo, hi),
+                "min_percent": lo, "max_percent": hi,
+                "includes_min": lo_in, "includes_max": hi_in,
+                "creators": n, "amount_a": a, "amount_b": b, "delta": b - a,
+            })
+        })
+        .collect();
+    let (n, a, b) = buckets.get("new under B").copied().unwrap_or_default();
+    histogram.push(json!({
+        "label": "new under B", "kind": "new",
+        "min_percent": null, "max_percent": null,
+        "includes_min": false, "includes_max": false,
+        "creators": n, "amount_a": a, "amount_b": b, "delta": b - a,
+    }));
+    (counts, Value::Array(histogram))
+}
+
 /// The figures of a report, computed from two runs' daily totals (which
 /// must equal the model's) and the model's survivors classified by both
 /// policies.
@@ -287,24 +458,72 @@ struct Want {
     amount: (i64, i64),
     verdicts: BTreeMap<String, u64>,
     transitions: BTreeMap<String, BTreeMap<String, u64>>,
-    days: Vec<Mover>,
+    /// Every day with events, as the report lists it.
+    days: Value,
     creators: (Vec<Mover>, Vec<Mover>),
     templates: (Vec<Mover>, Vec<Mover>),
     keys: BTreeMap<(String, String, String), [i64; 7]>,
+    /// The report's `attribution`, `creators` and
+    /// `creator_change_histogram`.
+    attribution: Value,
+    creator_counts: Value,
+    histogram: Value,
 }
 
 fn want(expected: &Expected, daily_a: &Daily, daily_b: &Daily) -> Want {
     let mut verdicts: BTreeMap<String, u64> = KINDS.iter().map(|k| (k.to_string(), 0)).collect();
     let mut transitions: BTreeMap<String, BTreeMap<String, u64>> = BTreeMap::new();
+    let mut kinds: BTreeMap<&str, Group> = BTreeMap::new();
+    let mut pairs: BTreeMap<(usize, &str, &str), Group> = BTreeMap::new();
+    let mut content_kinds: BTreeMap<&str, Group> = BTreeMap::new();
+    let mut tiers: BTreeMap<&str, Group> = BTreeMap::new();
+    let mut countries: BTreeMap<&str, Group> = BTreeMap::new();
+    let mut day_groups: BTreeMap<String, Group> = BTreeMap::new();
+    let mut creator_amounts: BTreeMap<String, (i64, i64)> = BTreeMap::new();
     for event in &expected.survivors {
         let (a, b) = (model::creator_pay_v1(event), model::creator_pay_v2(event));
-        *verdicts.get_mut(change_kind(&a, &b)).expect("a kind") += 1;
+        let kind = change_kind(&a, &b);
+        *verdicts.get_mut(kind).expect("a kind") += 1;
         *transitions
             .entry(a.reason.to_string())
             .or_default()
             .entry(b.reason.to_string())
             .or_default() += 1;
+        let order = KINDS.iter().position(|k| *k == kind).expect("a kind");
+        for group in [
+            kinds.entry(kind).or_default(),
+            pairs.entry((order, a.reason, b.reason)).or_default(),
+            content_kinds.entry(&event.content_kind).or_default(),
+            tiers.entry(&event.user_tier).or_default(),
+            countries.entry(&event.country).or_default(),
+            day_groups.entry(event.day()).or_default(),
+        ] {
+            group.add(&a, &b);
+        }
+        let amounts = creator_amounts.entry(event.creator_id.clone()).or_default();
+        amounts.0 += a.rate_micros;
+        amounts.1 += b.rate_micros;
     }
+    // Kinds and tiers in the contract's order, countries by code.
+    let in_order = |groups: &BTreeMap<&str, Group>, order: &[&str]| -> Value {
+        let mut keys: Vec<&&str> = groups.keys().collect();
+        keys.sort_by_key(|k| order.iter().position(|o| *o == **k).unwrap_or(usize::MAX));
+        Value::Array(keys.into_iter().map(|k| groups[k].share(k)).collect())
+    };
+    let attribution = json!({
+        "by_verdict_change": KINDS
+            .iter()
+            .map(|k| kinds.get(k).copied().unwrap_or_default().transition(k, None))
+            .collect::<Vec<_>>(),
+        "by_transition": pairs
+            .iter()
+            .map(|((order, a, b), g)| g.transition(KINDS[*order], Some((a, b))))
+            .collect::<Vec<_>>(),
+        "by_content_kind": in_order(&content_kinds, &["template", "image", "video", "audio", "font"]),
+        "by_user_tier": in_order(&tiers, &["free", "pro", "teams", "enterprise"]),
+        "by_country": in_order(&countries, &[]),
+    });
+    let (creator_counts, histogram) = creator_figures(&creator_amounts);
 
     let mut days: BTreeMap<String, (i64, i64)> = BTreeMap::new();
     let mut creators: BTreeMap<String, (i64, i64)> = BTreeMap::new();
@@ -350,15 +569,24 @@ fn want(expected: &Expected, daily_a: &Daily, daily_b: &Daily) -> Want {
         ),
         verdicts,
         transitions,
-        // A day where neither rule pays anything moves no money and is not listed.
-        days: days
-            .into_iter()
-            .filter(|(_, (a, b))| *a != 0 || *b != 0)
-            .map(|(day, (a, b))| (day, a, b, b - a))
-            .collect(),
+        // Every day with events is listed; its amounts are the two runs'.
+        days: {
+            assert_eq!(
+                day_groups.keys().collect::<Vec<_>>(),
+                days.keys().collect::<Vec<_>>(),
+                "days of the model and of the runs"
+            );
+            for (day, group) in &day_groups {
+                assert_eq!(group.amount, days[day], "{day}: model and runs");
+            }
+            Value::Array(day_groups.iter().map(|(d, g)| g.share(d)).collect())
+        },
         creators: all_movers(&creators),
         templates: all_movers(&templates),
         keys,
+        attribution,
+        creator_counts,
+        histogram,
     }
 }
 
@@ -510,8 +738,33 @@ fn check_report(
         "B reasons of the matrix",
     );
 
-    // Days and the top movers, each list compared whole.
-    assert_seqs_eq(&movers_of(&c["days"], "days"), &w.days, "days");
+    // Days, the attribution of the change, the creators and the top movers,
+    // each compared whole.
+    assert_eq!(c["schema_version"], 1);
+    assert_seqs_eq(
+        c["days"].as_array().expect("days"),
+        w.days.as_array().expect("days"),
+        "days",
+    );
+    for split in [
+        "by_verdict_change",
+        "by_transition",
+        "by_content_kind",
+        "by_user_tier",
+        "by_country",
+    ] {
+        assert_seqs_eq(
+            c["attribution"][split].as_array().expect("a split"),
+            w.attribution[split].as_array().expect("a split"),
+            split,
+        );
+    }
+    assert_eq!(c["creators"], w.creator_counts, "creators");
+    assert_seqs_eq(
+        c["creator_change_histogram"].as_array().expect("histogram"),
+        w.histogram.as_array().expect("histogram"),
+        "creator_change_histogram",
+    );
     let cut = |v: &[Mover]| v[..v.len().min(top)].to_vec();
     for (field, want) in [
         ("top_creators_gaining", cut(&w.creators.0)),
@@ -673,7 +926,17 @@ fn report_equals_two_runs_and_an_independent_computation() {
     assert!(w.verdicts["not_payable_to_payable"] > 0 && w.verdicts["rate_changed"] > 0);
     assert!(w.creators.0.len() > 1 && w.creators.1.len() > 1);
     assert!(w.templates.0.len() > 1 && w.templates.1.len() > 1);
-    assert!(w.days.len() > 20);
+    assert!(w.days.as_array().expect("days").len() > 20);
+    // Creators gain, lose, stay, appear and are paid under neither rule.
+    for count in [
+        "gaining",
+        "losing",
+        "unchanged",
+        "paid_under_neither",
+        "paid_only_under_b",
+    ] {
+        assert!(u64_of(&w.creator_counts[count], count) > 0, "{count}");
+    }
 
     // The full lists of movers (`--top` larger than any), so that every tie
     // of the order is checked; the data have ties.
@@ -884,6 +1147,37 @@ fn the_same_rule_twice_is_an_empty_diff_under_any_gate() {
         let days = movers_of(&c["days"], "days");
         assert!(!days.is_empty());
         assert!(days.iter().all(|d| d.1 == d.2 && d.3 == 0), "{days:?}");
+        // Nothing moved: every split of the change is zero, every event is
+        // unchanged, and every paid creator is in the 0% bucket.
+        for split in [
+            "by_verdict_change",
+            "by_transition",
+            "by_content_kind",
+            "by_user_tier",
+            "by_country",
+        ] {
+            for part in c["attribution"][split].as_array().expect("a split") {
+                assert_eq!(part["delta"], 0, "{split}: {part}");
+                assert_eq!(part["amount_a"], part["amount_b"], "{split}: {part}");
+            }
+        }
+        for kind in c["attribution"]["by_verdict_change"]
+            .as_array()
+            .expect("kinds")
+        {
+            let unchanged = kind["transition"] == "unchanged";
+            assert_eq!(kind["events"] == 0, !unchanged, "{kind}");
+        }
+        let creators = &c["creators"];
+        assert_eq!(creators["gaining"], 0);
+        assert_eq!(creators["losing"], 0);
+        assert_eq!(creators["unchanged"], creators["with_events"]);
+        let paid = u64_of(&creators["with_events"], "creators")
+            - u64_of(&creators["paid_under_neither"], "creators");
+        for bucket in c["creator_change_histogram"].as_array().expect("histogram") {
+            let want = if bucket["label"] == "0%" { paid } else { 0 };
+            assert_eq!(u64_of(&bucket["creators"], "creators"), want, "{bucket}");
+        }
 
         let deltas = deltas_of(&read_table(&out.join("deltas.parquet")));
         let daily = output::daily(&output::partitions(&run_out));
@@ -1508,9 +1802,11 @@ fn compare_dirs(a: &Path, b: &Path, listed: usize) -> Value {
     );
     assert_eq!(v["a"], s(a));
     assert_eq!(v["b"], s(b));
+    assert_eq!(v["schema_version"], 1);
     let object = v.as_object_mut().expect("object");
     object.remove("a");
     object.remove("b");
+    object.remove("schema_version");
     v
 }
 

@@ -112,7 +112,17 @@ fn every_table_reads_exactly_in_duckdb_polars_and_pyarrow() {
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .collect();
     top.sort();
-    assert_eq!(top, ["_tally", "changes", "daily", "quarantine"]);
+    assert_eq!(
+        top,
+        [
+            "_tally",
+            "changes",
+            "daily",
+            "monthly",
+            "monthly_changes",
+            "quarantine"
+        ]
+    );
 
     let seen = read_with_python(&out);
     let daily = daily_expected(&out);
@@ -121,6 +131,41 @@ fn every_table_reads_exactly_in_duckdb_polars_and_pyarrow() {
     let changes = changes_expected(&out, 2);
     assert!(changes.rows > 100, "{changes:?}");
     check_reads(&seen, "changes", &changes);
+    // The monthly table: the daily one summed by month and creator; its
+    // changesets: every row commit 1 added, and those v2 changed.
+    let monthly = output::monthly(&out);
+    assert_eq!(
+        monthly,
+        output::monthly_from_daily(&output::partitions(&out))
+    );
+    let sums = |rows: &mut dyn Iterator<Item = (i64, i64, i64)>| {
+        rows.fold([0i64; 3], |s, r| [s[0] + r.0, s[1] + r.1, s[2] + r.2])
+    };
+    let want = Expected {
+        rows: monthly.len() as u64,
+        sums: sums(&mut monthly.values().copied()),
+    };
+    assert_eq!(want.sums, daily.sums);
+    check_reads(&seen, "monthly", &want);
+    let changed = seen["monthly_changes"]["duckdb/**"]["rows"]
+        .as_u64()
+        .unwrap();
+    assert!(
+        changed > monthly.len() as u64,
+        "commit 1 adds every row, commit 2 changes some"
+    );
+    for how in ["duckdb/**", "polars/**", "pyarrow/typed"] {
+        let read = &seen["monthly_changes"][how];
+        assert!(
+            read.get("error").is_none(),
+            "monthly_changes by {how}: {read}"
+        );
+        assert_eq!(read["rows"], changed, "monthly_changes by {how}");
+    }
+    assert_eq!(
+        type_of(&seen, "monthly_changes", "duckdb/**", "commit"),
+        "BIGINT"
+    );
     check_reads(
         &seen,
         "quarantine",

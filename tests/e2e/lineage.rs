@@ -6,7 +6,7 @@
 //! edited by hand (the row, both values) or damaged (its blake3).
 
 use crate::common::{self, s};
-use crate::output::{self, blake3_file};
+use crate::output::{self, blake3_file, day_fingerprint};
 use crate::support;
 use arrow::array::{ArrayRef, AsArray, Int64Array, RecordBatch};
 use arrow::datatypes::Int64Type;
@@ -245,6 +245,12 @@ fn log_show_and_lineage_say_which_rule_inputs_and_run() {
             m["lineage"]["input_fingerprint"],
             meta("tally.input_fingerprint")
         );
+        assert_eq!(
+            m["lineage"]["input_fingerprint"],
+            day_fingerprint(m).as_str()
+        );
+        assert_eq!(m["lineage"]["compute_version"], 2);
+        assert_eq!(meta("tally.compute_version"), "2");
         assert_eq!(m["commit"], i + 1);
         assert_eq!(m["run_id"], run_ids[i]);
         let file = format!("daily/day={}/part-0.parquet", part.day);
@@ -260,14 +266,14 @@ fn log_show_and_lineage_say_which_rule_inputs_and_run() {
     }
     let text = common::tally_ok(&["lineage", out]);
     assert_eq!(text.lines().count(), parts.len(), "{text}");
-    for line in text.lines() {
+    for (line, m) in text.lines().zip(all) {
         let recomputed = line.starts_with(&p.recomputed);
         let (commit, run) = if recomputed {
             ("commit 2", run_ids[1])
         } else {
             ("commit 1", run_ids[0])
         };
-        common::assert_mentions(line, &[commit, run, &fingerprint[..12]]);
+        common::assert_mentions(line, &[commit, run, &day_fingerprint(m)[..12]]);
     }
 
     // One day, and one row of it, for each commit.
@@ -278,10 +284,11 @@ fn log_show_and_lineage_say_which_rule_inputs_and_run() {
         assert_eq!(one[0]["day"], day.as_str());
         assert_eq!(one[0]["commit"], i + 1);
         let text = common::tally_ok(&["lineage", out, "--day", day]);
+        let day_print = day_fingerprint(&one[0]);
         let mut wanted = vec![
             day.as_str(),
             &p.hashes[i],
-            fingerprint,
+            &day_print,
             run_ids[i],
             if i == 0 { "commit 1" } else { "commit 2" },
         ];
@@ -329,7 +336,7 @@ fn log_show_and_lineage_say_which_rule_inputs_and_run() {
                 &format!("{} micros", row.4),
                 &format!("stamped    {}", row.5),
                 run_ids[i],
-                fingerprint,
+                &day_print,
             ],
         );
     }

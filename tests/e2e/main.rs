@@ -1,5 +1,7 @@
 //! End-to-end tests: each module drives the real `tally` binary on one topic.
 
+mod attribution;
+mod authoring;
 mod bad_input;
 mod build;
 mod cache_trust;
@@ -15,15 +17,20 @@ mod layout;
 mod lineage;
 mod model;
 mod output;
+mod pg_server;
 mod policies;
+mod populations;
+mod provenance;
 mod reconcile;
 mod registry;
 mod sandbox;
 mod sandbox_limits;
 mod shards;
+mod sink;
 mod support;
 mod survivors;
 mod tasks;
 mod terminal;
 mod totals;
+mod traps;
 mod usage;

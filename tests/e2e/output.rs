@@ -188,14 +188,15 @@ pub fn quarantine_keys(out: &Path) -> Vec<(String, u64, String)> {
 }
 
 /// The bytes of the data files of an output: every
-/// `daily/day=*/part-0.parquet` and the last commit's quarantine file (not the
+/// `daily/day=*/part-0.parquet` and `monthly/month=*/part-0.parquet`, and the last commit's quarantine file (not the
 /// manifests, report and log, which hold run ids and times).
 pub fn data_files(out: &Path) -> Vec<(String, Vec<u8>)> {
     let quarantine = quarantine_path(out);
     crate::common::snapshot(out)
         .into_iter()
         .filter(|(name, _)| {
-            (name.starts_with("daily/day=") && name.ends_with("/part-0.parquet"))
+            ((name.starts_with("daily/day=") || name.starts_with("monthly/month="))
+                && name.ends_with("/part-0.parquet"))
                 || *name == quarantine
         })
         .map(|(name, bytes)| {
@@ -222,4 +223,188 @@ pub fn blake3_file(path: &Path) -> String {
     blake3::hash(&std::fs::read(path).expect("readable file"))
         .to_hex()
         .to_string()
+}
+
+/// The fingerprint a partition's manifest must carry, by the recipe the README
+/// gives: blake3 of `tally day inputs 1\n`, then `<blake3> <events>\n` for each
+/// input file the day's events came from, sorted. Checks on the way that the
+/// day's inputs are some of the run's, and account for every event of the day.
+pub fn day_fingerprint(m: &serde_json::Value) -> String {
+    let run: Vec<(String, String)> = m["inputs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| {
+            (
+                i["path"].as_str().unwrap().to_string(),
+                i["blake3"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    let mut entries = Vec::new();
+    let mut events = 0;
+    for i in m["day_inputs"].as_array().expect("day_inputs") {
+        let pair = (
+            i["path"].as_str().unwrap().to_string(),
+            i["blake3"].as_str().unwrap().to_string(),
+        );
+        assert!(run.contains(&pair), "{pair:?} is not an input of the run");
+        let n = i["events"].as_u64().unwrap();
+        assert!(n > 0, "a day input with no events: {i}");
+        events += n;
+        entries.push(format!("{} {n}\n", pair.1));
+    }
+    assert_eq!(
+        events,
+        m["events"].as_u64().unwrap(),
+        "the day's inputs account for its events"
+    );
+    entries.sort();
+    let mut text = String::from("tally day inputs 1\n");
+    text.extend(entries);
+    blake3::hash(text.as_bytes()).to_hex().to_string()
+}
+
+/// The manifest of a day's partition, `_tally/partitions/day=D.json`.
+pub fn day_manifest(out: &Path, day: &str) -> serde_json::Value {
+    let path = out.join(format!("_tally/partitions/day={day}.json"));
+    serde_json::from_str(&std::fs::read_to_string(&path).expect("a partition manifest"))
+        .expect("a partition manifest is JSON")
+}
+
+/// The monthly table: `(month, creator_id)` to `(events, payable_events,
+/// amount_micros)`. Also checks its layout: `monthly/` holds nothing but
+/// `month=YYYY-MM` directories, each holding exactly `part-0.parquet` with the
+/// table's columns, creators in byte order, none twice.
+pub fn monthly(out: &Path) -> BTreeMap<(String, String), (i64, i64, i64)> {
+    let mut rows = BTreeMap::new();
+    let dir = out.join("monthly");
+    if !dir.is_dir() {
+        return rows;
+    }
+    for entry in std::fs::read_dir(&dir).expect("readable monthly/") {
+        let name = entry
+            .expect("dir entry")
+            .file_name()
+            .to_string_lossy()
+            .into_owned();
+        let month = name
+            .strip_prefix("month=")
+            .unwrap_or_else(|| panic!("monthly/ holds {name}, not a month= partition"))
+            .to_string();
+        assert_eq!(month.len(), 7, "{name}");
+        let part = dir.join(&name);
+        let names: Vec<String> = std::fs::read_dir(&part)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(names, ["part-0.parquet"], "{}", part.display());
+        let file = std::fs::File::open(part.join("part-0.parquet")).unwrap();
+        let reader = ParquetRecordBatchReaderBuilder::try_new(file)
+            .unwrap()
+            .build()
+            .unwrap();
+        let mut previous: Option<String> = None;
+        for batch in reader {
+            let batch = batch.unwrap();
+            let columns: Vec<(String, DataType)> = batch
+                .schema()
+                .fields()
+                .iter()
+                .map(|f| (f.name().clone(), f.data_type().clone()))
+                .collect();
+            assert_eq!(
+                columns,
+                [
+                    ("creator_id".to_string(), DataType::Utf8),
+                    ("events".to_string(), DataType::Int64),
+                    ("payable_events".to_string(), DataType::Int64),
+                    ("amount_micros".to_string(), DataType::Int64),
+                ]
+            );
+            let creator = batch.column(0).as_string::<i32>();
+            let figure = |c: usize, i: usize| batch.column(c).as_primitive::<Int64Type>().value(i);
+            for i in 0..batch.num_rows() {
+                let c = creator.value(i).to_string();
+                if let Some(p) = &previous {
+                    assert!(p.as_bytes() < c.as_bytes(), "{month}: {p} then {c}");
+                }
+                previous = Some(c.clone());
+                rows.insert(
+                    (month.clone(), c),
+                    (figure(1, i), figure(2, i), figure(3, i)),
+                );
+            }
+        }
+    }
+    rows
+}
+
+/// The daily table summed by `(month, creator_id)`: what the monthly table
+/// must hold (a creator whose daily rows are all zeros has a zero row).
+pub fn monthly_from_daily(parts: &[Partition]) -> BTreeMap<(String, String), (i64, i64, i64)> {
+    let mut sums: BTreeMap<(String, String), (i64, i64, i64)> = BTreeMap::new();
+    for part in parts {
+        for (creator, _, events, payable, amount, _) in &part.rows {
+            let s = sums
+                .entry((part.day[..7].to_string(), creator.clone()))
+                .or_default();
+            s.0 += events;
+            s.1 += payable;
+            s.2 += amount;
+        }
+    }
+    sums
+}
+
+/// The days with a changeset file in commit `commit`, in order.
+pub fn changed_days(out: &Path, commit: u64) -> Vec<String> {
+    let dir = out.join(format!("changes/commit={commit}"));
+    let mut days: Vec<String> = match std::fs::read_dir(&dir) {
+        Ok(entries) => entries
+            .map(|e| {
+                let name = e.unwrap().file_name().to_string_lossy().into_owned();
+                name.strip_prefix("day=")
+                    .expect("day= directories")
+                    .to_string()
+            })
+            .collect(),
+        Err(_) => Vec::new(),
+    };
+    days.sort();
+    days
+}
+
+/// Commit `commit`'s changeset of the monthly table: `(month, creator_id)` to
+/// its `change`.
+pub fn monthly_changes(out: &Path, commit: u64) -> BTreeMap<(String, String), String> {
+    let mut changes = BTreeMap::new();
+    let dir = out.join(format!("monthly_changes/commit={commit}"));
+    let Ok(entries) = std::fs::read_dir(&dir) else {
+        return changes;
+    };
+    for entry in entries {
+        let name = entry.unwrap().file_name().to_string_lossy().into_owned();
+        let month = name
+            .strip_prefix("month=")
+            .expect("month= directories")
+            .to_string();
+        let file = std::fs::File::open(dir.join(&name).join("part-0.parquet")).unwrap();
+        for batch in ParquetRecordBatchReaderBuilder::try_new(file)
+            .unwrap()
+            .build()
+            .unwrap()
+        {
+            let batch = batch.unwrap();
+            let creator = batch.column(0).as_string::<i32>();
+            let change = batch.column(4).as_string::<i32>();
+            for i in 0..batch.num_rows() {
+                changes.insert(
+                    (month.clone(), creator.value(i).to_string()),
+                    change.value(i).to_string(),
+                );
+            }
+        }
+    }
+    changes
 }

@@ -317,7 +317,7 @@ fn tags_move_and_only_point_at_versions_of_their_name() {
 
     // A tag only points at a published version of its own name.
     let other = constant(reg.dir.path(), "constant.wasm", None);
-    reg.ok(&["rule", "publish", s(&other)]);
+    reg.ok(&["rule", "publish", s(&other), "--no-golden"]);
     let constant_hash = common::blake3_hex(&other);
     let err = reg.fails(&["rule", "tag", "creator-pay", "prod", &constant_hash]);
     common::assert_mentions(
@@ -432,9 +432,9 @@ fn different_bytes_under_a_published_version_are_refused() {
         );
     }
 
-    reg.ok(&["rule", "publish", s(&a)]);
+    reg.ok(&["rule", "publish", s(&a), "--no-golden"]);
     let before = snapshot(&reg.path);
-    let err = reg.fails(&["rule", "publish", s(&b)]);
+    let err = reg.fails(&["rule", "publish", s(&b), "--no-golden"]);
     common::assert_mentions(
         &err,
         &[
@@ -682,7 +682,7 @@ fn versions_follow_semver_precedence_and_leading_zeros_are_refused() {
     let mut hashes = std::collections::BTreeMap::new();
     for version in ["1.0.0", "1.0.0-rc.10", "1.0.0-rc.2", "0.9.0", "1.0.0-rc.1"] {
         let wasm = constant_at(reg.dir.path(), version);
-        let out = reg.ok(&["rule", "publish", s(&wasm)]);
+        let out = reg.ok(&["rule", "publish", s(&wasm), "--no-golden"]);
         assert!(
             out.starts_with(&format!("published constant@{version} ")),
             "{out}"
@@ -745,7 +745,7 @@ fn versions_follow_semver_precedence_and_leading_zeros_are_refused() {
             why,
             "numbers without leading zeros",
         ];
-        let err = reg.fails(&["rule", "publish", s(&wasm)]);
+        let err = reg.fails(&["rule", "publish", s(&wasm), "--no-golden"]);
         common::assert_mentions(&err, &expected);
         let err = common::tally_err(&["rule", "inspect", s(&wasm)]);
         common::assert_mentions(&err, &expected);

@@ -260,10 +260,15 @@ fn compare_out_of_core_gives_the_in_memory_comparison() {
         let mut json: serde_json::Value =
             serde_json::from_str(&common::tally_ok(&args)).expect("JSON");
         json.as_object_mut().unwrap().remove("elapsed_seconds");
-        let files: Vec<Vec<u8>> = ["deltas.parquet", "changed-sample.parquet"]
+        let mut files: Vec<Vec<u8>> = ["deltas.parquet", "changed-sample.parquet", "report.html"]
             .iter()
             .map(|f| std::fs::read(out.join(f)).expect("written"))
             .collect();
+        // The text report, but for its last line: the time it took.
+        let text = std::fs::read_to_string(out.join("report.txt")).expect("report.txt");
+        let (report, elapsed) = text.rsplit_once('\n').expect("lines");
+        assert!(elapsed.starts_with("elapsed "), "{elapsed}");
+        files.push(report.as_bytes().to_vec());
         (json, files)
     };
     let (memory, memory_files) = compare("memory", &[]);
@@ -271,6 +276,23 @@ fn compare_out_of_core_gives_the_in_memory_comparison() {
         !memory["sample"].as_array().expect("sample").is_empty(),
         "some verdicts change"
     );
+    // The figures that explain the money are there to compare.
+    for figure in [
+        "by_transition",
+        "by_content_kind",
+        "by_user_tier",
+        "by_country",
+    ] {
+        assert!(
+            !memory["attribution"][figure]
+                .as_array()
+                .expect("a split")
+                .is_empty(),
+            "{figure}"
+        );
+    }
+    assert!(memory["creators"]["losing"].as_u64() > Some(0));
+    assert!(memory["days"].as_array().expect("days").len() > 20);
     let work = dir.path().join("work");
     std::fs::create_dir(&work).unwrap();
     for shards in ["2", "5"] {
@@ -279,10 +301,17 @@ fn compare_out_of_core_gives_the_in_memory_comparison() {
             &["--shards", shards, "--work-dir", s(&work)],
         );
         assert_eq!(sharded, memory, "--shards {shards}");
-        assert!(
-            files == memory_files,
-            "--shards {shards}: the Parquet files differ"
-        );
+        for (name, (got, want)) in [
+            "deltas.parquet",
+            "changed-sample.parquet",
+            "report.html",
+            "report.txt",
+        ]
+        .iter()
+        .zip(files.iter().zip(&memory_files))
+        {
+            assert!(got == want, "--shards {shards}: {name} differs");
+        }
     }
     assert!(spill_dirs(&work).is_empty(), "spill files left behind");
 }

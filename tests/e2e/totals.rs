@@ -109,7 +109,16 @@ fn check_run(
         assert_eq!(meta("tally.rule_name"), Some("creator-pay"));
         assert_eq!(meta("tally.rule_version"), Some(version));
         assert_eq!(meta("tally.rule_world"), Some("tally:rules/rule@1.0.0"));
-        assert_eq!(meta("tally.input_fingerprint"), Some(fingerprint));
+        // Each day is stamped with the fingerprint of the files its events
+        // came from, which the day's manifest lists.
+        let manifest = output::day_manifest(out, &part.day);
+        let day_print = output::day_fingerprint(&manifest);
+        assert_eq!(meta("tally.input_fingerprint"), Some(day_print.as_str()));
+        assert_ne!(
+            day_print, fingerprint,
+            "a day's fingerprint is not the run's"
+        );
+        assert_eq!(meta("tally.compute_version"), Some("2"));
         assert_eq!(meta("tally.day"), Some(part.day.as_str()));
     }
 
@@ -256,17 +265,20 @@ fn input_fingerprint_depends_on_contents_not_paths() {
         )
         .expect("manifest is JSON");
         assert_eq!(manifest["lineage"]["input_fingerprint"], from_report);
+        let mut all = from_report.to_string();
         for part in output::partitions(out) {
+            let day_print = output::day_fingerprint(&output::day_manifest(out, &part.day));
             assert_eq!(
                 part.metadata
                     .get("tally.input_fingerprint")
                     .map(String::as_str),
-                Some(from_report),
+                Some(day_print.as_str()),
                 "day {}",
                 part.day
             );
+            all.push_str(&day_print);
         }
-        from_report.to_string()
+        all
     };
 
     let first = dir.path().join("out-first");

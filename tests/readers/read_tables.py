@@ -79,6 +79,9 @@ def main():
     seen = {
         "daily": parquet_table(f"{out}/daily", [("day", pa.date32())]),
         "changes": parquet_table(f"{out}/changes", [("commit", pa.int64()), ("day", pa.date32())]),
+        "monthly": parquet_table(f"{out}/monthly", [("month", pa.string())]),
+        "monthly_changes": parquet_table(f"{out}/monthly_changes",
+                                         [("commit", pa.int64()), ("month", pa.string())]),
         "quarantine": {
             "duckdb/**": attempt(lambda: summarize_duckdb(duckdb.sql(
                 f"select * from read_json('{out}/quarantine/**/*.jsonl', hive_partitioning = true, "

@@ -47,6 +47,16 @@ pub struct Args {
     #[arg(long)]
     out: Option<PathBuf>,
     /// What to print on stdout (html only for rule comparisons).
+    ///
+    /// A rule comparison reports the totals under A and B; the verdict
+    /// transitions; where the money moved (the change of the amount split by
+    /// kind of verdict change and reasons, by content kind, user tier and
+    /// country, each split adding up exactly to the total change); how many
+    /// creators gain, lose and stay the same, and a histogram of their
+    /// relative change; a per-day table; the top movers; a sample of changed
+    /// events; and the --fail-if results. The HTML page draws the splits,
+    /// the histogram and the days as charts; the JSON carries the same
+    /// figures under "schema_version": 1.
     #[arg(long, value_enum, default_value = "text")]
     format: Format,
     /// Creators and templates listed each way.

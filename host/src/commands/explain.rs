@@ -10,7 +10,10 @@ pub struct Args {
     /// Input files or directories (as for `tally run`).
     #[arg(long = "input", short, required = true, num_args = 1..)]
     inputs: Vec<PathBuf>,
-    /// A rule to classify the event with; may be given twice (A and B).
+    /// A rule to classify the event with; may be given twice (A and B). A
+    /// rule that fails on the event (a panic, a trap, out of fuel) is shown
+    /// with its failure, and the panic's message and location, in place of
+    /// a verdict.
     #[arg(long = "rule", num_args = 1)]
     rules: Vec<String>,
     /// The event's `event_id`. An id that no input record has is explained
@@ -60,14 +63,21 @@ pub fn execute(args: Args) -> anyhow::Result<ExitCode> {
             ));
         }
         for v in &e.verdicts {
+            let verdict = match (&v.failure, v.payable, v.rate_micros, &v.reason) {
+                // The problem is already escaped.
+                (Some(failure), ..) => format!("fails: {}", failure.problem),
+                (None, Some(payable), Some(rate), Some(reason)) => format!(
+                    "{} at {rate} micros, reason {}",
+                    if payable { "payable" } else { "not payable" },
+                    shown(reason)
+                ),
+                _ => "no verdict".to_string(),
+            };
             text.push_str(&format!(
-                "  {}@{} ({}): {} at {} micros, reason {}\n",
+                "  {}@{} ({}): {verdict}\n",
                 shown(&v.rule.name),
                 shown(&v.rule.version),
                 v.rule.hash.get(..12).unwrap_or(&v.rule.hash),
-                if v.payable { "payable" } else { "not payable" },
-                v.rate_micros,
-                shown(&v.reason)
             ));
         }
         super::print(&text)?;

@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
-use tally::generate::{DEFAULT_EVENTS_PER_FILE, Format, GenOptions, generate};
+use tally::generate::{DEFAULT_EVENTS_PER_FILE, Format, GenOptions, Populations, generate_with};
 use tally::progress::Progress;
 use tally::report::thousands;
 
@@ -26,6 +26,12 @@ pub struct Args {
     /// Never show a progress bar.
     #[arg(long)]
     quiet: bool,
+    /// A JSON file of extra populations of creators, each with a share of the
+    /// new events and the content kinds, actions, tiers and countries it uses
+    /// (see "Generated populations" in the README). Without it the output is
+    /// as it always was.
+    #[arg(long, value_name = "FILE")]
+    populations: Option<PathBuf>,
 }
 
 pub fn execute(args: Args) -> anyhow::Result<ExitCode> {
@@ -36,8 +42,12 @@ pub fn execute(args: Args) -> anyhow::Result<ExitCode> {
         format: args.format,
         events_per_file: args.events_per_file,
     };
+    let populations = match &args.populations {
+        Some(path) => Populations::read(path)?,
+        None => Populations::default(),
+    };
     let bar = Progress::start("generate", Some(args.events), !args.quiet);
-    let summary = generate(&options, &|n| bar.inc(n))?;
+    let summary = generate_with(&options, &populations, &|n| bar.inc(n))?;
     bar.finish();
     let broken: u64 = summary.broken.values().sum();
     super::print(&format!(
@@ -53,5 +63,20 @@ pub fn execute(args: Args) -> anyhow::Result<ExitCode> {
         thousands(summary.duplicates()),
         thousands(summary.unique()),
     ))?;
+    if !summary.populations.is_empty() {
+        let unique = summary.unique().max(1) as f64;
+        let each: Vec<String> = summary
+            .populations
+            .iter()
+            .map(|(name, events)| {
+                format!(
+                    "{name} {} unique events ({:.2}%)",
+                    thousands(*events),
+                    100.0 * *events as f64 / unique
+                )
+            })
+            .collect();
+        super::print(&format!("  populations: {}", each.join(", ")))?;
+    }
     Ok(ExitCode::SUCCESS)
 }

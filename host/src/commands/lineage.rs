@@ -36,17 +36,36 @@ fn describe(m: &PartitionManifest) -> String {
         m.lineage.rule_hash,
         m.lineage.input_fingerprint
     );
+    if m.lineage.compute_version >= 2 {
+        text.push_str(&format!(
+            "           the day's events came from {} of the run's {} file(s):\n",
+            m.day_inputs.len(),
+            m.inputs.len()
+        ));
+        for input in &m.day_inputs {
+            text.push_str(&format!(
+                "           {} ({} events, blake3 {})\n",
+                input.path.escape_debug(),
+                input.events,
+                input.blake3
+            ));
+        }
+        text.push_str("read       the run read:\n");
+    }
     for input in &m.inputs {
         text.push_str(&format!(
             "           {} ({} bytes, blake3 {})\n",
-            input.path, input.size, input.blake3
+            input.path.escape_debug(),
+            input.size,
+            input.blake3
         ));
     }
     text.push_str(&format!(
-        "run        {} (commit {}, tally {})\nrows       {}, {} events, {} payable, amount {}\n",
+        "run        {} (commit {}, tally {}, compute version {})\nrows       {}, {} events, {} payable, amount {}\n",
         m.run_id,
         m.commit,
         m.lineage.tally_version,
+        m.lineage.compute_version,
         m.rows,
         m.events,
         m.payable_events,

@@ -8,6 +8,7 @@ pub mod lineage;
 pub mod log;
 pub mod rule;
 pub mod run;
+pub mod sink;
 pub mod tasks;
 pub mod usage;
 pub mod verify;

@@ -1,11 +1,12 @@
-//! `tally rule`: build and inspect rule components, and the rule registry
-//! (`publish`, `list`, `show`, `verify`, `tag`).
+//! `tally rule`: build, test and inspect rule components, and the rule
+//! registry (`publish`, `list`, `show`, `verify`, `tag`).
 
+use super::usage::UsageError;
 use anyhow::Context;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use tally::registry::{self, Origin, PublishStatus};
-use tally::rule::{self, Limits, WORLD, build, shown};
+use tally::registry::{self, Origin, PublishStatus, golden};
+use tally::rule::{self, Limits, Rule, WORLD, build, shown};
 
 /// Where the registry is.
 #[derive(clap::Args)]
@@ -24,7 +25,12 @@ impl RegistryArg {
 
 #[derive(clap::Subcommand)]
 pub enum Command {
-    /// Compile a rule crate for wasm32-unknown-unknown and turn it into a component.
+    /// Compile a rule crate for wasm32-unknown-unknown and turn it into a
+    /// component (overflow checks on); the crate's golden.jsonl is copied
+    /// beside it as <component stem>.golden.jsonl.
+    #[command(
+        after_help = "Examples:\n  tally rule build rules/creator-pay-v2 --out creator-pay-v2.wasm\n  tally rule build ~/src/my-rule --out target/my-rule.wasm"
+    )]
     Build {
         /// The rule crate's directory (holding its Cargo.toml).
         dir: PathBuf,
@@ -32,8 +38,29 @@ pub enum Command {
         #[arg(long)]
         out: Option<PathBuf>,
     },
+    /// Run a rule's golden cases through the compiled component, in the
+    /// sandbox, without publishing it; exits 1 if any case fails.
+    #[command(
+        after_help = "Examples:\n  tally rule test rules/creator-pay-v2\n  tally rule test creator-pay-v2.wasm --golden cases/edge.jsonl\n  tally rule test ~/src/my-rule --json > golden-report.json"
+    )]
+    Test {
+        /// A rule crate directory (built first, as `tally rule build` does)
+        /// or a component (.wasm).
+        source: PathBuf,
+        /// The golden cases (default: golden.jsonl in the crate directory, or
+        /// <component>.golden.jsonl, else golden.jsonl, next to the
+        /// component).
+        #[arg(long, value_name = "FILE")]
+        golden: Option<PathBuf>,
+        /// Print a JSON report instead of text (also when a case fails).
+        #[arg(long)]
+        json: bool,
+    },
     /// Show a component's name, version, hash, world and imports; fails if it
     /// imports anything or does not implement the rule world.
+    #[command(
+        after_help = "Examples:\n  tally rule inspect creator-pay-v2.wasm\n  tally rule inspect creator-pay-v2.wasm --json"
+    )]
     Inspect {
         /// The component (.wasm).
         component: PathBuf,
@@ -41,16 +68,23 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Publish a rule into the registry: validate it, run its golden cases,
-    /// store it under its blake3 hash.
+    /// Publish a rule into the registry: validate it, run its golden cases
+    /// (required unless --no-golden), store it under its blake3 hash.
+    #[command(
+        after_help = "Examples:\n  tally rule publish rules/creator-pay-v2 --registry tally-registry/\n  tally rule publish creator-pay-v2.wasm --golden cases/edge.jsonl\n  tally rule publish scratch.wasm --no-golden --json"
+    )]
     Publish {
         /// A component (.wasm) or a rule crate directory (built first).
         source: PathBuf,
         /// The golden cases to check (default: golden.jsonl in the crate
         /// directory, or <component>.golden.jsonl, else golden.jsonl, next to
-        /// the component).
+        /// the component). Publishing without any is refused unless
+        /// --no-golden is given.
         #[arg(long, value_name = "FILE")]
         golden: Option<PathBuf>,
+        /// Publish without golden cases.
+        #[arg(long, conflicts_with = "golden")]
+        no_golden: bool,
         #[command(flatten)]
         registry: RegistryArg,
         /// Print JSON instead of text.
@@ -58,6 +92,9 @@ pub enum Command {
         json: bool,
     },
     /// List the published rules: name, version, hash, tags, publish time.
+    #[command(
+        after_help = "Examples:\n  tally rule list\n  tally rule list --registry /shared/tally-registry --json"
+    )]
     List {
         #[command(flatten)]
         registry: RegistryArg,
@@ -67,6 +104,9 @@ pub enum Command {
     },
     /// Resolve a reference (path, hash or hash prefix, name@version, name@tag),
     /// check the bytes against the hash, load the rule and describe it.
+    #[command(
+        after_help = "Examples:\n  tally rule show creator-pay@prod\n  tally rule show 5c78a1 --json"
+    )]
     Show {
         /// The rule reference.
         reference: String,
@@ -79,6 +119,9 @@ pub enum Command {
     /// Re-hash every stored blob, check every record, version and tag, and
     /// compare each compiled-code cache entry with a fresh compile of its
     /// rule; fails if anything was modified or is missing.
+    #[command(
+        after_help = "Examples:\n  tally rule verify\n  tally rule verify --registry /shared/tally-registry --json"
+    )]
     Verify {
         #[command(flatten)]
         registry: RegistryArg,
@@ -88,6 +131,9 @@ pub enum Command {
     },
     /// Point name@tag at a published version of the rule (moving it if it
     /// exists), e.g. `tally rule tag creator-pay prod 5c78a1`.
+    #[command(
+        after_help = "Examples:\n  tally rule tag creator-pay prod creator-pay@2.0.0\n  tally rule tag creator-pay canary 5c78a1"
+    )]
     Tag {
         /// The rule name.
         name: String,
@@ -104,23 +150,53 @@ pub enum Command {
 pub fn execute(command: Command) -> anyhow::Result<ExitCode> {
     match command {
         Command::Build { dir, out } => {
-            let path = build::build(&dir, out.as_deref())?;
+            let built = build::build(&dir, out.as_deref())?;
+            let path = &built.component;
             let bytes =
-                std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
+                std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+            let golden = match &built.golden {
+                Some(golden) => format!("; its golden cases copied to {}", golden.display()),
+                None => format!(
+                    "; the crate has no {} (publishing will want golden cases)",
+                    golden::FILE_NAME
+                ),
+            };
+            let beside = build::golden_beside(path);
+            if built.golden.is_none() && beside.is_file() {
+                eprintln!(
+                    "warning: {} is not from this build (the crate has no {}), yet `tally rule test` and `tally rule publish` of {} would run it",
+                    beside.display(),
+                    golden::FILE_NAME,
+                    path.display()
+                );
+            }
             super::print(&format!(
-                "built {} (blake3 {}, {} bytes)",
+                "built {} (blake3 {}, {} bytes){golden}",
                 path.display(),
                 blake3::hash(&bytes).to_hex(),
                 bytes.len()
             ))?;
         }
+        Command::Test {
+            source,
+            golden,
+            json,
+        } => test(&source, golden.as_deref(), json)?,
         Command::Inspect { component, json } => inspect(&component, json)?,
         Command::Publish {
             source,
             golden,
+            no_golden,
             registry,
             json,
-        } => publish(&source, golden.as_deref(), &registry.path(), json)?,
+        } => {
+            let golden = if no_golden {
+                None
+            } else {
+                Some(golden_file(&source, golden.as_deref(), "publish")?)
+            };
+            publish(&source, golden.as_deref(), &registry.path(), json)?;
+        }
         Command::List { registry, json } => list(&registry.path(), json)?,
         Command::Show {
             reference,
@@ -150,6 +226,154 @@ pub fn execute(command: Command) -> anyhow::Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The golden file a command runs: the one given, else the one that goes
+/// with `source`. None at all is a usage error; `command` says which command
+/// wanted them.
+fn golden_file(source: &Path, given: Option<&Path>, command: &str) -> anyhow::Result<PathBuf> {
+    if let Some(given) = given {
+        return Ok(given.to_path_buf());
+    }
+    if !source.exists() {
+        anyhow::bail!("{} does not exist", source.display());
+    }
+    if let Some(found) = registry::golden_file_for(source) {
+        return Ok(found);
+    }
+    let looked = if source.is_dir() {
+        format!(
+            "{} does not exist",
+            source.join(golden::FILE_NAME).display()
+        )
+    } else {
+        format!(
+            "neither {} nor {} exists",
+            build::golden_beside(source).display(),
+            source
+                .parent()
+                .filter(|p| !p.as_os_str().is_empty())
+                .unwrap_or(Path::new("."))
+                .join(golden::FILE_NAME)
+                .display()
+        )
+    };
+    let skip = if command == "publish" {
+        ", or publish without them with --no-golden"
+    } else {
+        ""
+    };
+    Err(UsageError::new(format!(
+        "no golden cases to {command} {} with: {looked}; write the cases there (JSON Lines: an event and the verdict it must get, one a line), name a file with --golden{skip}",
+        source.display()
+    ))
+    .into())
+}
+
+/// The version of the JSON report of `tally rule test`; raised when a field
+/// changes meaning or goes away.
+const TEST_REPORT_SCHEMA_VERSION: u32 = 1;
+
+/// What `tally rule test --json` prints.
+#[derive(serde::Serialize)]
+struct TestReport {
+    schema_version: u32,
+    /// `passed`, `failed` (a case failed) or `error` (nothing could be
+    /// checked: the build failed, the golden file is malformed...).
+    status: &'static str,
+    source: PathBuf,
+    rule: Option<TestedRule>,
+    golden: Option<TestedCases>,
+    /// The failed cases, in file order.
+    failures: Vec<golden::Mismatch>,
+    /// What went wrong, when `status` is `error`.
+    error: Option<String>,
+}
+
+#[derive(serde::Serialize)]
+struct TestedRule {
+    name: String,
+    version: String,
+    sdk_version: String,
+    hash: String,
+    size: u64,
+}
+
+#[derive(serde::Serialize)]
+struct TestedCases {
+    file: PathBuf,
+    cases: usize,
+    passed: usize,
+    failed: usize,
+}
+
+fn test(source: &Path, golden: Option<&Path>, json: bool) -> anyhow::Result<()> {
+    let file = golden_file(source, golden, "test")?;
+    let mut report = TestReport {
+        schema_version: TEST_REPORT_SCHEMA_VERSION,
+        status: "error",
+        source: source.to_path_buf(),
+        rule: None,
+        golden: None,
+        failures: Vec::new(),
+        error: None,
+    };
+    let outcome = run_cases(source, &file, &mut report);
+    if let Err(err) = &outcome {
+        report.error = Some(format!("{err:#}"));
+    }
+    if json {
+        super::print(&serde_json::to_string_pretty(&report)?)?;
+    }
+    let rule = outcome?;
+    let cases = report.golden.as_ref().map_or(0, |g| g.cases);
+    if !report.failures.is_empty() {
+        return Err(registry::RegistryError::GoldenFailed {
+            rule: rule.label().to_string(),
+            file,
+            total: cases,
+            failures: report.failures.iter().map(ToString::to_string).collect(),
+            refused: "",
+        }
+        .into());
+    }
+    if !json {
+        super::print(&format!(
+            "{} passes all {cases} golden cases in {}",
+            shown(&rule.label().to_string()),
+            file.display()
+        ))?;
+    }
+    Ok(())
+}
+
+/// Loads (or builds) the rule and runs the cases of `file`, filling in
+/// `report` as it goes.
+fn run_cases(source: &Path, file: &Path, report: &mut TestReport) -> anyhow::Result<Rule> {
+    let cases = golden::read(file)?;
+    let bytes = registry::component_bytes(source)?;
+    let rule = Rule::from_bytes(source, &bytes, Limits::default())?;
+    report.rule = Some(TestedRule {
+        name: rule.info.name.clone(),
+        version: rule.info.version.clone(),
+        sdk_version: rule.info.sdk_version.clone(),
+        hash: rule.hash.to_hex().to_string(),
+        size: rule.size,
+    });
+    let failures = golden::check(&rule, &cases)?;
+    report.golden = Some(TestedCases {
+        file: file.to_path_buf(),
+        cases: cases.len(),
+        passed: cases.len() - failures.len(),
+        failed: failures.len(),
+    });
+    report.status = if failures.is_empty() {
+        "passed"
+    } else {
+        "failed"
+    };
+    report.failures = failures;
+    Ok(rule)
 }
 
 fn inspect(component: &Path, json: bool) -> anyhow::Result<()> {
@@ -200,27 +424,25 @@ fn publish(
         return Ok(());
     }
     let record = &published.record;
+    let golden = match &published.golden {
+        Some(g) => format!("; {} golden cases in {} pass", g.cases, g.file.display()),
+        None => "; no golden cases (--no-golden)".to_string(),
+    };
     let text = match published.status {
-        PublishStatus::Published => {
-            let golden = match &published.golden {
-                Some(g) => format!("; {} golden cases in {} pass", g.cases, g.file.display()),
-                None => "; no golden cases".to_string(),
-            };
-            format!(
-                "published {} (blake3 {}, {} bytes) in {}{golden}",
-                record.id(),
-                record.hash,
-                record.size,
-                registry.display()
-            )
-        }
+        PublishStatus::Published => format!(
+            "published {} (blake3 {}, {} bytes) in {}{golden}",
+            record.id(),
+            record.hash,
+            record.size,
+            registry.display()
+        ),
         PublishStatus::AlreadyPublished => format!(
-            "{} is already published with these bytes (blake3 {}); nothing to do",
+            "{} is already published with these bytes (blake3 {}); nothing to do{golden}",
             record.id(),
             record.hash
         ),
         PublishStatus::Restored => format!(
-            "{} is already published with these bytes (blake3 {}); its damaged or missing files were written again",
+            "{} is already published with these bytes (blake3 {}); its damaged or missing files were written again{golden}",
             record.id(),
             record.hash
         ),

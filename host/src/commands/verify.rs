@@ -68,6 +68,30 @@ pub fn execute(args: Args) -> anyhow::Result<ExitCode> {
                 ));
             }
         }
+        for d in &report.derived {
+            if d.identical {
+                text.push_str(&format!(
+                    "{} {}  identical  (commit {}, the sums of its days)\n",
+                    d.table, d.period, d.commit
+                ));
+                continue;
+            }
+            text.push_str(&format!(
+                "{} {}  DIFFERS    (commit {}, {} difference(s))\n",
+                d.table, d.period, d.commit, d.difference_count
+            ));
+            for x in &d.differences {
+                let key = if x.key.is_empty() {
+                    String::new()
+                } else {
+                    format!("{}: ", x.key.escape_debug())
+                };
+                text.push_str(&format!(
+                    "    {key}{}: expected {}, found {}\n",
+                    x.what, x.expected, x.actual
+                ));
+            }
+        }
         text.push_str(if report.identical() {
             "all partitions identical to their recomputation\n"
         } else {

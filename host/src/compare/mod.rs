@@ -4,9 +4,10 @@
 //! A rule comparison ingests, validates and deduplicates once, classifies every
 //! unique event with both rules, and builds both aggregations in the same run.
 //! Everything in a [`Comparison`] is derived from the two verdict columns, so
-//! its figures equal the difference of two separate runs.
+//! its figures equal the difference of two separate runs; [`attribution`]
+//! splits the change of the amount by its causes, exactly.
 
-use crate::aggregate::{Aggregate, Row};
+use crate::aggregate::{Aggregate, AggregateError, Row};
 use crate::classify::Classified;
 use crate::dedup::Deduped;
 use crate::event::{ACTIONS, CONTENT_KINDS, USER_TIERS, day_of, format_day};
@@ -15,13 +16,20 @@ use crate::pipeline::{self, RunError};
 use crate::reconcile::Published;
 use crate::report::RuleSummary;
 use crate::rule::Rule;
+use attribution::{Attribution, Bucket, Creators, Share, Sum, VERDICT_CHANGES, micros};
 use hashbrown::HashMap;
 use serde::Serialize;
 use std::collections::{BTreeMap, BinaryHeap};
 use std::path::Path;
 
+pub mod attribution;
+pub mod chart;
 pub mod gate;
 pub mod render;
+
+/// The version of the JSON form of a comparison (`schema_version`), raised
+/// when a field is removed or changes meaning.
+pub const SCHEMA_VERSION: u32 = 1;
 
 /// Totals of one side.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
@@ -98,6 +106,8 @@ pub struct KeyDelta {
 /// The comparison of two rules on the same events.
 #[derive(Debug, Clone, Serialize)]
 pub struct Comparison {
+    /// [`SCHEMA_VERSION`].
+    pub schema_version: u32,
     pub a: RuleSummary,
     pub b: RuleSummary,
     pub input_fingerprint: String,
@@ -118,7 +128,17 @@ pub struct Comparison {
     pub top_creators_losing: Vec<Mover>,
     pub top_templates_gaining: Vec<Mover>,
     pub top_templates_losing: Vec<Mover>,
-    pub days: Vec<Mover>,
+    /// Every day with unique events, in order: events, changed verdicts,
+    /// payable events and amounts under both rules.
+    pub days: Vec<Share>,
+    /// The change of the amount split by its causes; each split adds up to
+    /// `amount_delta` exactly.
+    pub attribution: Attribution,
+    /// How many creators gain, lose and stay the same.
+    pub creators: Creators,
+    /// The distribution of the relative change of the amount per creator,
+    /// in buckets with the edges of [`attribution::EDGES_PERCENT`].
+    pub creator_change_histogram: Vec<Bucket>,
     pub sample: Vec<SampleEvent>,
     /// The `--fail-if` conditions in the order given, each with the value
     /// measured and whether it held; empty when none was given.
@@ -156,6 +176,9 @@ pub fn compare_rules(
     let fingerprint = found.fingerprint.to_hex().to_string();
     let shards = spill.shards_for(&found.files);
     let mut sums = Sums::new();
+    // A rule's failure names the input file of the event it failed on.
+    let sources = crate::commit::sources(&found.files);
+    let named = |e: RunError| e.naming_inputs(&sources);
     let both = |deduped: &Deduped, sums: &mut Sums, progress: bool| -> Result<(), RunError> {
         let mut timings = crate::report::Timings::default();
         let mut counts = crate::report::Counts::default();
@@ -166,7 +189,8 @@ pub fn compare_rules(
             options.batch_size,
             progress,
             &mut timings,
-        )?;
+        )
+        .map_err(named)?;
         let (cb, ab) = pipeline::classify_and_sum(
             deduped,
             &mut counts,
@@ -174,7 +198,8 @@ pub fn compare_rules(
             options.batch_size,
             progress,
             &mut timings,
-        )?;
+        )
+        .map_err(named)?;
         sums.add(deduped, (&ca, &aa), (&cb, &ab), options);
         Ok(())
     };
@@ -202,19 +227,11 @@ pub fn compare_rules(
         both(&prepared.deduped, &mut sums, options.progress)?;
         prepared.counts.records
     };
-    let mut comparison = sums.finish(fingerprint, records, options);
+    let mut comparison = sums.finish(fingerprint, records, options)?;
     comparison.a = RuleSummary::of(rule_a, ref_a);
     comparison.b = RuleSummary::of(rule_b, ref_b);
     comparison.elapsed_seconds = started.elapsed().as_secs_f64();
     Ok(comparison)
-}
-
-fn totals(c: &Classified) -> SideTotals {
-    SideTotals {
-        unique: c.payable.len() as u64,
-        payable: c.payable.iter().filter(|&&p| p).count() as u64,
-        amount_micros: c.rate_micros.iter().sum(),
-    }
 }
 
 fn relative(delta: i64, base: i64) -> f64 {
@@ -226,17 +243,22 @@ fn relative(delta: i64, base: i64) -> f64 {
 }
 
 /// Largest positive deltas first, then most negative first; ties by key.
-fn movers(sums: HashMap<String, (i64, i64)>, top: usize) -> (Vec<Mover>, Vec<Mover>) {
+fn movers(
+    sums: &HashMap<String, (i128, i128)>,
+    top: usize,
+) -> Result<(Vec<Mover>, Vec<Mover>), AggregateError> {
     let mut all: Vec<Mover> = sums
-        .into_iter()
-        .map(|(key, (a, b))| Mover {
-            key,
-            amount_a: a,
-            amount_b: b,
-            delta: b - a,
+        .iter()
+        .filter(|(_, (a, b))| a != b)
+        .map(|(key, &(a, b))| {
+            Ok(Mover {
+                key: key.clone(),
+                amount_a: micros(a)?,
+                amount_b: micros(b)?,
+                delta: micros(b - a)?,
+            })
         })
-        .filter(|m| m.delta != 0)
-        .collect();
+        .collect::<Result<_, AggregateError>>()?;
     all.sort_by(|x, y| y.delta.cmp(&x.delta).then_with(|| x.key.cmp(&y.key)));
     let gaining: Vec<Mover> = all
         .iter()
@@ -247,23 +269,63 @@ fn movers(sums: HashMap<String, (i64, i64)>, top: usize) -> (Vec<Mover>, Vec<Mov
     let mut losing: Vec<Mover> = all.into_iter().filter(|m| m.delta < 0).collect();
     losing.sort_by(|x, y| x.delta.cmp(&y.delta).then_with(|| x.key.cmp(&y.key)));
     losing.truncate(top);
-    (gaining, losing)
+    Ok((gaining, losing))
+}
+
+/// Countries are two upper-case ASCII letters: 26 × 26 of them.
+const COUNTRY_SLOTS: usize = 26 * 26;
+
+/// The slot of a (validated) country code.
+fn country_slot(code: [u8; 2]) -> usize {
+    usize::from(code[0].wrapping_sub(b'A')) * 26 + usize::from(code[1].wrapping_sub(b'A'))
+}
+
+/// The country code of a slot.
+fn country_of(slot: usize) -> String {
+    [b'A' + (slot / 26) as u8, b'A' + (slot % 26) as u8]
+        .iter()
+        .map(|&b| char::from(b))
+        .collect()
+}
+
+/// One side's totals while they add up.
+#[derive(Default)]
+struct Totals {
+    unique: u64,
+    payable: u64,
+    amount: i128,
+}
+
+impl Totals {
+    fn checked(&self) -> Result<SideTotals, AggregateError> {
+        Ok(SideTotals {
+            unique: self.unique,
+            payable: self.payable,
+            amount_micros: micros(self.amount)?,
+        })
+    }
 }
 
 /// What a comparison adds up over the unique events, one table (the whole
 /// input, or one shard of it) at a time; keys are strings, so tables with
-/// their own string ids add up.
+/// their own string ids add up. Money is summed in `i128` and checked into
+/// 64 bits once, when the comparison is finished.
 struct Sums {
-    verdicts: VerdictChanges,
-    pairs: HashMap<(String, String), u64>,
-    creators: HashMap<String, (i64, i64)>,
-    templates: HashMap<String, (i64, i64)>,
-    days: BTreeMap<i32, (i64, i64)>,
+    /// Per (kind of verdict change, A reason, B reason).
+    pairs: HashMap<(usize, String, String), Sum>,
+    /// Amounts under A and B per creator (every creator with an event) and
+    /// per template (those paid under either rule).
+    creators: HashMap<String, (i128, i128)>,
+    templates: HashMap<String, (i128, i128)>,
+    days: HashMap<i32, Sum>,
+    content_kinds: [Sum; CONTENT_KINDS.len()],
+    user_tiers: [Sum; USER_TIERS.len()],
+    countries: Vec<Sum>,
     /// The changed events with the smallest event ids (ids are random, so
     /// this is an unbiased and reproducible choice), sorted by id.
     sample: Vec<(Vec<u8>, SampleEvent)>,
-    totals_a: SideTotals,
-    totals_b: SideTotals,
+    totals_a: Totals,
+    totals_b: Totals,
     keys: HashMap<(i32, String, String), (Figures, Figures)>,
 }
 
@@ -276,14 +338,16 @@ fn add_figures(into: &mut Figures, from: Figures) {
 impl Sums {
     fn new() -> Sums {
         Sums {
-            verdicts: VerdictChanges::default(),
             pairs: HashMap::new(),
             creators: HashMap::new(),
             templates: HashMap::new(),
-            days: BTreeMap::new(),
+            days: HashMap::new(),
+            content_kinds: Default::default(),
+            user_tiers: Default::default(),
+            countries: vec![Sum::default(); COUNTRY_SLOTS],
             sample: Vec::new(),
-            totals_a: SideTotals::default(),
-            totals_b: SideTotals::default(),
+            totals_a: Totals::default(),
+            totals_b: Totals::default(),
             keys: HashMap::new(),
         }
     }
@@ -299,53 +363,39 @@ impl Sums {
     ) {
         let table = &deduped.table;
         let strings = &table.strings;
-        let verdicts = &mut self.verdicts;
-        let mut pairs: HashMap<(u32, u32), u64> = HashMap::new();
-        let mut creators: HashMap<u32, (i64, i64)> = HashMap::new();
-        let mut templates: HashMap<u32, (i64, i64)> = HashMap::new();
+        let mut pairs: HashMap<(usize, u32, u32), Sum> = HashMap::new();
+        let mut creators: HashMap<u32, (i128, i128)> = HashMap::new();
+        let mut templates: HashMap<u32, (i128, i128)> = HashMap::new();
         let mut sample: BinaryHeap<(Vec<u8>, usize)> = BinaryHeap::new();
         for (i, (c, r)) in table.rows(&deduped.survivors).enumerate() {
-            let (pa, pb) = (ca.payable[i], cb.payable[i]);
-            let (ra, rb) = (ca.rate_micros[i], cb.rate_micros[i]);
-            let (reason_a, reason_b) = (
-                &ca.reasons[ca.reason[i] as usize],
-                &cb.reasons[cb.reason[i] as usize],
-            );
-            *pairs.entry((ca.reason[i], cb.reason[i])).or_default() += 1;
-            let changed = match (pa, pb) {
-                (true, false) => {
-                    verdicts.payable_to_not_payable += 1;
-                    true
-                }
-                (false, true) => {
-                    verdicts.not_payable_to_payable += 1;
-                    true
-                }
-                _ if ra != rb => {
-                    verdicts.rate_changed += 1;
-                    true
-                }
-                _ if reason_a != reason_b => {
-                    verdicts.reason_changed += 1;
-                    true
-                }
-                _ => {
-                    verdicts.unchanged += 1;
-                    false
-                }
-            };
-            if ra != 0 || rb != 0 {
-                for (map, key) in [
-                    (&mut creators, c.creator[r]),
-                    (&mut templates, c.template[r]),
-                ] {
-                    let e = map.entry(key).or_default();
-                    e.0 += ra;
-                    e.1 += rb;
-                }
-                let e = self.days.entry(day_of(c.occurred_at[r])).or_default();
-                e.0 += ra;
-                e.1 += rb;
+            let a = (ca.payable[i], ca.rate_micros[i]);
+            let b = (cb.payable[i], cb.rate_micros[i]);
+            let (reason_a, reason_b) = (ca.reason[i], cb.reason[i]);
+            // Reasons are compared as text only when the verdicts are
+            // otherwise the same: each rule numbers its reasons its own way.
+            let kind = attribution::verdict_change(a, b, {
+                a != b || ca.reasons[reason_a as usize] == cb.reasons[reason_b as usize]
+            });
+            let changed = kind != VERDICT_CHANGES.len() - 1;
+            for sum in [
+                pairs.entry((kind, reason_a, reason_b)).or_default(),
+                self.days.entry(day_of(c.occurred_at[r])).or_default(),
+            ]
+            .into_iter()
+            .chain(self.content_kinds.get_mut(usize::from(c.content_kind[r])))
+            .chain(self.user_tiers.get_mut(usize::from(c.user_tier[r])))
+            .chain(self.countries.get_mut(country_slot(c.country[r])))
+            {
+                sum.add_event(a, b, changed);
+            }
+            let (rate_a, rate_b) = (i128::from(a.1), i128::from(b.1));
+            let creator = creators.entry(c.creator[r]).or_default();
+            creator.0 += rate_a;
+            creator.1 += rate_b;
+            if a.1 != 0 || b.1 != 0 {
+                let template = templates.entry(c.template[r]).or_default();
+                template.0 += rate_a;
+                template.1 += rate_b;
             }
             if changed && options.sample > 0 {
                 let id = c.event_id(r);
@@ -357,12 +407,13 @@ impl Sums {
                 }
             }
         }
-        for ((a, b), n) in pairs {
+        for ((kind, a, b), sum) in pairs {
             let key = (
+                kind,
                 ca.reasons[a as usize].clone(),
                 cb.reasons[b as usize].clone(),
             );
-            *self.pairs.entry(key).or_default() += n;
+            self.pairs.entry(key).or_default().merge(&sum);
         }
         for (into, from) in [
             (&mut self.creators, creators),
@@ -400,10 +451,9 @@ impl Sums {
         self.sample.sort_by(|x, y| x.0.cmp(&y.0));
         self.sample.truncate(options.sample);
         for (mine, c) in [(&mut self.totals_a, ca), (&mut self.totals_b, cb)] {
-            let t = totals(c);
-            mine.unique += t.unique;
-            mine.payable += t.payable;
-            mine.amount_micros += t.amount_micros;
+            mine.unique += c.payable.len() as u64;
+            mine.payable += c.payable.iter().filter(|&&p| p).count() as u64;
+            mine.amount += c.rate_micros.iter().map(|&r| i128::from(r)).sum::<i128>();
         }
         for (day, creator, template, a, b) in key_deltas(&aa.rows, &ab.rows) {
             let key = (
@@ -417,28 +467,73 @@ impl Sums {
         }
     }
 
-    fn finish(self, input_fingerprint: String, records: u64, options: Options) -> Comparison {
+    /// The comparison; an amount that does not fit 64-bit micros is the
+    /// error a run would give.
+    fn finish(
+        self,
+        input_fingerprint: String,
+        records: u64,
+        options: Options,
+    ) -> Result<Comparison, AggregateError> {
         let Sums {
-            verdicts,
             pairs,
             creators,
             templates,
             days,
+            content_kinds,
+            user_tiers,
+            countries,
             sample,
             totals_a,
             totals_b,
             keys,
         } = self;
-        let (top_creators_gaining, top_creators_losing) = movers(creators, options.top);
-        let (top_templates_gaining, top_templates_losing) = movers(templates, options.top);
+        let (totals_a, totals_b) = (totals_a.checked()?, totals_b.checked()?);
+        let (top_creators_gaining, top_creators_losing) = movers(&creators, options.top)?;
+        let (top_templates_gaining, top_templates_losing) = movers(&templates, options.top)?;
+        let (creator_counts, creator_change_histogram) =
+            attribution::creators(creators.into_values())?;
         let mut transitions: BTreeMap<String, BTreeMap<String, u64>> = BTreeMap::new();
-        for ((a, b), n) in pairs {
-            *transitions.entry(a).or_default().entry(b).or_default() += n;
+        let mut kinds = [0u64; VERDICT_CHANGES.len()];
+        for ((kind, a, b), sum) in &pairs {
+            kinds[*kind] += sum.events;
+            *transitions
+                .entry(a.clone())
+                .or_default()
+                .entry(b.clone())
+                .or_default() += sum.events;
         }
+        let verdicts = VerdictChanges {
+            payable_to_not_payable: kinds[0],
+            not_payable_to_payable: kinds[1],
+            rate_changed: kinds[2],
+            reason_changed: kinds[3],
+            unchanged: kinds[4],
+        };
+        let attribution = Attribution::of(
+            pairs,
+            CONTENT_KINDS
+                .iter()
+                .map(|k| k.to_string())
+                .zip(content_kinds),
+            USER_TIERS.iter().map(|t| t.to_string()).zip(user_tiers),
+            countries
+                .into_iter()
+                .enumerate()
+                .map(|(slot, sum)| (country_of(slot), sum)),
+        )?;
+        let mut days: Vec<(i32, Sum)> = days.into_iter().collect();
+        days.sort_by_key(|d| d.0);
+        let days = days
+            .into_iter()
+            .map(|(day, sum)| Share::of(format_day(day), &sum))
+            .collect::<Result<_, _>>()?;
         let mut keys: Vec<_> = keys.into_iter().collect();
         keys.sort_by(|x, y| x.0.cmp(&y.0));
-        let amount_delta = totals_b.amount_micros - totals_a.amount_micros;
-        Comparison {
+        let amount_delta =
+            micros(i128::from(totals_b.amount_micros) - i128::from(totals_a.amount_micros))?;
+        Ok(Comparison {
+            schema_version: SCHEMA_VERSION,
             a: RuleSummary::default(),
             b: RuleSummary::default(),
             input_fingerprint,
@@ -459,15 +554,10 @@ impl Sums {
             top_creators_losing,
             top_templates_gaining,
             top_templates_losing,
-            days: days
-                .into_iter()
-                .map(|(day, (a, b))| Mover {
-                    key: format_day(day),
-                    amount_a: a,
-                    amount_b: b,
-                    delta: b - a,
-                })
-                .collect(),
+            days,
+            attribution,
+            creators: creator_counts,
+            creator_change_histogram,
             sample: sample.into_iter().map(|(_, e)| e).collect(),
             gates: Vec::new(),
             elapsed_seconds: 0.0,
@@ -481,7 +571,7 @@ impl Sums {
                     b,
                 })
                 .collect(),
-        }
+        })
     }
 }
 
@@ -519,6 +609,8 @@ fn key_deltas(a: &[Row], b: &[Row]) -> Vec<(i32, u32, u32, Figures, Figures)> {
 /// How two published outputs differ, key by key.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct OutputDiff {
+    /// [`SCHEMA_VERSION`].
+    pub schema_version: u32,
     pub a: String,
     pub b: String,
     pub only_in_a: u64,
@@ -565,6 +657,7 @@ pub fn compare_outputs(
     days.sort();
     days.dedup();
     let mut diff = OutputDiff {
+        schema_version: SCHEMA_VERSION,
         a: a.display().to_string(),
         b: b.display().to_string(),
         ..OutputDiff::default()

@@ -1,7 +1,9 @@
 //! The forms of a comparison: text for a terminal, one self-contained HTML page
-//! for a policy team (no network fetches: styles and the chart are inline), and
-//! Parquet files for machines.
+//! for a policy team (no network fetches, no script: styles and the charts are
+//! inline), and Parquet files for machines.
 
+use super::attribution::{Bucket, Share, Transition, VERDICT_CHANGES, VERDICT_CHANGES_SHOWN};
+use super::chart::{self, Bar, Chart, Tone, Unit, esc};
 use super::gate::{GATE_TRIPPED, Outcome};
 use super::{Comparison, Mover, OutputDiff};
 use crate::commit::CommitError;
@@ -35,7 +37,7 @@ fn movers_text(out: &mut String, title: &str, movers: &[Mover]) {
         let _ = writeln!(
             out,
             "  {:<24} {:>16} -> {:>16}  {:>16}",
-            m.key,
+            shown(&m.key),
             money(m.amount_a),
             money(m.amount_b),
             signed_money(m.delta)
@@ -125,16 +127,18 @@ pub fn text(c: &Comparison) -> String {
     movers_text(&mut out, "creators losing most", &c.top_creators_losing);
     movers_text(&mut out, "templates gaining most", &c.top_templates_gaining);
     movers_text(&mut out, "templates losing most", &c.top_templates_losing);
-    movers_text(&mut out, "per day", &c.days);
+    attribution_text(&mut out, c);
+    creators_text(&mut out, c);
+    days_text(&mut out, &c.days);
     let _ = writeln!(out, "\nsample of changed events");
     for e in &c.sample {
         let _ = writeln!(
             out,
             "  {} {} {}/{} {} {} {} {}: A {} {} -> B {} {}",
-            e.event_id,
+            shown(&e.event_id),
             e.day,
-            e.creator_id,
-            e.template_id,
+            shown(&e.creator_id),
+            shown(&e.template_id),
             e.content_kind,
             e.action,
             e.user_tier,
@@ -179,18 +183,184 @@ fn gates_text(out: &mut String, gates: &[Outcome]) {
     }
 }
 
+/// The change from `a` to `b` relative to `a`, as a person reads it: `new`
+/// when only B pays, `-` when neither does.
+fn relative_text(a: i64, b: i64) -> String {
+    match (a, b) {
+        (0, 0) => "-".to_string(),
+        (0, _) => "new".to_string(),
+        _ => percent((i128::from(b) - i128::from(a)) as f64 / a as f64),
+    }
+}
+
+/// A verdict-change kind as a person reads it.
+fn change_shown(kind: &str) -> &'static str {
+    VERDICT_CHANGES
+        .iter()
+        .position(|k| *k == kind)
+        .map_or("?", |i| VERDICT_CHANGES_SHOWN[i])
+}
+
+/// A transition with its reasons, as a person reads it.
+fn transition_shown(t: &Transition) -> String {
+    match (&t.a_reason, &t.b_reason) {
+        (Some(a), Some(b)) => format!(
+            "{}: {} → {}",
+            change_shown(t.transition),
+            shown(a),
+            shown(b)
+        ),
+        _ => change_shown(t.transition).to_string(),
+    }
+}
+
+fn shares_text(out: &mut String, title: &str, shares: &[Share]) {
+    let _ = writeln!(
+        out,
+        "  {title:<30} {:>12} {:>12} {:>18} {:>18} {:>18}",
+        "events", "changed", "A", "B", "change"
+    );
+    for s in shares {
+        let _ = writeln!(
+            out,
+            "    {:<28} {:>12} {:>12} {:>18} {:>18} {:>18} {:>9}",
+            shown(&s.key),
+            thousands(s.events),
+            thousands(s.changed),
+            money(s.amount_a),
+            money(s.amount_b),
+            signed_money(s.delta),
+            relative_text(s.amount_a, s.amount_b)
+        );
+    }
+}
+
+/// Where the money moved, split by its causes.
+fn attribution_text(out: &mut String, c: &Comparison) {
+    let a = &c.attribution;
+    let moving: Vec<(String, &Transition)> = a
+        .by_transition
+        .iter()
+        .filter(|t| t.transition != VERDICT_CHANGES[4])
+        .map(|t| (transition_shown(t), t))
+        .collect();
+    let width = moving
+        .iter()
+        .map(|(label, _)| label.chars().count())
+        .chain(VERDICT_CHANGES_SHOWN.iter().map(|l| l.chars().count()))
+        .max()
+        .unwrap_or(0);
+    let _ = writeln!(
+        out,
+        "\nwhere the money moved (each split adds up to the change of the amount, {})",
+        signed_money(c.amount_delta)
+    );
+    let _ = writeln!(
+        out,
+        "  {:<w$} {:>12} {:>18} {:>18} {:>18}",
+        "by verdict change",
+        "events",
+        "A",
+        "B",
+        "change",
+        w = width + 2
+    );
+    for t in &a.by_verdict_change {
+        let _ = writeln!(
+            out,
+            "    {:<width$} {:>12} {:>18} {:>18} {:>18}",
+            change_shown(t.transition),
+            thousands(t.events),
+            money(t.amount_a),
+            money(t.amount_b),
+            signed_money(t.delta)
+        );
+    }
+    let _ = writeln!(out, "  by verdict change and reason (A reason → B reason)");
+    for (label, t) in &moving {
+        let _ = writeln!(
+            out,
+            "    {label:<width$} {:>12} {:>18} {:>18} {:>18}",
+            thousands(t.events),
+            money(t.amount_a),
+            money(t.amount_b),
+            signed_money(t.delta)
+        );
+    }
+    shares_text(out, "by content kind", &a.by_content_kind);
+    shares_text(out, "by user tier", &a.by_user_tier);
+    shares_text(out, "by country", &a.by_country);
+}
+
+/// A histogram bucket's tone in the chart.
+fn bucket_tone(b: &Bucket) -> Tone {
+    match b.kind {
+        "stopped" => Tone::Gone,
+        "decrease" => Tone::Down,
+        "increase" => Tone::Up,
+        "new" => Tone::New,
+        _ => Tone::Flat,
+    }
+}
+
+/// How many creators gain, lose and stay the same, and the histogram.
+fn creators_text(out: &mut String, c: &Comparison) {
+    let n = &c.creators;
+    let _ = writeln!(
+        out,
+        "\ncreators: {} with events; {} gain, {} lose, {} unchanged ({} paid under neither rule); {} paid only under A, {} only under B",
+        thousands(n.with_events),
+        thousands(n.gaining),
+        thousands(n.losing),
+        thousands(n.unchanged),
+        thousands(n.paid_under_neither),
+        thousands(n.paid_only_under_a),
+        thousands(n.paid_only_under_b)
+    );
+    let _ = writeln!(
+        out,
+        "relative change of the amount per creator\n  {:<24} {:>10} {:>18}",
+        "change", "creators", "amount change"
+    );
+    for b in &c.creator_change_histogram {
+        let _ = writeln!(
+            out,
+            "  {:<24} {:>10} {:>18}",
+            b.label,
+            thousands(b.creators),
+            signed_money(b.delta)
+        );
+    }
+}
+
+/// The per-day table.
+fn days_text(out: &mut String, days: &[Share]) {
+    let _ = writeln!(
+        out,
+        "\nper day\n  {:<10} {:>10} {:>10} {:>10} {:>10} {:>18} {:>18} {:>18}",
+        "day", "events", "changed", "payable A", "payable B", "A", "B", "change"
+    );
+    for d in days {
+        let _ = writeln!(
+            out,
+            "  {:<10} {:>10} {:>10} {:>10} {:>10} {:>18} {:>18} {:>18} {:>9}",
+            d.key,
+            thousands(d.events),
+            thousands(d.changed),
+            thousands(d.payable_a),
+            thousands(d.payable_b),
+            money(d.amount_a),
+            money(d.amount_b),
+            signed_money(d.delta),
+            relative_text(d.amount_a, d.amount_b)
+        );
+    }
+}
+
 /// Rule-supplied text (names, reasons) for HTML: as [`shown`] to a person,
 /// then escaped.
 fn rule_esc(text: &str) -> String {
     esc(&shown(text))
-}
-
-/// Escapes text for HTML.
-fn esc(text: &str) -> String {
-    text.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
 }
 
 fn movers_html(out: &mut String, title: &str, movers: &[Mover]) {
@@ -216,50 +386,242 @@ fn movers_html(out: &mut String, title: &str, movers: &[Mover]) {
     out.push_str("</table></section>");
 }
 
-/// Bars of the money moved per day, as inline SVG.
-fn day_chart(days: &[Mover]) -> String {
-    let (width, height, pad) = (900.0_f64, 240.0_f64, 30.0_f64);
-    let max = days
-        .iter()
-        .map(|d| d.delta.unsigned_abs())
-        .max()
-        .unwrap_or(0)
-        .max(1) as f64;
-    let bar = (width - 2.0 * pad) / days.len().max(1) as f64;
-    let mid = height / 2.0;
-    let mut svg = format!(
-        "<svg role=img aria-label='money moved per day' viewBox='0 0 {width} {height}' width='100%'><line x1='{pad}' y1='{mid}' x2='{}' y2='{mid}' stroke='#888'/>",
-        width - pad
+/// The title of an axis of money.
+const MONEY_AXIS: &str = "change of the amount, currency units (1 = 1,000,000 micros)";
+
+/// A cell of money, coloured by the sign of a change when `change`.
+fn money_cell(micros: i64, change: bool) -> String {
+    if !change {
+        return format!("<td class=n>{}</td>", money(micros));
+    }
+    let class = match micros.signum() {
+        1 => " up",
+        -1 => " down",
+        _ => "",
+    };
+    format!("<td class='n{class}'>{}</td>", signed_money(micros))
+}
+
+/// A chart of changes, one row per category.
+fn change_rows(id: &str, description: &str, bars: Vec<Bar>) -> String {
+    chart::rows(
+        &Chart {
+            id,
+            description,
+            unit: Unit::Money,
+            axis: MONEY_AXIS,
+        },
+        &bars,
+    )
+}
+
+/// The change of the amount split by kind of verdict change and by reasons,
+/// each a chart and a table.
+fn transitions_html(out: &mut String, c: &Comparison) {
+    let a = &c.attribution;
+    let _ = write!(
+        out,
+        "<h3>By verdict change</h3>{}<table id=by-verdict-change><tr><th>verdict change</th><th>events</th><th>A</th><th>B</th><th>change</th></tr>",
+        change_rows(
+            "chart-verdict-change",
+            "change of the amount by verdict change",
+            a.by_verdict_change
+                .iter()
+                .map(|t| Bar::change(change_shown(t.transition), t.delta))
+                .collect()
+        )
     );
-    for (i, d) in days.iter().enumerate() {
-        let h = (d.delta.unsigned_abs() as f64 / max) * (mid - pad);
-        let x = pad + i as f64 * bar;
-        let (y, class) = if d.delta >= 0 {
-            (mid - h, "up")
+    for t in &a.by_verdict_change {
+        let _ = write!(
+            out,
+            "<tr><td>{}</td><td class=n>{}</td>{}{}{}</tr>",
+            esc(change_shown(t.transition)),
+            thousands(t.events),
+            money_cell(t.amount_a, false),
+            money_cell(t.amount_b, false),
+            money_cell(t.delta, true)
+        );
+    }
+    let _ = write!(
+        out,
+        "<tr class=total><th>total</th><td class=n>{}</td>{}{}{}</tr></table>",
+        thousands(c.totals_a.unique),
+        money_cell(c.totals_a.amount_micros, false),
+        money_cell(c.totals_b.amount_micros, false),
+        money_cell(c.amount_delta, true)
+    );
+    let moving: Vec<Bar> = a
+        .by_transition
+        .iter()
+        .filter(|t| t.delta != 0)
+        .map(|t| Bar::change(transition_shown(t), t.delta))
+        .collect();
+    let _ = write!(
+        out,
+        "<h3>By verdict change and reason</h3>{}<table id=by-transition><tr><th>verdict change</th><th>A reason</th><th>B reason</th><th>events</th><th>A</th><th>B</th><th>change</th></tr>",
+        if moving.is_empty() {
+            "<p>No verdict change moved money.</p>".to_string()
         } else {
-            (mid, "down")
-        };
+            change_rows(
+                "chart-transition",
+                "change of the amount by verdict change and reason",
+                moving,
+            )
+        }
+    );
+    for t in &a.by_transition {
         let _ = write!(
-            svg,
-            "<rect class='{class}' x='{x:.1}' y='{y:.1}' width='{:.1}' height='{h:.1}'><title>{}: {}</title></rect>",
-            (bar - 2.0).max(1.0),
+            out,
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td class=n>{}</td>{}{}{}</tr>",
+            esc(change_shown(t.transition)),
+            rule_esc(t.a_reason.as_deref().unwrap_or_default()),
+            rule_esc(t.b_reason.as_deref().unwrap_or_default()),
+            thousands(t.events),
+            money_cell(t.amount_a, false),
+            money_cell(t.amount_b, false),
+            money_cell(t.delta, true)
+        );
+    }
+    out.push_str("</table>");
+}
+
+/// One split of the change (by content kind, user tier or country): a chart
+/// and a table.
+fn shares_html(out: &mut String, (id, title, what): (&str, &str, &str), shares: &[Share]) {
+    let description = format!("change of the amount by {what}");
+    let _ = write!(
+        out,
+        "<h3>{}</h3>{}<table id=by-{id}><tr><th>{}</th><th>events</th><th>changed</th><th>payable A</th><th>payable B</th><th>A</th><th>B</th><th>change</th><th>relative</th></tr>",
+        esc(title),
+        if shares.is_empty() {
+            "<p>No events.</p>".to_string()
+        } else {
+            change_rows(
+                &format!("chart-{id}"),
+                &description,
+                shares
+                    .iter()
+                    .map(|s| Bar::change(s.key.clone(), s.delta))
+                    .collect(),
+            )
+        },
+        esc(what)
+    );
+    for s in shares {
+        let _ = write!(
+            out,
+            "<tr><td>{}</td><td class=n>{}</td><td class=n>{}</td><td class=n>{}</td><td class=n>{}</td>{}{}{}<td class=n>{}</td></tr>",
+            esc(&s.key),
+            thousands(s.events),
+            thousands(s.changed),
+            thousands(s.payable_a),
+            thousands(s.payable_b),
+            money_cell(s.amount_a, false),
+            money_cell(s.amount_b, false),
+            money_cell(s.delta, true),
+            esc(&relative_text(s.amount_a, s.amount_b))
+        );
+    }
+    out.push_str("</table>");
+}
+
+/// How many creators gain, lose and stay the same; the histogram of their
+/// relative change, as a chart and a table.
+fn creators_html(out: &mut String, c: &Comparison) {
+    let n = &c.creators;
+    let _ = write!(
+        out,
+        "<h2>Creators</h2><table id=creators><tr><th>creators</th><th>count</th></tr>\
+<tr><td>with events</td><td class=n>{}</td></tr><tr><td>gaining</td><td class='n up'>{}</td></tr>\
+<tr><td>losing</td><td class='n down'>{}</td></tr><tr><td>unchanged</td><td class=n>{}</td></tr>\
+<tr><td>of which paid under neither rule</td><td class=n>{}</td></tr>\
+<tr><td>paid only under A (no longer paid)</td><td class=n>{}</td></tr>\
+<tr><td>paid only under B (new)</td><td class=n>{}</td></tr></table>",
+        thousands(n.with_events),
+        thousands(n.gaining),
+        thousands(n.losing),
+        thousands(n.unchanged),
+        thousands(n.paid_under_neither),
+        thousands(n.paid_only_under_a),
+        thousands(n.paid_only_under_b)
+    );
+    let bars: Vec<Bar> = c
+        .creator_change_histogram
+        .iter()
+        .map(|b| Bar {
+            label: b.label.clone(),
+            value: i64::try_from(b.creators).unwrap_or(i64::MAX),
+            tone: bucket_tone(b),
+        })
+        .collect();
+    let _ = write!(
+        out,
+        "<h3>Relative change of the amount per creator</h3><p>Each creator paid under either rule, by the change of its amount relative to what A pays it. \
+A bracket includes its edge, a parenthesis excludes it; creators paid only under B are counted apart (a change from nothing has no ratio), and creators paid under neither rule are left out.</p>{}\
+<table id=histogram><tr><th>change</th><th>creators</th><th>A</th><th>B</th><th>change of the amount</th></tr>",
+        chart::columns(
+            &Chart {
+                id: "chart-histogram",
+                description: "creators by relative change of their amount",
+                unit: Unit::Count,
+                axis: "creators",
+            },
+            &bars
+        )
+    );
+    for b in &c.creator_change_histogram {
+        let _ = write!(
+            out,
+            "<tr><td>{}</td><td class=n>{}</td>{}{}{}</tr>",
+            esc(&b.label),
+            thousands(b.creators),
+            money_cell(b.amount_a, false),
+            money_cell(b.amount_b, false),
+            money_cell(b.delta, true)
+        );
+    }
+    out.push_str("</table>");
+}
+
+/// The money moved per day: a chart and the per-day table.
+fn days_html(out: &mut String, days: &[Share]) {
+    let bars: Vec<Bar> = days
+        .iter()
+        .map(|d| Bar::change(d.key.clone(), d.delta))
+        .collect();
+    let _ = write!(
+        out,
+        "<h2>Money moved per day</h2>{}<table id=days><tr><th>day</th><th>events</th><th>changed</th><th>payable A</th><th>payable B</th><th>A</th><th>B</th><th>change</th><th>relative</th></tr>",
+        if bars.is_empty() {
+            "<p>No events.</p>".to_string()
+        } else {
+            chart::columns(
+                &Chart {
+                    id: "chart-days",
+                    description: "change of the amount per day",
+                    unit: Unit::Money,
+                    axis: MONEY_AXIS,
+                },
+                &bars,
+            )
+        }
+    );
+    for d in days {
+        let _ = write!(
+            out,
+            "<tr><td>{}</td><td class=n>{}</td><td class=n>{}</td><td class=n>{}</td><td class=n>{}</td>{}{}{}<td class=n>{}</td></tr>",
             esc(&d.key),
-            signed_money(d.delta)
+            thousands(d.events),
+            thousands(d.changed),
+            thousands(d.payable_a),
+            thousands(d.payable_b),
+            money_cell(d.amount_a, false),
+            money_cell(d.amount_b, false),
+            money_cell(d.delta, true),
+            esc(&relative_text(d.amount_a, d.amount_b))
         );
     }
-    if let (Some(first), Some(last)) = (days.first(), days.last()) {
-        let _ = write!(
-            svg,
-            "<text x='{pad}' y='{}' font-size='12'>{}</text><text x='{}' y='{}' font-size='12' text-anchor='end'>{}</text>",
-            height - 6.0,
-            esc(&first.key),
-            width - pad,
-            height - 6.0,
-            esc(&last.key)
-        );
-    }
-    svg.push_str("</svg>");
-    svg
+    out.push_str("</table>");
 }
 
 /// The comparison as one self-contained HTML page.
@@ -270,7 +632,7 @@ pub fn html(c: &Comparison) -> String {
 body{font:14px/1.4 system-ui,sans-serif;margin:2em;color:#222}table{border-collapse:collapse;margin:.5em 0}\
 td,th{border:1px solid #ddd;padding:.25em .6em}th{background:#f4f4f4;text-align:left}.n{text-align:right;font-variant-numeric:tabular-nums}\
 .up{color:#17663a;fill:#2e9e5b}.down{color:#a12020;fill:#d04848}section{display:inline-block;vertical-align:top;margin-right:2em}\
-code{font-size:12px}</style></head><body>",
+code{font-size:12px}.chart{display:block;max-width:100%;height:auto;margin:.5em 0}tr.total th,tr.total td{font-weight:bold}</style></head><body>",
     );
     let _ = write!(
         out,
@@ -316,7 +678,25 @@ code{font-size:12px}</style></head><body>",
         }
         out.push_str("</table>");
     }
-    let _ = write!(out, "<h2>Money moved per day</h2>{}", day_chart(&c.days));
+    let _ = write!(
+        out,
+        "<h2>Where the money moved</h2><p>Each split adds up exactly to the change of the amount, {}.</p>",
+        signed_money(c.amount_delta)
+    );
+    transitions_html(&mut out, c);
+    let a = &c.attribution;
+    for (names, shares) in [
+        (
+            ("content-kind", "By content kind", "content kind"),
+            &a.by_content_kind,
+        ),
+        (("user-tier", "By user tier", "user tier"), &a.by_user_tier),
+        (("country", "By country", "country"), &a.by_country),
+    ] {
+        shares_html(&mut out, names, shares);
+    }
+    creators_html(&mut out, c);
+    days_html(&mut out, &c.days);
     out.push_str("<h2>Who gains and loses</h2>");
     movers_html(&mut out, "Creators gaining most", &c.top_creators_gaining);
     movers_html(&mut out, "Creators losing most", &c.top_creators_losing);

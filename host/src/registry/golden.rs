@@ -1,5 +1,6 @@
 //! Golden cases: events with the verdicts a rule must give them, shipped with
-//! the rule and checked by `tally rule publish` through the compiled component.
+//! the rule and checked by `tally rule test` and `tally rule publish` through
+//! the compiled component.
 //!
 //! A golden file is JSON Lines: one object per line with the fields of the
 //! event contract (`docs/event-contract.md`: `event_id`, `occurred_at`,
@@ -23,8 +24,8 @@ pub const FILE_NAME: &str = "golden.jsonl";
 /// Cases per call into the rule.
 const BATCH: usize = 4096;
 
-/// The verdict a case expects.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+/// The verdict a case expects (or that the rule gave).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Expected {
     pub payable: bool,
@@ -71,45 +72,69 @@ pub struct GoldenCase {
 impl GoldenCase {
     /// How a failure names the case: line, event id and description.
     pub fn label(&self) -> String {
-        let mut label = format!("line {} (event_id {:?}", self.line, self.event.event_id);
-        if let Some(case) = &self.case {
-            label.push_str(&format!(", {case:?}"));
-        }
-        label.push(')');
-        label
+        label(self.line, &self.event.event_id, self.case.as_deref())
     }
 }
 
-/// A case whose verdict differed from its expectation.
-#[derive(Debug, Clone)]
+/// A case the rule failed: it gave another verdict than expected, or no
+/// verdict at all (it trapped, ran out of fuel, returned an error...).
+#[derive(Debug, Clone, serde::Serialize)]
 pub struct Mismatch {
-    pub case: String,
+    /// 1-based line number in the golden file.
+    pub line: usize,
+    pub event_id: String,
+    /// The case's description, if it has one.
+    pub case: Option<String>,
     pub expected: Expected,
-    pub got: Expected,
+    /// The verdict the rule gave; `None` when the call failed.
+    pub got: Option<Expected>,
+    /// Why the rule gave no verdict, when the call failed.
+    pub error: Option<String>,
+}
+
+impl Mismatch {
+    /// How the failure names the case: line, event id and description.
+    pub fn label(&self) -> String {
+        label(self.line, &self.event_id, self.case.as_deref())
+    }
+}
+
+fn label(line: usize, event_id: &str, case: Option<&str>) -> String {
+    let mut label = format!("line {line} (event_id {event_id:?}");
+    if let Some(case) = case {
+        label.push_str(&format!(", {case:?}"));
+    }
+    label.push(')');
+    label
 }
 
 impl fmt::Display for Mismatch {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let Some(got) = &self.got else {
+            let error = self.error.as_deref().unwrap_or("gave no verdict");
+            return write!(f, "{}: the rule {error}", self.label());
+        };
         let mut diffs = Vec::new();
-        if self.expected.payable != self.got.payable {
+        if self.expected.payable != got.payable {
             diffs.push(format!(
                 "payable: expected {}, got {}",
-                self.expected.payable, self.got.payable
+                self.expected.payable, got.payable
             ));
         }
-        if self.expected.rate_micros != self.got.rate_micros {
+        if self.expected.rate_micros != got.rate_micros {
             diffs.push(format!(
                 "rate_micros: expected {}, got {}",
-                self.expected.rate_micros, self.got.rate_micros
+                self.expected.rate_micros, got.rate_micros
             ));
         }
-        if self.expected.reason != self.got.reason {
+        if self.expected.reason != got.reason {
             diffs.push(format!(
-                "reason: expected {:?}, got {:?}",
-                self.expected.reason, self.got.reason
+                "reason: expected {:?}, got \"{}\"",
+                self.expected.reason,
+                crate::rule::shown(&got.reason)
             ));
         }
-        write!(f, "{}: {}", self.case, diffs.join("; "))
+        write!(f, "{}: {}", self.label(), diffs.join("; "))
     }
 }
 
@@ -320,29 +345,67 @@ pub fn batch(events: &[&GoldenEvent]) -> EventBatch {
 }
 
 /// Classifies every case through `rule` and compares the verdicts with the
-/// expectations. Returns the mismatches (empty when every case passes); a
-/// rule that fails to classify is an error.
+/// expectations. Returns the cases that failed, in file order (empty when
+/// every case passes). When a call fails (a trap, say), the cases of that
+/// call are classified one by one to find which of them it fails on; each is
+/// a failed case with the rule's error. A call that fails although each of
+/// its cases passes alone (too many distinct reasons in one batch) is an
+/// error.
 pub fn check(rule: &Rule, cases: &[GoldenCase]) -> Result<Vec<Mismatch>, crate::rule::RuleError> {
     let mut mismatches = Vec::new();
     for (index, chunk) in cases.chunks(BATCH).enumerate() {
         let events: Vec<&GoldenEvent> = chunk.iter().map(|c| &c.event).collect();
-        let verdicts = rule.classify(&batch(&events), index)?;
-        for (i, case) in chunk.iter().enumerate() {
-            let got = Expected {
-                payable: verdicts.payable[i] == 1,
-                rate_micros: verdicts.rate_micros[i],
-                reason: verdicts.reasons[verdicts.reason[i] as usize].clone(),
-            };
-            if got != case.expect {
-                mismatches.push(Mismatch {
-                    case: case.label(),
-                    expected: case.expect.clone(),
-                    got,
-                });
+        match rule.classify(&batch(&events), index) {
+            Ok(verdicts) => {
+                for (i, case) in chunk.iter().enumerate() {
+                    let got = Expected {
+                        payable: verdicts.payable[i] == 1,
+                        rate_micros: verdicts.rate_micros[i],
+                        reason: verdicts.reasons[verdicts.reason[i] as usize].clone(),
+                    };
+                    if got != case.expect {
+                        mismatches.push(mismatch(case, Some(got), None));
+                    }
+                }
+            }
+            Err(err) if chunk.len() == 1 => {
+                mismatches.push(mismatch(&chunk[0], None, Some(problem(&err))));
+            }
+            Err(err) => {
+                let before = mismatches.len();
+                let mut failed = false;
+                for case in chunk {
+                    let one = std::slice::from_ref(case);
+                    let found = check(rule, one)?;
+                    failed |= found.iter().any(|m| m.got.is_none());
+                    mismatches.extend(found);
+                }
+                if !failed {
+                    mismatches.truncate(before);
+                    return Err(err);
+                }
             }
         }
     }
     Ok(mismatches)
+}
+
+fn mismatch(case: &GoldenCase, got: Option<Expected>, error: Option<String>) -> Mismatch {
+    Mismatch {
+        line: case.line,
+        event_id: case.event.event_id.clone(),
+        case: case.case.clone(),
+        expected: case.expect.clone(),
+        got,
+        error,
+    }
+}
+
+/// What went wrong in a call, without the rule's name (the report names it
+/// once).
+fn problem(err: &crate::rule::RuleError) -> String {
+    err.problem()
+        .map_or_else(|| err.to_string(), ToString::to_string)
 }
 
 #[cfg(test)]

@@ -182,9 +182,9 @@ pub enum RegistryError {
         line: Option<usize>,
         message: String,
     },
-    /// The rule gives other verdicts than its golden cases expect.
+    /// The rule gives other verdicts than its golden cases expect, or none.
     #[error(
-        "{rule} fails {} of the {total} golden cases in {}, so it was not published:\n  {}",
+        "{rule} fails {} of the {total} golden cases in {}{refused}:\n  {}",
         failures.len(),
         file.display(),
         failures.join("\n  ")
@@ -193,7 +193,11 @@ pub enum RegistryError {
         rule: String,
         file: PathBuf,
         total: usize,
+        /// One line per failed case: its line, event id, description and
+        /// what differs (or the rule's error).
         failures: Vec<String>,
+        /// What the failure stopped (", so it was not published"), or empty.
+        refused: &'static str,
     },
     /// A tag would point at a rule of another name.
     #[error("cannot tag {hash} as {name}@{tag}: that rule is {actual}, not a version of {name}")]
@@ -936,6 +940,17 @@ pub fn golden_file_for(source: &Path) -> Option<PathBuf> {
     .find(|p| p.is_file())
 }
 
+/// The bytes of a rule: a component file's, or, for a rule crate directory,
+/// those of the component built from it (in a temporary directory, as
+/// `tally rule build` builds it).
+pub fn component_bytes(source: &Path) -> Result<Vec<u8>, RegistryError> {
+    if source.is_dir() {
+        build_crate(source)
+    } else {
+        std::fs::read(source).map_err(io_error(source, "read the component"))
+    }
+}
+
 /// Builds a rule crate into a temporary directory and returns the component's
 /// bytes.
 fn build_crate(dir: &Path) -> Result<Vec<u8>, RegistryError> {
@@ -946,27 +961,52 @@ fn build_crate(dir: &Path) -> Result<Vec<u8>, RegistryError> {
     std::fs::create_dir_all(&temp).map_err(io_error(&temp, "create the directory"))?;
     let built = build::build(dir, Some(&temp.join("rule.wasm")))
         .map_err(RegistryError::from)
-        .and_then(|path| std::fs::read(&path).map_err(io_error(&path, "read")));
+        .and_then(|built| {
+            std::fs::read(&built.component).map_err(io_error(&built.component, "read"))
+        });
     let _ = std::fs::remove_dir_all(&temp);
     built
 }
 
+/// Runs the golden cases in `file` through `rule`: their summary when every
+/// case passes, else [`RegistryError::GoldenFailed`] naming each failed case.
+/// `refused` ends the message (what the failure stops, if anything).
+pub fn check_golden(
+    rule: &Rule,
+    file: &Path,
+    refused: &'static str,
+) -> Result<golden::GoldenSummary, RegistryError> {
+    let cases = golden::read(file)?;
+    let mismatches = golden::check(rule, &cases)?;
+    if !mismatches.is_empty() {
+        return Err(RegistryError::GoldenFailed {
+            rule: rule.label().to_string(),
+            file: file.to_path_buf(),
+            total: cases.len(),
+            failures: mismatches.iter().map(ToString::to_string).collect(),
+            refused,
+        });
+    }
+    Ok(golden::GoldenSummary {
+        file: file.to_path_buf(),
+        cases: cases.len(),
+    })
+}
+
 /// Publishes a rule: `source` is a component file or a rule crate directory
 /// (built first). The component must be a valid rule, its name and version
-/// usable, and it must pass its golden cases (`golden`, or the file found by
-/// [`golden_file_for`]). Publishing the same bytes again is a no-op;
-/// different bytes under a published name and version are refused.
+/// usable, and it must pass the golden cases in `golden` (which callers
+/// usually find with [`golden_file_for`]; `None` publishes without any).
+/// The cases run whether or not these bytes are already published.
+/// Publishing the same bytes again is a no-op; different bytes under a
+/// published name and version are refused.
 pub fn publish(
     source: &Path,
     registry: &Path,
     golden: Option<&Path>,
     limits: Limits,
 ) -> Result<Published, RegistryError> {
-    let bytes = if source.is_dir() {
-        build_crate(source)?
-    } else {
-        std::fs::read(source).map_err(io_error(source, "read the component"))?
-    };
+    let bytes = component_bytes(source)?;
     let hash = blake3::hash(&bytes);
     let hex = hash.to_hex().to_string();
     let rule = Rule::from_bytes(source, &bytes, limits)?;
@@ -981,6 +1021,12 @@ pub fn publish(
             reason,
         });
     }
+    // Before anything else: a rule already published with other (or no)
+    // golden cases is still checked against these.
+    let golden_summary = match golden {
+        Some(file) => Some(check_golden(&rule, file, ", so it was not published")?),
+        None => None,
+    };
     let record = Record {
         name: name.clone(),
         version: version.clone(),
@@ -990,8 +1036,7 @@ pub fn publish(
         size: bytes.len() as u64,
         published_at: now_rfc3339(),
     };
-    // Only looked at until the rule passes its golden cases: a refused
-    // publish creates nothing.
+    // Only looked at until here: a refused publish creates nothing.
     let registry = Registry {
         root: registry.to_path_buf(),
     };
@@ -1004,7 +1049,7 @@ pub fn publish(
     let outcome = |status, record| Published {
         status,
         record,
-        golden: None,
+        golden: golden_summary.clone(),
         source: source.to_path_buf(),
     };
 
@@ -1022,29 +1067,6 @@ pub fn publish(
         Some(published) => return Err(conflict(published)),
         None => {}
     }
-
-    let golden_file = golden
-        .map(Path::to_path_buf)
-        .or_else(|| golden_file_for(source));
-    let golden_summary = match golden_file {
-        Some(file) => {
-            let cases = golden::read(&file)?;
-            let mismatches = golden::check(&rule, &cases)?;
-            if !mismatches.is_empty() {
-                return Err(RegistryError::GoldenFailed {
-                    rule: rule.label().to_string(),
-                    file,
-                    total: cases.len(),
-                    failures: mismatches.iter().map(ToString::to_string).collect(),
-                });
-            }
-            Some(golden::GoldenSummary {
-                file,
-                cases: cases.len(),
-            })
-        }
-        None => None,
-    };
 
     // The blob and the record first, then the claim on name@version: a rule
     // is published at the moment its version file appears, complete.
@@ -1074,9 +1096,7 @@ pub fn publish(
             }),
         };
     }
-    let mut published = outcome(PublishStatus::Published, record);
-    published.golden = golden_summary;
-    Ok(published)
+    Ok(outcome(PublishStatus::Published, record))
 }
 
 /// Writes a blob unless an intact one is there.

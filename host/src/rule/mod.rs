@@ -3,11 +3,19 @@
 //! This is the one place in the host that generates bindings for the rule
 //! interface (`wit/rules.wit`). A [`Rule`] is a compiled component addressed by
 //! the blake3 hash of its bytes. Every call runs in a fresh store and instance,
-//! with no imports, a memory cap and a fuel budget, so a batch's verdicts depend
+//! with no imports but the panic report, a memory cap and a fuel budget, so a batch's verdicts depend
 //! on nothing but the batch, and a misbehaving rule fails cleanly with an error
 //! that names it. Turning a rule crate into a component is in [`build`]; the
 //! checks on what a rule says about itself are in [`metadata`]; text a rule
 //! supplies is shown to people only through [`shown`].
+//!
+//! A rule may import one thing, the host's [`PANIC_INTERFACE`]
+//! (`wit/diagnostics/panic.wit`), through which a rule built with the SDK
+//! reports its panic's message and location just before it traps; the store
+//! of the call keeps the last report (bounded), and a call that traps names
+//! it. Which event of a batch a failure comes from is found by the caller,
+//! which knows the events (see `classify`), and attached with
+//! [`RuleError::OnEvent`].
 
 pub mod build;
 pub mod metadata;
@@ -21,10 +29,10 @@ pub use text::{SHOWN_CHARS, shown};
 
 use std::fmt;
 use std::path::{Path, PathBuf};
-use wasmtime::component::{Component, Linker};
+use wasmtime::component::{Component, Linker, WasmStr};
 use wasmtime::{
     Config, Engine, InstanceAllocationStrategy, OptLevel, PoolingAllocationConfig, ResourceLimiter,
-    Store, Trap,
+    Store, StoreContextMut, Trap,
 };
 
 mod bindings {
@@ -47,6 +55,17 @@ pub const INTERFACE: &str = "tally:rules/classifier@1.0.0";
 
 /// The functions of [`INTERFACE`].
 const FUNCTIONS: [&str; 2] = ["metadata", "classify"];
+
+/// The one thing a rule may import: the host's interface through which a
+/// rule reports a panic before it traps (`wit/diagnostics/panic.wit`). Rules
+/// built with the SDK import it; rules that import nothing run as well.
+pub const PANIC_INTERFACE: &str = "tally:diagnostics/panic@1.0.0";
+
+/// The most bytes of a panic message the host keeps (the start of it; its
+/// full length is kept too).
+pub const MAX_PANIC_MESSAGE_BYTES: usize = 4_096;
+/// The most bytes of a panic's file name the host keeps.
+pub const MAX_PANIC_FILE_BYTES: usize = 256;
 
 /// The most distinct reasons a rule may return for one batch.
 pub const MAX_REASONS_PER_BATCH: usize = 1_024;
@@ -177,13 +196,95 @@ impl fmt::Display for RuleLabel {
     }
 }
 
+/// The panic a rule reported just before it trapped: the start of its
+/// message and where in the rule's source it was raised. All of it is the
+/// rule's own text, bounded in length by the host (see
+/// [`MAX_PANIC_MESSAGE_BYTES`]) and shown through [`shown`].
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Panic {
+    /// The message, at most [`MAX_PANIC_MESSAGE_BYTES`] of it (cut before a
+    /// split character).
+    pub message: String,
+    /// The message's full length in bytes.
+    pub message_bytes: u64,
+    /// The source file, at most [`MAX_PANIC_FILE_BYTES`] of it; empty when
+    /// the rule did not say.
+    pub file: String,
+    /// The file name's full length in bytes.
+    pub file_bytes: u64,
+    /// The line, 0 when the rule did not say.
+    pub line: u32,
+    /// The column, 0 when the rule did not say.
+    pub column: u32,
+}
+
+impl Panic {
+    /// Keeps the start of a reported message and file name.
+    fn new(message: &str, file: &str, line: u32, column: u32) -> Panic {
+        Panic {
+            message: prefix(message, MAX_PANIC_MESSAGE_BYTES).to_string(),
+            message_bytes: message.len() as u64,
+            file: prefix(file, MAX_PANIC_FILE_BYTES).to_string(),
+            file_bytes: file.len() as u64,
+            line,
+            column,
+        }
+    }
+}
+
+impl fmt::Display for Panic {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Not "panicked": that is how the host itself would fail.
+        f.write_str("raised a panic")?;
+        if !self.file.is_empty() {
+            write!(
+                f,
+                " at {}:{}:{}",
+                shown_start(&self.file, self.file_bytes),
+                self.line,
+                self.column
+            )?;
+        }
+        write!(
+            f,
+            ": \"{}\"",
+            shown_start(&self.message, self.message_bytes)
+        )
+    }
+}
+
+/// The longest start of `text` of at most `max` bytes that ends on a
+/// character boundary.
+fn prefix(text: &str, max: usize) -> &str {
+    if text.len() <= max {
+        return text;
+    }
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    &text[..end]
+}
+
+/// The start `kept` of a rule-supplied text of `bytes` bytes in all, as
+/// [`shown`] shows it, noting the full length when any of it is left out.
+fn shown_start(kept: &str, bytes: u64) -> String {
+    if bytes <= kept.len() as u64 {
+        return shown(kept).into_owned();
+    }
+    let head: String = kept.chars().take(SHOWN_CHARS).collect();
+    format!("{}… ({bytes} bytes in all)", shown(&head))
+}
+
 /// What went wrong inside a rule call.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Problem {
     /// The rule trapped (the WebAssembly trap, e.g. `unreachable` or an
-    /// out-of-bounds access).
+    /// out-of-bounds access) without reporting a panic.
     Trap(String),
+    /// The rule reported a panic and then trapped.
+    Panicked(Box<Panic>),
     /// The rule used up its fuel budget (an endless or too-slow loop).
     OutOfFuel { budget: Budget },
     /// The rule tried to grow its memories and tables, together, past the cap.
@@ -210,6 +311,7 @@ impl fmt::Display for Problem {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Problem::Trap(t) => write!(f, "trapped: {}", shown(t)),
+            Problem::Panicked(panic) => panic.fmt(f),
             Problem::OutOfFuel { budget } => {
                 write!(f, "ran out of fuel ({budget}): it loops or is far too slow")
             }
@@ -240,6 +342,46 @@ impl fmt::Display for Problem {
     }
 }
 
+/// The event a failed call was narrowed down to: the first event of its
+/// batch that the rule fails on, and where it was read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FailedEvent {
+    /// Its `event_id`.
+    pub event_id: String,
+    /// Index of its input file in the run's sorted input list.
+    pub source: u32,
+    /// Its input file and whether that is Parquet, once named with
+    /// [`RuleError::naming_inputs`].
+    pub file: Option<(String, bool)>,
+    /// Its line (JSON, from 1) or row (Parquet, from 0) in that file.
+    pub position: u64,
+    /// Whether the rule fails on the event in a batch of its own too; if
+    /// not, the rule fails on it only after the events before it in its
+    /// batch (it keeps state from one event to the next).
+    pub alone: bool,
+}
+
+impl fmt::Display for FailedEvent {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "event \"{}\" at ", shown(&self.event_id))?;
+        match &self.file {
+            Some((file, false)) => write!(f, "{} line {}", shown(file), self.position)?,
+            Some((file, true)) => write!(f, "{} row {}", shown(file), self.position)?,
+            None => write!(
+                f,
+                "input file {} line or row {}",
+                self.source, self.position
+            )?,
+        }
+        if !self.alone {
+            f.write_str(
+                " (in a batch of its own the event passes: the rule fails on it only after the events before it)",
+            )?;
+        }
+        Ok(())
+    }
+}
+
 /// What can go wrong with a rule.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -265,9 +407,9 @@ pub enum RuleError {
         hash: String,
         message: String,
     },
-    /// The component imports something; rules must import nothing.
+    /// The component imports something other than [`PANIC_INTERFACE`].
     #[error(
-        "rule {path} (blake3 {hash}) imports {}; a rule must import nothing (build it for wasm32-unknown-unknown)",
+        "rule {path} (blake3 {hash}) imports {}; a rule must import nothing but {PANIC_INTERFACE} (build it for wasm32-unknown-unknown with the rules SDK)",
         names(imports)
     )]
     Imports {
@@ -321,15 +463,44 @@ pub enum RuleError {
         call: String,
         problem: Problem,
     },
+    /// A call into the rule failed, and the event it failed on was found:
+    /// `problem` is what the rule did on that event.
+    #[error("rule {rule} {problem} on {event} ({call})")]
+    OnEvent {
+        rule: RuleLabel,
+        call: String,
+        problem: Problem,
+        event: Box<FailedEvent>,
+    },
 }
 
 impl RuleError {
     /// The problem inside a failed call, if this is one.
     pub fn problem(&self) -> Option<&Problem> {
         match self {
-            RuleError::Call { problem, .. } => Some(problem),
+            RuleError::Call { problem, .. } | RuleError::OnEvent { problem, .. } => Some(problem),
             _ => None,
         }
+    }
+
+    /// The event a failed call was narrowed down to, if it was.
+    pub fn event(&self) -> Option<&FailedEvent> {
+        match self {
+            RuleError::OnEvent { event, .. } => Some(event),
+            _ => None,
+        }
+    }
+
+    /// Names the input file of the event a failed call was narrowed down
+    /// to: `sources` holds, for each input file of the run in order, its
+    /// name and whether it is Parquet (as `commit::sources` gives them).
+    pub fn naming_inputs(mut self, sources: &[(String, bool)]) -> RuleError {
+        if let RuleError::OnEvent { event, .. } = &mut self
+            && let Some(source) = sources.get(event.source as usize)
+        {
+            event.file = Some(source.clone());
+        }
+        self
     }
 }
 
@@ -362,6 +533,8 @@ struct Host {
     cap: usize,
     used: usize,
     hit_cap: bool,
+    /// The last panic the rule reported in this call.
+    panic: Option<Panic>,
 }
 
 impl Host {
@@ -370,6 +543,7 @@ impl Host {
             cap,
             used: 0,
             hit_cap: false,
+            panic: None,
         }
     }
 
@@ -564,7 +738,7 @@ impl Rule {
     }
 
     /// Checks an already compiled component and reads its metadata: it must
-    /// import nothing and implement the world. `hash` and `size` describe the
+    /// import nothing but [`PANIC_INTERFACE`] and implement the world. `hash` and `size` describe the
     /// bytes it was compiled from (the caller vouches for them); `path` is for
     /// messages. The rule runs on the component's own engine, which must have
     /// been made by [`engine`].
@@ -579,7 +753,7 @@ impl Rule {
         let hex = hash.to_hex().to_string();
         let engine = component.engine().clone();
         let imports = imports(&engine, component);
-        if !imports.is_empty() {
+        if imports.iter().any(|name| name != PANIC_INTERFACE) {
             return Err(RuleError::Imports {
                 path,
                 hash: hex,
@@ -597,7 +771,7 @@ impl Rule {
             });
         }
         // Known before anything runs, whatever allocator the engine uses: a
-        // component that imports nothing (no modules to be given at
+        // component that imports no modules (none to be given at
         // instantiation) says what it instantiates.
         let (memories, tables) = component
             .resources_required()
@@ -610,12 +784,15 @@ impl Rule {
                 tables,
             });
         }
-        let linker = Linker::<Host>::new(&engine);
+        let mut linker = Linker::<Host>::new(&engine);
         let wrong_world = |e: wasmtime::Error| RuleError::WrongWorld {
             path: path.clone(),
             hash: hex.clone(),
             message: format!("{e:#}"),
         };
+        define_panic_report(&mut linker).map_err(wrong_world)?;
+        // A component that imports the interface with other functions or
+        // types than the host's is refused here.
         let pre = linker.instantiate_pre(component).map_err(wrong_world)?;
         let pre = bindings::RulePre::new(pre).map_err(wrong_world)?;
         let mut rule = Rule {
@@ -694,7 +871,10 @@ impl Rule {
             } else {
                 match e.downcast_ref::<Trap>() {
                     Some(Trap::OutOfFuel) => Problem::OutOfFuel { budget },
-                    Some(trap) => Problem::Trap(trap.to_string()),
+                    Some(trap) => match store.data_mut().panic.take() {
+                        Some(panic) => Problem::Panicked(Box::new(panic)),
+                        None => Problem::Trap(trap.to_string()),
+                    },
                     None => Problem::Runtime(format!("{e:#}")),
                 }
             };
@@ -710,6 +890,26 @@ impl Rule {
             }
         })
     }
+}
+
+/// Defines [`PANIC_INTERFACE`] in `linker`: its `report` keeps the start of
+/// the message and file name in the store. The strings are read in place
+/// (lifting them costs the rule fuel by their length), and only the start of
+/// each is copied, so a rule cannot make the host hold more than a few KiB.
+fn define_panic_report(linker: &mut Linker<Host>) -> wasmtime::Result<()> {
+    linker.instance(PANIC_INTERFACE)?.func_wrap(
+        "report",
+        |mut store: StoreContextMut<'_, Host>,
+         (message, file, line, column): (WasmStr, WasmStr, u32, u32)| {
+            let panic = {
+                let message = message.to_str(&store)?;
+                let file = file.to_str(&store)?;
+                Panic::new(&message, &file, line, column)
+            };
+            store.data_mut().panic = Some(panic);
+            Ok(())
+        },
+    )
 }
 
 /// The names of a component's imports.
@@ -839,7 +1039,8 @@ pub struct Inspection {
 }
 
 /// Describes a component without running it through a pipeline. Metadata is
-/// read only from a component that imports nothing and implements the world;
+/// read only from a component that imports nothing but [`PANIC_INTERFACE`]
+/// and implements the world;
 /// otherwise the error says why.
 pub fn inspect(path: &Path) -> Result<Inspection, RuleError> {
     let bytes = std::fs::read(path).map_err(|source| RuleError::Read {
@@ -893,7 +1094,66 @@ mod tests {
         assert_eq!(WORLD, "tally:rules/rule@1.0.0");
     }
 
+    /// The host's diagnostics package is released too: never edited, only
+    /// published as a new version (see above).
+    #[test]
+    fn the_released_diagnostics_interface_is_unchanged() {
+        let wit = include_str!("../../../wit/diagnostics/panic.wit");
+        assert!(wit.contains("package tally:diagnostics@1.0.0;"));
+        assert_eq!(
+            blake3::hash(wit.as_bytes()).to_hex().as_str(),
+            "81201edfbff341c74792a1c7266438edd160436b83622834b81ae7d25791a71f",
+            "wit/diagnostics/panic.wit changed: released interface versions are never edited"
+        );
+        assert!(wit.contains("\ninterface panic {") && wit.contains("    report: func("));
+        assert_eq!(PANIC_INTERFACE, "tally:diagnostics/panic@1.0.0");
+    }
+
     use super::*;
+
+    #[test]
+    fn a_reported_panic_is_kept_bounded_and_shown_escaped() {
+        let panic = Panic::new("no rate for cr-1", "src/lib.rs", 8, 39);
+        assert_eq!(
+            Problem::Panicked(Box::new(panic)).to_string(),
+            "raised a panic at src/lib.rs:8:39: \"no rate for cr-1\""
+        );
+        assert_eq!(
+            Panic::new("boom", "", 0, 0).to_string(),
+            "raised a panic: \"boom\""
+        );
+
+        // Escape sequences, a forged line and megabytes, in the message and
+        // the file name, cut inside a multi-byte character.
+        let message = format!(
+            "\u{1b}[2J\u{1b}]0;title\u{7}\nerror: forged{}",
+            "é".repeat(3 << 20)
+        );
+        let file = format!("\u{202e}{}", "f".repeat(1 << 20));
+        let panic = Panic::new(&message, &file, 1, 2);
+        assert!(panic.message.len() <= MAX_PANIC_MESSAGE_BYTES);
+        assert!(panic.message.len() > MAX_PANIC_MESSAGE_BYTES - 4);
+        assert!(message.starts_with(&panic.message));
+        assert_eq!(panic.message_bytes, message.len() as u64);
+        assert_eq!(panic.file.len(), MAX_PANIC_FILE_BYTES);
+        assert_eq!(panic.file_bytes, file.len() as u64);
+        let shown = panic.to_string();
+        assert!(
+            shown.starts_with(&format!(
+                "raised a panic at \\u{{202e}}{}… ({} bytes in all):1:2: \"\\u{{1b}}[2J\\u{{1b}}]0;title\\u{{7}}\\nerror: forgedéé",
+                // The file name's first 256 bytes: U+202E takes 3.
+                "f".repeat(MAX_PANIC_FILE_BYTES - 3),
+                file.len()
+            )),
+            "{shown}"
+        );
+        assert!(
+            shown.ends_with(&format!("é… ({} bytes in all)\"", message.len())),
+            "{shown}"
+        );
+        assert!(!shown.chars().any(|c| c.is_control()), "{shown}");
+        assert!(shown.len() < 2_000, "{} bytes", shown.len());
+    }
 
     fn verdicts(payable: Vec<u8>, rate: Vec<i64>, reason: Vec<u16>) -> Verdicts {
         Verdicts {

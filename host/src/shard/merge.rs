@@ -6,7 +6,7 @@
 //! in-memory run orders them.
 
 use super::reduce::Partial;
-use crate::aggregate::{Aggregate, AggregateError, Row};
+use crate::aggregate::{Aggregate, AggregateError, Contribution, Row, sum_provenance};
 use crate::intern::Interner;
 use crate::pipeline::RunError;
 use crate::report::{Check, Counts};
@@ -23,6 +23,7 @@ pub struct Merger {
     rows: HashMap<(i32, u32, u32), Sums>,
     counts: Counts,
     amount: i128,
+    provenance: Vec<Contribution>,
 }
 
 impl Default for Merger {
@@ -32,6 +33,7 @@ impl Default for Merger {
             rows: HashMap::new(),
             counts: Counts::default(),
             amount: 0,
+            provenance: Vec::new(),
         }
     }
 }
@@ -63,6 +65,8 @@ impl Merger {
             *c.by_reason.entry(reason.clone()).or_default() += n;
         }
         self.amount += i128::from(p.amount_micros);
+        self.provenance
+            .extend_from_slice(&partial.aggregate.provenance);
         Ok(())
     }
 
@@ -81,6 +85,7 @@ impl Merger {
             rows,
             mut counts,
             amount,
+            provenance,
         } = self;
         if counts.valid != read.valid {
             return Err(RunError::Invariant(format!(
@@ -123,6 +128,7 @@ impl Merger {
             payable_events: counts.payable,
             amount_micros: counts.amount_micros,
             by_reason: counts.by_reason.clone(),
+            provenance: sum_provenance(provenance),
         };
         let checks = crate::pipeline::check_counts(&counts, &aggregate.rows)?;
         Ok((sorted, aggregate, counts, checks))

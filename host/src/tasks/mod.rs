@@ -24,7 +24,7 @@
 //! ones recorded, naming what is missing or damaged, and commits nothing
 //! otherwise.
 
-use crate::aggregate::{Aggregate, Row};
+use crate::aggregate::{Aggregate, Contribution, Row};
 use crate::ingest::{self, Format, InputFile, ReadOptions};
 use crate::intern::Interner;
 use crate::pipeline::{self, Computed, RunError, RunOptions};
@@ -43,7 +43,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 /// The version of the work directory's layout and files.
-pub const WORK_FORMAT_VERSION: u32 = 1;
+pub const WORK_FORMAT_VERSION: u32 = 2;
 
 /// What can go wrong with a task.
 #[derive(Debug, thiserror::Error)]
@@ -587,6 +587,9 @@ pub struct ReduceDone {
     pub rows_file: TaskFile,
     /// The blake3 of every map task's `done.json` this shard read, by task.
     pub maps: Vec<String>,
+    /// The shard's unique events per day and input file (the plan's file
+    /// index).
+    pub provenance: Vec<Contribution>,
 }
 
 /// `tally reduce --shard K`: dedups, classifies with the pinned rule and sums
@@ -655,7 +658,16 @@ pub fn reduce(work: &Path, shard: u32) -> Result<TaskOutcome, TaskError> {
         plan.batch_size,
         plan.days,
         &mut timings,
-    )?;
+    )
+    .map_err(|e| {
+        // A rule's failure names the input file of the event it failed on.
+        let sources: Vec<(String, bool)> = plan
+            .files
+            .iter()
+            .map(|f| (f.name.clone(), f.input.format == Format::Parquet.name()))
+            .collect();
+        e.naming_inputs(&sources)
+    })?;
     if partial.counts.valid != expected {
         return Err(RunError::Invariant(format!(
             "shard {shard}: records read back = records the map tasks spilled: {} = {expected}",
@@ -672,6 +684,7 @@ pub fn reduce(work: &Path, shard: u32) -> Result<TaskOutcome, TaskError> {
         rows: partial.aggregate.rows.len() as u64,
         rows_file: TaskFile::of(&rows_path, None)?,
         maps: maps.into_iter().map(|(_, hash)| hash).collect(),
+        provenance: partial.aggregate.provenance.clone(),
     };
     write_json(&staged.tmp.join("done.json"), &done)?;
     let ran = staged.publish()?;
@@ -725,7 +738,11 @@ fn write_rows(path: &Path, partial: &Partial) -> Result<(), TaskError> {
 }
 
 /// Reads a shard's partial rows back.
-fn read_rows(path: &Path, counts: Counts) -> Result<Partial, TaskError> {
+fn read_rows(
+    path: &Path,
+    counts: Counts,
+    provenance: Vec<Contribution>,
+) -> Result<Partial, TaskError> {
     let damaged = |e: &dyn std::fmt::Display| io(path, format!("damaged: {e}"));
     let file = std::fs::File::open(path).map_err(|e| io(path, e))?;
     let reader = arrow::ipc::reader::FileReader::try_new(std::io::BufReader::new(file), None)
@@ -762,6 +779,7 @@ fn read_rows(path: &Path, counts: Counts) -> Result<Partial, TaskError> {
             payable_events: counts.payable,
             amount_micros: counts.amount_micros,
             by_reason: counts.by_reason.clone(),
+            provenance,
         },
         counts,
     })
@@ -854,7 +872,11 @@ pub fn commit(work: &Path, progress: bool) -> Result<RunReport, TaskError> {
             .into());
         }
         let path = done.rows_file.check(&dir)?;
-        merger.add(read_rows(&path, done.counts.clone())?)?;
+        merger.add(read_rows(
+            &path,
+            done.counts.clone(),
+            done.provenance.clone(),
+        )?)?;
         bar.set(u64::from(done.shard) + 1);
     }
     bar.finish();
