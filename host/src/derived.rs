@@ -179,7 +179,6 @@ type Figures = (i64, i64, i64);
 
 /// A published day partition: its rows and where it came from.
 pub struct Day {
-    pub name: String,
     /// The partition file.
     pub path: PathBuf,
     pub source: Source,
@@ -319,7 +318,7 @@ fn columns(rows: &[(&str, Figures)]) -> Vec<ArrayRef> {
 fn key_values(rollup: &Rollup, period: &str, days: &[Day]) -> Vec<KeyValue> {
     let sources: Vec<String> = days
         .iter()
-        .map(|d| format!("{} {}", d.name, d.source.blake3))
+        .map(|d| format!("{} {}", d.source.day, d.source.blake3))
         .collect();
     let mut rules: Vec<&str> = days.iter().map(|d| d.source.rule_hash.as_str()).collect();
     rules.sort_unstable();

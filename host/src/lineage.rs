@@ -36,7 +36,8 @@ pub enum LineageError {
     },
 }
 
-fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, LineageError> {
+/// Reads one metadata file.
+pub(crate) fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, LineageError> {
     let fail = |message: String| LineageError::Unreadable {
         path: path.to_path_buf(),
         message,
@@ -96,7 +97,7 @@ pub fn commit(out: &Path, number: u64) -> Result<LogEntry, LineageError> {
 /// The manifests of the output's partitions, by day (optionally one day).
 pub fn partitions(out: &Path, day: Option<i32>) -> Result<Vec<PartitionManifest>, LineageError> {
     check_layout(out)?;
-    let mut days: Vec<PathBuf> = match day {
+    let days: Vec<PathBuf> = match day {
         Some(day) => {
             let path = layout::partition_manifest(out, &format_day(day));
             if !path.is_file() {
@@ -107,30 +108,33 @@ pub fn partitions(out: &Path, day: Option<i32>) -> Result<Vec<PartitionManifest>
             }
             vec![path]
         }
-        None => {
-            let dir = layout::partitions_dir(out);
-            if !dir.is_dir() {
-                return Ok(Vec::new());
-            }
-            std::fs::read_dir(&dir)
-                .map_err(|e| LineageError::Unreadable {
-                    path: dir.clone(),
-                    message: e.to_string(),
-                })?
-                .flatten()
-                .map(|e| e.path())
-                .filter(|p| {
-                    p.file_name()
-                        .and_then(|n| {
-                            layout::partition_manifest_day(&n.to_string_lossy()).map(|_| ())
-                        })
-                        .is_some()
-                })
-                .collect()
-        }
+        None => partition_days(out)?
+            .iter()
+            .map(|day| layout::partition_manifest(out, day))
+            .collect(),
     };
-    days.sort();
     days.iter().map(|p| read_json(p)).collect()
+}
+
+/// The days with a partition manifest in an output (or a staged one, whose
+/// layout is not checked), in order.
+pub(crate) fn partition_days(out: &Path) -> Result<Vec<String>, LineageError> {
+    let dir = layout::partitions_dir(out);
+    if !dir.is_dir() {
+        return Ok(Vec::new());
+    }
+    let mut days: Vec<String> = std::fs::read_dir(&dir)
+        .map_err(|e| LineageError::Unreadable {
+            path: dir.clone(),
+            message: e.to_string(),
+        })?
+        .flatten()
+        .filter_map(|e| {
+            layout::partition_manifest_day(&e.file_name().to_string_lossy()).map(String::from)
+        })
+        .collect();
+    days.sort();
+    Ok(days)
 }
 
 /// The manifests of a derived table's partitions, by period.
@@ -139,6 +143,14 @@ pub fn derived(
     rollup: &crate::derived::Rollup,
 ) -> Result<Vec<crate::derived::DerivedManifest>, LineageError> {
     check_layout(out)?;
+    derived_in(out, rollup)
+}
+
+/// [`derived`] in an output or a staged one, whose layout is not checked.
+pub(crate) fn derived_in(
+    out: &Path,
+    rollup: &crate::derived::Rollup,
+) -> Result<Vec<crate::derived::DerivedManifest>, LineageError> {
     let dir = rollup.manifests_dir(out);
     if !dir.is_dir() {
         return Ok(Vec::new());

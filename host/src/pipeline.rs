@@ -86,6 +86,8 @@ pub enum RunError {
     Spill(#[from] SpillError),
     #[error(transparent)]
     Derived(#[from] derived::DerivedError),
+    #[error(transparent)]
+    Lineage(#[from] crate::lineage::LineageError),
     /// The counts do not add up: a bug, never bad input.
     #[error("invariant broken, nothing committed: {0}")]
     Invariant(String),
@@ -833,16 +835,17 @@ fn build_derived(
         .iter()
         .flat_map(|(rollup, periods)| periods.iter().map(move |p| (*rollup, p)))
         .collect();
+    let staged = crate::lineage::partition_days(staging)?;
     jobs.par_iter()
         .map(|(rollup, period)| {
             let mut days = Vec::new();
-            for day in staged_days(staging)? {
-                if (rollup.period)(&day) != **period {
+            for day in &staged {
+                if (rollup.period)(day) != **period {
                     continue;
                 }
-                let manifest = match written.iter().find(|m| m.day == day) {
+                let manifest = match written.iter().find(|m| m.day == *day) {
                     Some(m) => m.clone(),
-                    None => read_manifest(&layout::partition_manifest(staging, &day))?,
+                    None => crate::lineage::read_json(&layout::partition_manifest(staging, day))?,
                 };
                 days.push(derived::Day {
                     path: staging.join(&manifest.file),
@@ -852,7 +855,6 @@ fn build_derived(
                         commit: manifest.commit,
                         rule_hash: manifest.lineage.rule_hash,
                     },
-                    name: day,
                 });
             }
             let published = rollup.part_file(out, period);
@@ -879,28 +881,8 @@ fn build_derived(
 fn derived_summary(dir: &Path) -> Result<serde_json::Value, RunError> {
     let mut tables = serde_json::Map::new();
     for rollup in derived::TABLES {
-        let manifests = rollup.manifests_dir(dir);
-        let mut paths: Vec<PathBuf> = match std::fs::read_dir(&manifests) {
-            Ok(entries) => entries.flatten().map(|e| e.path()).collect(),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
-            Err(source) => {
-                return Err(CommitError::Io {
-                    path: manifests,
-                    source,
-                }
-                .into());
-            }
-        };
-        paths.sort();
         let mut partitions = Vec::new();
-        for path in paths {
-            let unreadable = |message: String| derived::DerivedError::Unreadable {
-                path: path.clone(),
-                message,
-            };
-            let text = std::fs::read_to_string(&path).map_err(|e| unreadable(e.to_string()))?;
-            let m: derived::DerivedManifest =
-                serde_json::from_str(&text).map_err(|e| unreadable(e.to_string()))?;
+        for m in crate::lineage::derived_in(dir, &rollup)? {
             partitions.push(serde_json::json!({
                 rollup.column: m.period,
                 "file": m.file,
@@ -914,38 +896,6 @@ fn derived_summary(dir: &Path) -> Result<serde_json::Value, RunError> {
         tables.insert(rollup.table.to_string(), partitions.into());
     }
     Ok(tables.into())
-}
-
-/// The days with a partition in a (staged) output, in order.
-fn staged_days(dir: &Path) -> Result<Vec<String>, RunError> {
-    let partitions = layout::partitions_dir(dir);
-    let mut days: Vec<String> = match std::fs::read_dir(&partitions) {
-        Ok(entries) => entries
-            .flatten()
-            .filter_map(|e| {
-                layout::partition_manifest_day(&e.file_name().to_string_lossy()).map(String::from)
-            })
-            .collect(),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
-        Err(source) => {
-            return Err(CommitError::Io {
-                path: partitions,
-                source,
-            }
-            .into());
-        }
-    };
-    days.sort();
-    Ok(days)
-}
-
-fn read_manifest(path: &Path) -> Result<PartitionManifest, RunError> {
-    let unreadable = |message: String| derived::DerivedError::Unreadable {
-        path: path.to_path_buf(),
-        message,
-    };
-    let text = std::fs::read_to_string(path).map_err(|e| unreadable(e.to_string()))?;
-    Ok(serde_json::from_str(&text).map_err(|e| unreadable(e.to_string()))?)
 }
 
 fn partition_summary(m: &PartitionManifest) -> serde_json::Value {
