@@ -230,6 +230,20 @@ impl PgServer {
         )
     }
 
+    /// The URL of the database without a password (the sink must find it
+    /// in the environment or a password file).
+    pub fn url_without_password(&self) -> String {
+        format!(
+            "postgresql://{USER}@/{DATABASE}?host={}&port={PORT}",
+            self.socket_dir.display()
+        )
+    }
+
+    /// The line of a password file (`~/.pgpass`) that matches this server.
+    pub fn passfile_line(&self) -> String {
+        format!("localhost:{PORT}:{DATABASE}:{USER}:{PASSWORD}")
+    }
+
     fn config(&self) -> postgres::Config {
         self.url().parse().expect("the harness's URL parses")
     }

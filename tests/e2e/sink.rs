@@ -871,3 +871,74 @@ fn help_ends_with_examples_and_names_the_url_variable() {
         assert!(help.contains(URL_ENV), "{help}");
     }
 }
+
+#[test]
+fn a_url_without_a_password_takes_it_from_pgpassword_or_the_password_file_as_psql_does() {
+    use std::os::unix::fs::PermissionsExt;
+    let server = PgServer::start();
+    let h = History::new(SMALL);
+    h.commit(1);
+    let home = TempDir::new().expect("temp dir");
+    let passfile = home.path().join("pgpass");
+    let url = server.url_without_password();
+    // The sink with only the given password variables set, and a home
+    // directory of its own (so no ~/.pgpass of the machine is read).
+    let sink_with = |vars: &[(&str, &str)]| {
+        let mut command = sink_command(&url, &h.out, &["--json"]);
+        command
+            .env_remove("PGPASSWORD")
+            .env_remove("PGPASSFILE")
+            .env("HOME", home.path());
+        for (name, value) in vars {
+            command.env(name, value);
+        }
+        let output = command.output().expect("tally runs");
+        let (stdout, stderr) = texts(&output);
+        assert_no_password(&[&stdout, &stderr]);
+        (output.status.code(), stdout, stderr)
+    };
+
+    // Nowhere to find it: the server refuses, and nothing is written.
+    let (code, _, stderr) = sink_with(&[]);
+    assert_eq!(code, Some(1), "{stderr}");
+    common::assert_mentions(&stderr, &["cannot connect", "password"]);
+
+    // A wrong PGPASSWORD: refused, and the message says where it came from.
+    let (code, _, stderr) = sink_with(&[("PGPASSWORD", "not-the-pw-2718")]);
+    assert_eq!(code, Some(1), "{stderr}");
+    common::assert_mentions(
+        &stderr,
+        &[
+            "password authentication failed",
+            "(password from PGPASSWORD)",
+        ],
+    );
+    assert!(!stderr.contains("not-the-pw-2718"), "{stderr}");
+
+    // The right PGPASSWORD: the commit is applied.
+    let (code, stdout, stderr) = sink_with(&[("PGPASSWORD", pg_server::PASSWORD)]);
+    assert_eq!(code, Some(0), "{stderr}");
+    let report: Value = serde_json::from_str(&stdout).expect("the JSON report");
+    assert_eq!(report["schema_version"], 1, "{report}");
+
+    // A password file others may read is ignored, with a warning, as libpq
+    // does; the first line that matches wins once it is private.
+    let text = format!(
+        "# serving databases\nlocalhost:1:*:*:wrong-port\n{}\n*:*:*:*:wrong-fallback\n",
+        server.passfile_line()
+    );
+    std::fs::write(&passfile, text).expect("password file");
+    std::fs::set_permissions(&passfile, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+    let file = passfile.to_str().expect("a UTF-8 path");
+    let (code, _, stderr) = sink_with(&[("PGPASSFILE", file)]);
+    assert_eq!(code, Some(1), "{stderr}");
+    common::assert_mentions(&stderr, &["group or world access", "0600"]);
+    std::fs::set_permissions(&passfile, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+    let (code, _, stderr) = sink_with(&[("PGPASSFILE", file)]);
+    assert_eq!(code, Some(0), "{stderr}");
+
+    // ~/.pgpass is the default password file.
+    std::fs::rename(&passfile, home.path().join(".pgpass")).expect("rename");
+    let (code, _, stderr) = sink_with(&[]);
+    assert_eq!(code, Some(0), "{stderr}");
+}

@@ -33,6 +33,7 @@
 //! has no changeset of it and no rows of it in its log entry: it is applied
 //! as a commit without rows.
 
+pub mod password;
 pub mod postgres;
 
 use crate::derived;

@@ -14,6 +14,7 @@
 //! shows), the tables' definitions and their checks, the lock, the ledger and
 //! the writes. What to apply comes from [`super`].
 
+use super::password;
 use super::{
     Changeset, Column, ColumnType, DAILY, LedgerEntry, MONTHLY, Pace, Part, Position, SinkError,
     Source, TableSpec,
@@ -224,10 +225,56 @@ impl Url {
         if config.get_application_name().is_none() {
             config.application_name("tally sink");
         }
-        config.connect(NoTls).map_err(|e| PgError::Connect {
-            target: self.shown.clone(),
-            message: self.mask(&describe(&e)),
+        let found = if config.get_password().is_none() {
+            self.password_from_environment(&mut config)
+        } else {
+            None
+        };
+        config.connect(NoTls).map_err(|e| {
+            let mut message = self.mask(&describe(&e));
+            if let Some((password, source)) = &found {
+                if !password.is_empty() {
+                    message = message.replace(password.as_str(), MASK);
+                }
+                message.push_str(&match source {
+                    password::Found::Environment => {
+                        format!(" (password from {})", password::PASSWORD_ENV)
+                    }
+                    password::Found::File(path) => {
+                        format!(" (password from {})", path.display())
+                    }
+                });
+            }
+            PgError::Connect {
+                target: self.shown.clone(),
+                message,
+            }
         })
+    }
+
+    /// Sets the password libpq would use when the URL has none
+    /// (`PGPASSWORD`, then the password file), and says where it came from.
+    fn password_from_environment(&self, config: &mut Config) -> Option<(String, password::Found)> {
+        let user = config.get_user()?.to_string();
+        let host = match config.get_hosts().first() {
+            Some(Host::Tcp(name)) => Some(name.clone()),
+            _ => None,
+        };
+        let database = config.get_dbname().unwrap_or(&user).to_string();
+        let target = password::Target {
+            host: host.as_deref(),
+            port: config.get_ports().first().copied(),
+            database: &database,
+            user: &user,
+        };
+        let mut warnings = Vec::new();
+        let found = password::lookup(&target, &mut warnings);
+        for warning in warnings {
+            eprintln!("warning: {warning}");
+        }
+        let (password, source) = found?;
+        config.password(password.as_bytes());
+        Some((password, source))
     }
 }
 
