@@ -10,7 +10,7 @@ WASM_TARGET := wasm32-unknown-unknown
 
 PYTHON      ?= python3
 
-.PHONY: demo test setup build rules bench browser python-deps postgres
+.PHONY: demo test setup build rules bench browser python-deps postgres spark
 
 setup:
 	@rustup target list --installed | grep -qx $(WASM_TARGET) || rustup target add $(WASM_TARGET)
@@ -47,7 +47,22 @@ postgres:
 	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null || \
 		(apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y postgresql)
 
-test: rules browser python-deps postgres
+# The Python package (host/python, a wheel built by maturin) and PySpark in
+# the project's virtualenv .venv/, for `tally-spark` and its tests (which fail,
+# naming this target, when it is missing); Java from Debian when missing.
+VENV        := .venv
+SPARK_PIP   := maturin==1.16.0 pyarrow==26.0.1 pyspark==4.3.0 pandas==2.3.3 numpy==2.4.6
+
+spark:
+	@command -v java >/dev/null || (apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y default-jre-headless)
+	@test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
+	@$(VENV)/bin/python -c "import maturin, pyarrow, pyspark, pandas" 2>/dev/null || \
+		$(VENV)/bin/python -m pip install --quiet $(SPARK_PIP)
+	rm -rf target/wheels/tally-*.whl
+	$(VENV)/bin/maturin build --release --manifest-path host/python/Cargo.toml --out target/wheels
+	$(VENV)/bin/python -m pip install --quiet --force-reinstall --no-deps target/wheels/tally-*.whl
+
+test: rules browser python-deps postgres spark
 	$(CARGO) fmt --all --check
 	$(CARGO) clippy --workspace --all-targets --release -- -D warnings
 	$(CARGO) clippy --release --target $(WASM_TARGET) -p tally-rules-sdk -p creator-pay-v1 -p creator-pay-v2 -- -D warnings

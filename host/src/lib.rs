@@ -18,7 +18,9 @@
 //! fit the memory limit, shard by shard out of core ([`shard`]); [`tasks`]
 //! runs the same phases as separate plan, map, reduce and commit tasks over a
 //! work directory; [`lineage`] reads back where output
-//! came from and [`verify`] recomputes it; [`generate`] makes synthetic input.
+//! came from and [`verify`] recomputes it; every commit writes a
+//! [`survivors`] index, from which [`status`] tells which published days are
+//! stale and why; [`generate`] makes synthetic input.
 //!
 //! ```no_run
 //! use tally::pipeline::{run, RunOptions};
@@ -61,6 +63,8 @@ pub mod report;
 pub mod rule;
 pub mod shard;
 pub mod sink;
+pub mod status;
+pub mod survivors;
 pub mod tasks;
 pub mod validate;
 pub mod verify;

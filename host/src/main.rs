@@ -49,6 +49,12 @@ enum Command {
         after_help = "Examples:\n  tally verify out/ --registry tally-registry/\n  tally verify out/ --day 2026-05-10 --json"
     )]
     Verify(commands::verify::Args),
+    /// Which published days (and monthly partitions) a full recompute would
+    /// change, and why; exits 3 when any is stale.
+    #[command(
+        after_help = "Examples:\n  tally status --out out/ --input events/ --rule creator-pay@prod\n  tally status --out out/ --input events/ --input late/ --rule creator-pay@prod --json\n  tally status --out out/ --input events/ --rule creator-pay@prod --checksum || tally run --input events/ --rule creator-pay@prod --out out/"
+    )]
+    Status(commands::status::Args),
     /// Plan a run as tasks for a batch scheduler: pin the rule, list the
     /// inputs, split them into map tasks over N shards.
     Plan(commands::tasks::PlanArgs),
@@ -96,6 +102,7 @@ fn main() -> ExitCode {
         Command::Show(args) => commands::log::show(args),
         Command::Lineage(args) => commands::lineage::execute(args),
         Command::Verify(args) => commands::verify::execute(args),
+        Command::Status(args) => commands::status::execute(args),
         Command::Plan(args) => commands::tasks::plan(args),
         Command::Map(args) => commands::tasks::map(args),
         Command::Reduce(args) => commands::tasks::reduce(args),

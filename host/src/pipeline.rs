@@ -19,6 +19,7 @@ use crate::reconcile::{OutRow, Published, ReconcileCounts, ReconcileError, recon
 use crate::report::{self, Check, Counts, InputSummary, RuleSummary, RunReport, Timings};
 use crate::rule::{self, Limits, Rule, RuleError};
 use crate::shard::{self, SpillError};
+use crate::survivors::{self, IndexError};
 use crate::validate::Quarantined;
 use rayon::prelude::*;
 use std::collections::HashSet;
@@ -88,6 +89,8 @@ pub enum RunError {
     Derived(#[from] derived::DerivedError),
     #[error(transparent)]
     Lineage(#[from] crate::lineage::LineageError),
+    #[error(transparent)]
+    Index(#[from] IndexError),
     /// The counts do not add up: a bug, never bad input.
     #[error("invariant broken, nothing committed: {0}")]
     Invariant(String),
@@ -167,6 +170,9 @@ pub struct Computed {
     /// How the inputs were read: recorded so that `verify` reads them the same
     /// way.
     pub read: ingest::ReadOptions,
+    /// The survivor index of every valid record, written and waiting to be
+    /// installed by the commit (none when the run was not asked for one).
+    pub index: Option<survivors::Built>,
 }
 
 impl Computed {
@@ -465,35 +471,113 @@ pub fn compute(
     progress: bool,
     spill: &shard::SpillOptions,
 ) -> Result<Computed, RunError> {
+    compute_with(inputs, read, rule, batch_size, days, progress, spill, false)
+}
+
+/// [`compute`], and with `index`, the survivor index of every valid record
+/// (in the days window or not), written into a work directory under
+/// `spill`'s until the commit installs it.
+#[allow(clippy::too_many_arguments)]
+pub fn compute_with(
+    inputs: &[PathBuf],
+    read: &ingest::ReadOptions,
+    rule: Rule,
+    batch_size: usize,
+    days: Option<(i32, i32)>,
+    progress: bool,
+    spill: &shard::SpillOptions,
+    index: bool,
+) -> Result<Computed, RunError> {
     let found = find_inputs(inputs)?;
     // A rule's failure names the input file of the event it failed on.
     let sources = commit::sources(&found.files);
     let named = |e: RunError| e.naming_inputs(&sources);
     let shards = spill.shards_for(&found.files);
     if shards > 1 || spill.shards.is_some() {
-        return shard::compute(found, read, rule, batch_size, days, progress, spill, shards)
-            .map_err(named);
+        return shard::compute(
+            found, read, rule, batch_size, days, progress, spill, shards, index,
+        )
+        .map_err(named);
     }
     let prepared = prepare_found(found, read, days, progress)?;
     let mut timings = prepared.timings.clone();
     let (_, aggregate, counts, checks) =
         classify_and_aggregate(&prepared, &rule, batch_size, progress, &mut timings)
             .map_err(named)?;
+    let Prepared {
+        run_id,
+        files,
+        inputs,
+        fingerprint,
+        deduped,
+        quarantine,
+        ..
+    } = prepared;
+    let mut table = deduped.table;
+    let strings = std::mem::take(&mut table.strings);
+    let (index, work) = if index {
+        // Counted as dedup's time: the index records what dedup saw.
+        let t = Instant::now();
+        let bar = Progress::stage("index", progress);
+        let parent = spill.work_dir.clone().unwrap_or_else(std::env::temp_dir);
+        let work = shard::WorkDir::create(&parent, &run_id)?;
+        let dir = work.path().join("index");
+        let mut writer = survivors::IndexWriter::create(&dir, table.len() as u64)?;
+        let hasher = survivors::FieldHasher::new(&strings);
+        // The records are dropped as their entries are made.
+        survivors::build(table, &hasher, 0, 1, &mut |sorted| {
+            writer.push(sorted.entries())
+        })?;
+        let built = finish_index(writer, dir, &files, counts.unique)?;
+        bar.finish();
+        timings.dedup += t.elapsed().as_secs_f64();
+        (Some(built), Some(work))
+    } else {
+        drop(table);
+        (None, None)
+    };
     Ok(Computed {
         read: *read,
-        run_id: prepared.run_id,
+        run_id,
         rule,
-        files: prepared.files,
-        inputs: prepared.inputs,
-        fingerprint: prepared.fingerprint,
-        strings: prepared.deduped.table.strings,
+        files,
+        inputs,
+        fingerprint,
+        strings,
         aggregate,
-        quarantine: commit::Quarantine::Records(prepared.quarantine),
+        quarantine: commit::Quarantine::Records(quarantine),
         counts,
         checks,
         timings,
-        work: None,
+        work,
         shards: 1,
+        index,
+    })
+}
+
+/// Finishes an index written into `dir` for a run over `files`, checking
+/// that it holds one event per unique event the run counted.
+pub fn finish_index(
+    writer: survivors::IndexWriter,
+    dir: PathBuf,
+    files: &[ingest::InputFile],
+    unique: u64,
+) -> Result<survivors::Built, RunError> {
+    let (written, records, events) = writer.finish()?;
+    if events != unique {
+        return Err(RunError::Invariant(format!(
+            "events in the survivor index = unique events: {events} = {unique}"
+        )));
+    }
+    Ok(survivors::Built {
+        dir,
+        files: written,
+        records,
+        events,
+        modified: files
+            .iter()
+            .map(|f| survivors::modified_ns(f.modified))
+            .collect(),
     })
 }
 
@@ -590,11 +674,15 @@ pub struct LogEntry {
     /// The longest JSON line the run parsed (`--max-line-bytes`).
     #[serde(default)]
     pub max_line_bytes: Option<u64>,
+    /// The survivor index this commit wrote under `_tally/survivors/`
+    /// (absent in commits that wrote none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub survivor_index: Option<survivors::IndexSummary>,
 }
 
 fn run_in_pool(options: &RunOptions, rule: Rule) -> Result<RunReport, RunError> {
     let started = Instant::now();
-    let computed = compute(
+    let computed = compute_with(
         &options.inputs,
         &options.read,
         rule,
@@ -602,6 +690,7 @@ fn run_in_pool(options: &RunOptions, rule: Rule) -> Result<RunReport, RunError> 
         options.days,
         options.progress,
         &options.spill,
+        true,
     )?;
     commit_computed(&computed, options, started)
 }
@@ -699,6 +788,8 @@ fn commit_output(
         layout::report(root),
         layout::changes_dir(root, number),
         layout::quarantine_dir(root, number),
+        // Never carried over: an index describes the commit that wrote it.
+        survivors::dir(root),
     ]);
     // The derived tables' partitions of every period this commit writes a day
     // of are rebuilt.
@@ -744,6 +835,15 @@ fn commit_output(
         &computed.quarantine,
         &sources,
     )?;
+    let survivor_index = match &computed.index {
+        Some(built) => Some(survivors::install(
+            built,
+            &computed.inputs,
+            computed.read.max_line_bytes,
+            &staging.dir,
+        )?),
+        None => None,
+    };
 
     report.commit = number;
     report.reconcile = reconciled;
@@ -774,6 +874,7 @@ fn commit_output(
         changeset,
         quarantine: Some(quarantine.display().to_string()),
         max_line_bytes: Some(computed.read.max_line_bytes as u64),
+        survivor_index,
     };
     commit::write_new_file(
         &layout::log_entry(&staging.dir, number),

@@ -134,6 +134,122 @@ fn one() -> u32 {
     1
 }
 
+/// The version of the run report's JSON form, as `tally run` and `tally
+/// commit` print it (`--json`) and write it (`--report`): raised only when a
+/// field changes meaning or disappears; new fields may appear without it.
+pub const RUN_REPORT_SCHEMA_VERSION: u32 = 1;
+
+/// How a command that changes something ended, as its JSON report says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    Succeeded,
+    Failed,
+}
+
+/// The JSON report of a run, written whether it succeeded or failed, so a
+/// scheduler always has a report to read (and to attach to its alert).
+///
+/// A succeeded run carries every field of its [`RunReport`]; a failed one
+/// carries what was known when it failed ([`FailedRun`]). The fields of this
+/// struct are in both.
+#[derive(Debug, Clone, Serialize)]
+pub struct RunResult {
+    /// [`RUN_REPORT_SCHEMA_VERSION`].
+    pub schema_version: u32,
+    pub status: Status,
+    /// The error and its causes on one line (as printed on stderr after
+    /// `error: `); null when the run succeeded.
+    pub error: Option<String>,
+    /// The rule as it was named (a path, a hash, `name@version` or
+    /// `name@tag`); null only when a task run's plan could not be read.
+    pub rule_reference: Option<String>,
+    /// The inputs as they were named: the `--input` files and directories of
+    /// a run, the planned files of a task run.
+    pub inputs_given: Vec<String>,
+    /// The work directory of a task run (`tally commit`); absent for `tally run`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub work: Option<String>,
+    #[serde(flatten)]
+    pub figures: RunFigures,
+}
+
+/// The figures of a run's JSON report: all of them, or those known before
+/// it failed.
+#[derive(Debug, Clone, Serialize)]
+#[serde(untagged)]
+pub enum RunFigures {
+    Succeeded(Box<RunReport>),
+    Failed(Box<FailedRun>),
+}
+
+/// What the report of a failed run says besides the error: what it was asked
+/// to do. Nothing was committed, so there are no counts of what was written.
+#[derive(Debug, Clone, Serialize)]
+pub struct FailedRun {
+    pub tally_version: String,
+    /// The rule, when it was loaded before the run failed; null when loading
+    /// it was what failed.
+    pub rule: Option<RuleSummary>,
+    /// The output directory, as named; null only when a task run's plan
+    /// could not be read.
+    pub output: Option<String>,
+    /// The recomputed days, or null for every day.
+    pub window: Option<(String, String)>,
+}
+
+impl RunResult {
+    /// The report of a run that succeeded.
+    pub fn succeeded(
+        report: RunReport,
+        rule_reference: Option<String>,
+        inputs_given: Vec<String>,
+        work: Option<String>,
+    ) -> RunResult {
+        RunResult {
+            schema_version: RUN_REPORT_SCHEMA_VERSION,
+            status: Status::Succeeded,
+            error: None,
+            rule_reference,
+            inputs_given,
+            work,
+            figures: RunFigures::Succeeded(Box::new(report)),
+        }
+    }
+
+    /// The report of a run that failed with `error` (the whole chain of
+    /// causes, on one line).
+    pub fn failed(
+        error: String,
+        rule_reference: Option<String>,
+        inputs_given: Vec<String>,
+        work: Option<String>,
+        failed: FailedRun,
+    ) -> RunResult {
+        RunResult {
+            schema_version: RUN_REPORT_SCHEMA_VERSION,
+            status: Status::Failed,
+            error: Some(error),
+            rule_reference,
+            inputs_given,
+            work,
+            figures: RunFigures::Failed(Box::new(failed)),
+        }
+    }
+}
+
+/// A recomputed window, `(from, to)` as day numbers, the way reports show it;
+/// None for a day outside the calendar (from a damaged plan, say) rather
+/// than a panic.
+pub fn window_text(days: Option<(i32, i32)>) -> Option<(String, String)> {
+    let day = |day: i32| {
+        let date = chrono::NaiveDate::from_num_days_from_ce_opt(day.checked_add(719_163)?)?;
+        Some(date.format("%Y-%m-%d").to_string())
+    };
+    let (from, to) = days?;
+    Some((day(from)?, day(to)?))
+}
+
 /// The peak resident memory of this process so far, in bytes (Linux:
 /// `VmHWM` in `/proc/self/status`; `None` elsewhere).
 pub fn peak_memory() -> Option<u64> {
@@ -352,6 +468,88 @@ mod tests {
         assert_eq!(thousands(1234567), "1,234,567");
         assert_eq!(money(1_500_000), "1.500000");
         assert_eq!(money(12_345_678_901), "12,345.678901");
+    }
+
+    #[test]
+    fn a_failed_run_s_report_says_what_was_asked_and_why_it_failed() {
+        let result = RunResult::failed(
+            "run failed; nothing was written: no input".to_string(),
+            Some("creator-pay@prod".to_string()),
+            vec!["events/".to_string()],
+            None,
+            FailedRun {
+                tally_version: "9.9.9".to_string(),
+                rule: None,
+                output: Some("out/".to_string()),
+                window: window_text(Some((20_574, 20_575))),
+            },
+        );
+        assert_eq!(
+            serde_json::to_value(&result).unwrap(),
+            serde_json::json!({
+                "schema_version": RUN_REPORT_SCHEMA_VERSION,
+                "status": "failed",
+                "error": "run failed; nothing was written: no input",
+                "rule_reference": "creator-pay@prod",
+                "inputs_given": ["events/"],
+                "tally_version": "9.9.9",
+                "rule": null,
+                "output": "out/",
+                "window": ["2026-05-01", "2026-05-02"],
+            })
+        );
+        // A day no calendar has is left out rather than a panic.
+        assert_eq!(window_text(Some((i32::MAX, i32::MAX))), None);
+    }
+
+    #[test]
+    fn a_succeeded_run_s_report_is_its_figures_and_nothing_clashes_with_them() {
+        let report = RunReport {
+            tally_version: "9.9.9".to_string(),
+            run_id: "run-1".to_string(),
+            rule: RuleSummary::default(),
+            inputs: Vec::new(),
+            input_fingerprint: "f".to_string(),
+            output: "out/".to_string(),
+            threads: 2,
+            batch_size: 8,
+            memory_limit_bytes: 1 << 30,
+            shards: 1,
+            counts: Counts::default(),
+            commit: 3,
+            window: None,
+            reconcile: Default::default(),
+            derived: Vec::new(),
+            timings: Timings::default(),
+            records_per_second: 0.0,
+            peak_memory_bytes: None,
+            checks: Vec::new(),
+        };
+        let figures = serde_json::to_value(&report).unwrap();
+        let result = RunResult::succeeded(
+            report,
+            Some("rule.wasm".to_string()),
+            vec!["a.jsonl".to_string()],
+            Some("work/".to_string()),
+        );
+        let mut printed = serde_json::to_value(&result).unwrap();
+        let around = printed.as_object_mut().unwrap();
+        for (key, value) in [
+            (
+                "schema_version",
+                serde_json::json!(RUN_REPORT_SCHEMA_VERSION),
+            ),
+            ("status", serde_json::json!("succeeded")),
+            ("error", serde_json::Value::Null),
+            ("rule_reference", serde_json::json!("rule.wasm")),
+            ("inputs_given", serde_json::json!(["a.jsonl"])),
+            ("work", serde_json::json!("work/")),
+        ] {
+            assert_eq!(around.remove(key), Some(value), "{key}");
+        }
+        // Had a key of the envelope clashed with one of the figures, one of
+        // the two would be missing here.
+        assert_eq!(printed, figures);
     }
 
     #[test]

@@ -5,7 +5,7 @@
 use crate::common::{self, s};
 use tempfile::TempDir;
 
-const COMMANDS: [&str; 14] = [
+const COMMANDS: [&str; 15] = [
     "run",
     "gen",
     "compare",
@@ -18,6 +18,7 @@ const COMMANDS: [&str; 14] = [
     "map",
     "reduce",
     "commit",
+    "status",
     "rule",
     "completions",
 ];

@@ -531,7 +531,7 @@ fn explain_of_an_unknown_event_says_there_is_no_record() {
         let (json, text) = explain_unknown(&input.dir, id);
         assert_eq!(
             json,
-            json!({"event_id": id, "records": [], "verdicts": []}),
+            json!({"schema_version": 1, "event_id": id, "records": [], "verdicts": []}),
             "{id:?}"
         );
         assert!(

@@ -160,7 +160,8 @@ fn log_show_and_lineage_say_which_rule_inputs_and_run() {
 
     // `tally log --json`: both commits, what each read, with which rule.
     let log = json(&common::tally_ok(&["log", out, "--json"]));
-    let entries = log.as_array().expect("a list of commits");
+    assert_eq!(log["schema_version"], 1);
+    let entries = log["commits"].as_array().expect("a list of commits");
     assert_eq!(entries.len(), 2);
     for (i, entry) in entries.iter().enumerate() {
         assert_eq!(entry["commit"], i + 1);
@@ -213,7 +214,11 @@ fn log_show_and_lineage_say_which_rule_inputs_and_run() {
     );
 
     // `tally show`: one commit, in full.
-    let shown = json(&common::tally_ok(&["show", out, "2", "--json"]));
+    let mut shown = json(&common::tally_ok(&["show", out, "2", "--json"]));
+    let version = shown
+        .as_object_mut()
+        .and_then(|o| o.remove("schema_version"));
+    assert_eq!(version, Some(1.into()));
     assert_eq!(shown, entries[1]);
     let text = common::tally_ok(&["show", out, "2"]);
     let mut wanted = vec![
@@ -231,7 +236,8 @@ fn log_show_and_lineage_say_which_rule_inputs_and_run() {
 
     // `tally lineage --json`: every day, in agreement with its file's metadata.
     let all = json(&common::tally_ok(&["lineage", out, "--json"]));
-    let all = all.as_array().expect("a list of partitions");
+    assert_eq!(all["schema_version"], 1);
+    let all = all["partitions"].as_array().expect("a list of partitions");
     let parts = output::partitions(&p.out);
     assert_eq!(all.len(), parts.len());
     for (m, part) in all.iter().zip(&parts) {
@@ -279,7 +285,8 @@ fn log_show_and_lineage_say_which_rule_inputs_and_run() {
     // One day, and one row of it, for each commit.
     for (i, day) in [&p.days[1], &p.recomputed].into_iter().enumerate() {
         let one = json(&common::tally_ok(&["lineage", out, "--day", day, "--json"]));
-        let one = one.as_array().expect("a list");
+        assert_eq!(one["schema_version"], 1);
+        let one = one["partitions"].as_array().expect("a list");
         assert_eq!(one.len(), 1);
         assert_eq!(one[0]["day"], day.as_str());
         assert_eq!(one[0]["commit"], i + 1);
@@ -315,6 +322,7 @@ fn log_show_and_lineage_say_which_rule_inputs_and_run() {
         let mut with_json = args.to_vec();
         with_json.push("--json");
         let found = json(&common::tally_ok(&with_json));
+        assert_eq!(found["schema_version"], 1);
         assert_eq!(found["day"], day.as_str());
         assert_eq!(found["creator_id"], creator);
         assert_eq!(found["template_id"], template);

@@ -188,8 +188,10 @@ pub fn quarantine_keys(out: &Path) -> Vec<(String, u64, String)> {
 }
 
 /// The bytes of the data files of an output: every
-/// `daily/day=*/part-0.parquet` and `monthly/month=*/part-0.parquet`, and the last commit's quarantine file (not the
-/// manifests, report and log, which hold run ids and times).
+/// `daily/day=*/part-0.parquet` and `monthly/month=*/part-0.parquet`, the last
+/// commit's quarantine file and the survivor index (`_tally/survivors/`: its
+/// files and its manifest); not the other manifests, the report and the log,
+/// which hold run ids and times.
 pub fn data_files(out: &Path) -> Vec<(String, Vec<u8>)> {
     let quarantine = quarantine_path(out);
     crate::common::snapshot(out)
@@ -198,6 +200,7 @@ pub fn data_files(out: &Path) -> Vec<(String, Vec<u8>)> {
             ((name.starts_with("daily/day=") || name.starts_with("monthly/month="))
                 && name.ends_with("/part-0.parquet"))
                 || *name == quarantine
+                || name.starts_with("_tally/survivors/")
         })
         .map(|(name, bytes)| {
             // The commit number is not data: name the file alike in every output.

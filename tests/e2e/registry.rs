@@ -225,6 +225,8 @@ fn publish_and_resolve_by_every_form_of_reference() {
     common::assert_mentions(lines[2], &["creator-pay", "2.0.0", &v2[..12]]);
     let list: serde_json::Value =
         serde_json::from_str(&reg.ok(&["rule", "list", "--json"])).unwrap();
+    assert_eq!(list["schema_version"], 1);
+    let list = &list["rules"];
     assert_eq!(list.as_array().unwrap().len(), 2);
     assert_eq!(list[0]["version"], "1.0.0");
     assert_eq!(list[0]["tags"], serde_json::json!(["prod"]));
@@ -409,7 +411,9 @@ fn publishing_the_same_bytes_twice_is_a_no_op() {
     );
     let json: serde_json::Value =
         serde_json::from_str(&reg.ok(&["rule", "publish", s(&wasm), "--json"])).unwrap();
-    assert_eq!(json["status"], "already-published");
+    assert_eq!(json["schema_version"], 1);
+    assert_eq!(json["status"], "succeeded");
+    assert_eq!(json["outcome"], "already-published");
     assert!(
         snapshot(&reg.path) == before,
         "a repeated publish changed the registry"
@@ -693,7 +697,7 @@ fn versions_follow_semver_precedence_and_leading_zeros_are_refused() {
 
     let list: serde_json::Value =
         serde_json::from_str(&reg.ok(&["rule", "list", "--json"])).unwrap();
-    let listed: Vec<&str> = list
+    let listed: Vec<&str> = list["rules"]
         .as_array()
         .expect("a list")
         .iter()

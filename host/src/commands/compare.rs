@@ -28,11 +28,12 @@ directories differ (a key only in one of them, or with other figures); 2 for a u
 (an option that does not apply to the mode, one --rule, one directory); 1 for any other error.\n\n\
 Examples:\n  tally compare --input events/ --rule creator-pay@prod --rule rules/v2.wasm\n  \
 tally compare --input events/ --rule creator-pay@prod --rule creator-pay@2.0.0 --out cmp/ --fail-if 'relative-amount-change>=5%'\n  \
-tally compare out-v1/ out-v2/ --format json"
+tally compare out-v1/ out-v2/ --json"
 )]
 pub struct Args {
     /// Two output directories to compare key by key (instead of --input and
-    /// --rule); only --format text|json, --top, --sample and --quiet apply.
+    /// --rule); only --format text|json, --json, --top, --sample and --quiet
+    /// apply.
     /// Exit status 0 if they are identical, 3 if they differ.
     #[arg(conflicts_with_all = ["inputs", "rules", "out", "fail_if", "batch_size", "registry", "max_line_bytes", "memory_limit", "shards", "work_dir"])]
     outputs: Vec<PathBuf>,
@@ -56,9 +57,13 @@ pub struct Args {
     /// relative change; a per-day table; the top movers; a sample of changed
     /// events; and the --fail-if results. The HTML page draws the splits,
     /// the histogram and the days as charts; the JSON carries the same
-    /// figures under "schema_version": 1.
-    #[arg(long, value_enum, default_value = "text")]
-    format: Format,
+    /// figures under "schema_version": 1. Default: text (json with --json).
+    #[arg(long, value_enum)]
+    format: Option<Format>,
+    /// Print the JSON report on stdout: the same as --format json, as every
+    /// command that reports takes it.
+    #[arg(long)]
+    json: bool,
     /// Creators and templates listed each way.
     #[arg(long, default_value_t = 10)]
     top: usize,
@@ -92,9 +97,29 @@ pub struct Args {
     spill: super::SpillArgs,
 }
 
+impl Args {
+    /// What to print: `--format`, or json with `--json`; `--json` with
+    /// another format is a usage error.
+    fn format(&self) -> Result<Format, usage::UsageError> {
+        match (self.json, self.format) {
+            (true, Some(Format::Json) | None) => Ok(Format::Json),
+            (true, Some(other)) => Err(usage::UsageError::new(format!(
+                "--json prints the JSON report; it cannot be given with --format {}",
+                match other {
+                    Format::Text => "text",
+                    Format::Json => "json",
+                    Format::Html => "html",
+                }
+            ))),
+            (false, format) => Ok(format.unwrap_or(Format::Text)),
+        }
+    }
+}
+
 pub fn execute(args: Args) -> anyhow::Result<ExitCode> {
+    let format = args.format()?;
     if !args.outputs.is_empty() {
-        return compare_outputs(&args);
+        return compare_outputs(&args, format);
     }
     usage::ensure(!args.inputs.is_empty(), || {
         "give --input with --rule A --rule B, or two output directories".into()
@@ -141,7 +166,7 @@ pub fn execute(args: Args) -> anyhow::Result<ExitCode> {
             std::fs::write(&path, body).with_context(|| format!("writing {}", path.display()))?;
         }
     }
-    super::print(match args.format {
+    super::print(match format {
         Format::Text => &text,
         Format::Json => &json,
         Format::Html => &html,
@@ -163,14 +188,14 @@ pub fn execute(args: Args) -> anyhow::Result<ExitCode> {
 /// `tally compare A B`: two output directories key by key. The options of rule
 /// comparisons are refused by clap (they conflict with the directories); a
 /// report form this mode does not have is refused here.
-fn compare_outputs(args: &Args) -> anyhow::Result<ExitCode> {
+fn compare_outputs(args: &Args, format: Format) -> anyhow::Result<ExitCode> {
     usage::ensure(args.outputs.len() == 2, || {
         format!(
             "give exactly two output directories to compare; {} given",
             args.outputs.len()
         )
     })?;
-    usage::ensure(args.format != Format::Html, || {
+    usage::ensure(format != Format::Html, || {
         "--format html applies to rule comparisons (--input with --rule A --rule B); comparing two output directories prints text or json".into()
     })?;
     let diff = compare::compare_outputs(
@@ -178,7 +203,7 @@ fn compare_outputs(args: &Args) -> anyhow::Result<ExitCode> {
         &args.outputs[1],
         args.sample.max(args.top),
     )?;
-    let text = match args.format {
+    let text = match format {
         Format::Json => serde_json::to_string_pretty(&diff)?,
         _ => render::output_diff_text(&diff),
     };

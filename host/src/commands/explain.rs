@@ -2,8 +2,21 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
-use tally::explain::explain;
+use tally::explain::{Explanation, explain};
 use tally::rule::shown;
+
+/// The version of `tally explain --json`'s report: raised only when a field
+/// changes meaning or disappears.
+const EXPLAIN_SCHEMA_VERSION: u32 = 1;
+
+/// What `tally explain --json` prints.
+#[derive(serde::Serialize)]
+struct ExplainReport<'a> {
+    /// [`EXPLAIN_SCHEMA_VERSION`].
+    schema_version: u32,
+    #[serde(flatten)]
+    explanation: &'a Explanation,
+}
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -42,7 +55,11 @@ pub fn execute(args: Args) -> anyhow::Result<ExitCode> {
         .collect::<anyhow::Result<Vec<_>>>()?;
     let e = explain(&args.inputs, &rules, &args.event, &args.read.options())?;
     if args.json {
-        super::print(&serde_json::to_string_pretty(&e)?)?;
+        let report = ExplainReport {
+            schema_version: EXPLAIN_SCHEMA_VERSION,
+            explanation: &e,
+        };
+        super::print(&serde_json::to_string_pretty(&report)?)?;
     } else {
         let mut text = format!("event {}\n", e.event_id);
         if e.records.is_empty() {

@@ -7,6 +7,32 @@ use tally::lineage;
 use tally::pipeline::PartitionManifest;
 use tally::report::money;
 
+/// The version of `tally lineage --json`'s report of partitions: raised only
+/// when a field changes meaning or disappears.
+const PARTITIONS_SCHEMA_VERSION: u32 = 1;
+
+/// What `tally lineage --json` prints without `--creator` and `--template`:
+/// each day partition's manifest, by day.
+#[derive(serde::Serialize)]
+struct PartitionsReport<'a> {
+    /// [`PARTITIONS_SCHEMA_VERSION`].
+    schema_version: u32,
+    partitions: &'a [PartitionManifest],
+}
+
+/// The version of `tally lineage --json`'s report of one row: raised only
+/// when a field changes meaning or disappears.
+const ROW_SCHEMA_VERSION: u32 = 1;
+
+/// What `tally lineage --day D --creator C --template T --json` prints.
+#[derive(serde::Serialize)]
+struct RowReport<'a> {
+    /// [`ROW_SCHEMA_VERSION`].
+    schema_version: u32,
+    #[serde(flatten)]
+    row: &'a lineage::RowLineage,
+}
+
 #[derive(clap::Args)]
 pub struct Args {
     /// The output directory.
@@ -78,7 +104,10 @@ pub fn execute(args: Args) -> anyhow::Result<ExitCode> {
     if let (Some(day), Some(creator), Some(template)) = (args.day, &args.creator, &args.template) {
         let row = lineage::row(&args.out, day, creator, template)?;
         let text = if args.json {
-            serde_json::to_string_pretty(&row)?
+            serde_json::to_string_pretty(&RowReport {
+                schema_version: ROW_SCHEMA_VERSION,
+                row: &row,
+            })?
         } else {
             format!(
                 "row        {} / {} on {}: {} events, {} payable, amount {} ({} micros)\nstamped    {}\n{}",
@@ -98,7 +127,10 @@ pub fn execute(args: Args) -> anyhow::Result<ExitCode> {
     }
     let partitions = lineage::partitions(&args.out, args.day)?;
     let text = if args.json {
-        serde_json::to_string_pretty(&partitions)?
+        serde_json::to_string_pretty(&PartitionsReport {
+            schema_version: PARTITIONS_SCHEMA_VERSION,
+            partitions: &partitions,
+        })?
     } else if args.day.is_some() {
         partitions
             .iter()

@@ -3,7 +3,34 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 use tally::lineage;
+use tally::pipeline::LogEntry;
 use tally::report::{money, thousands};
+
+/// The version of `tally log --json`'s report: raised only when a field
+/// changes meaning or disappears.
+const LOG_SCHEMA_VERSION: u32 = 1;
+
+/// What `tally log --json` prints: the commits, oldest first, each as its
+/// `_tally/log/` entry holds it.
+#[derive(serde::Serialize)]
+struct LogReport<'a> {
+    /// [`LOG_SCHEMA_VERSION`].
+    schema_version: u32,
+    commits: &'a [LogEntry],
+}
+
+/// The version of `tally show --json`'s report: raised only when a field
+/// changes meaning or disappears.
+const SHOW_SCHEMA_VERSION: u32 = 1;
+
+/// What `tally show --json` prints: one commit's `_tally/log/` entry.
+#[derive(serde::Serialize)]
+struct ShowReport<'a> {
+    /// [`SHOW_SCHEMA_VERSION`].
+    schema_version: u32,
+    #[serde(flatten)]
+    commit: &'a LogEntry,
+}
 
 #[derive(clap::Args)]
 pub struct LogArgs {
@@ -28,7 +55,11 @@ pub struct ShowArgs {
 pub fn log(args: LogArgs) -> anyhow::Result<ExitCode> {
     let entries = lineage::log(&args.out)?;
     if args.json {
-        super::print(&serde_json::to_string_pretty(&entries)?)?;
+        let report = LogReport {
+            schema_version: LOG_SCHEMA_VERSION,
+            commits: &entries,
+        };
+        super::print(&serde_json::to_string_pretty(&report)?)?;
         return Ok(ExitCode::SUCCESS);
     }
     let mut text = String::new();
@@ -65,7 +96,11 @@ pub fn log(args: LogArgs) -> anyhow::Result<ExitCode> {
 pub fn show(args: ShowArgs) -> anyhow::Result<ExitCode> {
     let e = lineage::commit(&args.out, args.commit)?;
     if args.json {
-        super::print(&serde_json::to_string_pretty(&e)?)?;
+        let report = ShowReport {
+            schema_version: SHOW_SCHEMA_VERSION,
+            commit: &e,
+        };
+        super::print(&serde_json::to_string_pretty(&report)?)?;
         return Ok(ExitCode::SUCCESS);
     }
     let mut text = format!(

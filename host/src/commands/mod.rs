@@ -9,6 +9,7 @@ pub mod log;
 pub mod rule;
 pub mod run;
 pub mod sink;
+pub mod status;
 pub mod tasks;
 pub mod usage;
 pub mod verify;
@@ -105,4 +106,15 @@ pub fn print(text: &str) -> std::io::Result<()> {
         out.write_all(b"\n")?;
     }
     out.flush()
+}
+
+/// Prints the report of a command that failed. The command's own error is
+/// what it ends with: a report that cannot be printed is only said on stderr
+/// (a closed stdout not even that), never put in the error's place.
+pub fn print_report_of_failure(text: &str) {
+    if let Err(problem) = print(text)
+        && problem.kind() != std::io::ErrorKind::BrokenPipe
+    {
+        eprintln!("warning: the report was not printed: {problem}");
+    }
 }

@@ -6,6 +6,7 @@ use anyhow::Context;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use tally::registry::{self, Origin, PublishStatus, golden};
+use tally::report::Status;
 use tally::rule::{self, Limits, Rule, WORLD, build, shown};
 
 /// Where the registry is.
@@ -57,7 +58,8 @@ pub enum Command {
         json: bool,
     },
     /// Show a component's name, version, hash, world and imports; fails if it
-    /// imports anything or does not implement the rule world.
+    /// is not a component, imports anything but the host's panic report
+    /// (tally:diagnostics/panic@1.0.0), or does not implement the rule world.
     #[command(
         after_help = "Examples:\n  tally rule inspect creator-pay-v2.wasm\n  tally rule inspect creator-pay-v2.wasm --json"
     )]
@@ -87,7 +89,8 @@ pub enum Command {
         no_golden: bool,
         #[command(flatten)]
         registry: RegistryArg,
-        /// Print JSON instead of text.
+        /// Print JSON instead of text, also when the publish fails
+        /// (`"status": "failed"` with the error).
         #[arg(long)]
         json: bool,
     },
@@ -376,10 +379,27 @@ fn run_cases(source: &Path, file: &Path, report: &mut TestReport) -> anyhow::Res
     Ok(rule)
 }
 
+/// The version of `tally rule inspect --json`'s report: raised only when a
+/// field changes meaning or disappears.
+const INSPECT_SCHEMA_VERSION: u32 = 1;
+
+/// What `tally rule inspect --json` prints.
+#[derive(serde::Serialize)]
+struct InspectReport<'a> {
+    /// [`INSPECT_SCHEMA_VERSION`].
+    schema_version: u32,
+    #[serde(flatten)]
+    inspection: &'a rule::Inspection,
+}
+
 fn inspect(component: &Path, json: bool) -> anyhow::Result<()> {
     let inspection = rule::inspect(component)?;
     if json {
-        super::print(&serde_json::to_string_pretty(&inspection)?)?;
+        let report = InspectReport {
+            schema_version: INSPECT_SCHEMA_VERSION,
+            inspection: &inspection,
+        };
+        super::print(&serde_json::to_string_pretty(&report)?)?;
         return Ok(());
     }
     let or_dash = |text: &Option<String>| {
@@ -412,15 +432,73 @@ fn inspect(component: &Path, json: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The version of `tally rule publish --json`'s report: raised only when a
+/// field changes meaning or disappears.
+const PUBLISH_SCHEMA_VERSION: u32 = 1;
+
+/// What `tally rule publish --json` prints, whether the publish succeeded or
+/// failed.
+#[derive(serde::Serialize)]
+struct PublishReport<'a> {
+    /// [`PUBLISH_SCHEMA_VERSION`].
+    schema_version: u32,
+    status: Status,
+    /// The error and its causes on one line (as printed on stderr after
+    /// `error: `); null when the publish succeeded.
+    error: Option<String>,
+    /// What a publish that succeeded did: `published`, `already-published`
+    /// (nothing changed) or `restored` (damaged files written again); null
+    /// when it failed.
+    outcome: Option<PublishStatus>,
+    /// The source as named: a component or a rule crate directory.
+    source: &'a Path,
+    /// The component published (for a crate, where it was built); null when
+    /// the publish failed.
+    component: Option<&'a Path>,
+    registry: &'a Path,
+    /// The golden cases run (null with `--no-golden`).
+    golden_file: Option<&'a Path>,
+    /// The golden cases that passed; null when the publish failed or ran none.
+    golden: Option<&'a golden::GoldenSummary>,
+    /// The registry's record of the rule; null when the publish failed.
+    record: Option<&'a registry::Record>,
+}
+
 fn publish(
     source: &Path,
     golden: Option<&Path>,
     registry: &Path,
     json: bool,
 ) -> anyhow::Result<()> {
-    let published = registry::publish(source, registry, golden, Limits::default())?;
+    let outcome =
+        registry::publish(source, registry, golden, Limits::default()).map_err(anyhow::Error::from);
     if json {
-        super::print(&serde_json::to_string_pretty(&published)?)?;
+        let published = outcome.as_ref().ok();
+        let report = PublishReport {
+            schema_version: PUBLISH_SCHEMA_VERSION,
+            status: if published.is_some() {
+                Status::Succeeded
+            } else {
+                Status::Failed
+            },
+            error: outcome.as_ref().err().map(|err| format!("{err:#}")),
+            outcome: published.map(|p| p.status),
+            source,
+            component: published.map(|p| p.source.as_path()),
+            registry,
+            golden_file: golden,
+            golden: published.and_then(|p| p.golden.as_ref()),
+            record: published.map(|p| &p.record),
+        };
+        let text = serde_json::to_string_pretty(&report)?;
+        if outcome.is_ok() {
+            super::print(&text)?;
+        } else {
+            super::print_report_of_failure(&text);
+        }
+    }
+    let published = outcome?;
+    if json {
         return Ok(());
     }
     let record = &published.record;
@@ -451,13 +529,30 @@ fn publish(
     Ok(())
 }
 
+/// The version of `tally rule list --json`'s report: raised only when a field
+/// changes meaning or disappears.
+const LIST_SCHEMA_VERSION: u32 = 1;
+
+/// What `tally rule list --json` prints: the published rules, in the order
+/// of the text listing.
+#[derive(serde::Serialize)]
+struct ListReport<'a> {
+    /// [`LIST_SCHEMA_VERSION`].
+    schema_version: u32,
+    rules: &'a [registry::Entry],
+}
+
 fn list(registry: &Path, json: bool) -> anyhow::Result<()> {
     let (entries, problems) = registry::Registry::open(registry)?.entries_and_problems()?;
     for problem in &problems {
         eprintln!("warning: {problem}");
     }
     if json {
-        super::print(&serde_json::to_string_pretty(&entries)?)?;
+        let report = ListReport {
+            schema_version: LIST_SCHEMA_VERSION,
+            rules: &entries,
+        };
+        super::print(&serde_json::to_string_pretty(&report)?)?;
         return Ok(());
     }
     if entries.is_empty() {
@@ -502,9 +597,15 @@ fn list(registry: &Path, json: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The version of `tally rule show --json`'s report: raised only when a field
+/// changes meaning or disappears.
+const SHOW_SCHEMA_VERSION: u32 = 1;
+
 /// What `tally rule show` prints as JSON.
 #[derive(serde::Serialize)]
 struct Shown<'a> {
+    /// [`SHOW_SCHEMA_VERSION`].
+    schema_version: u32,
     reference: &'a str,
     kind: registry::RefKind,
     name: &'a str,
@@ -536,6 +637,7 @@ fn show(reference: &str, registry: &Path, json: bool) -> anyhow::Result<()> {
     };
     let info = &loaded.rule.info;
     let shown = Shown {
+        schema_version: SHOW_SCHEMA_VERSION,
         reference,
         kind: resolved.kind,
         name: &info.name,
@@ -585,10 +687,26 @@ fn show(reference: &str, registry: &Path, json: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The version of `tally rule verify --json`'s report: raised only when a
+/// field changes meaning or disappears.
+const VERIFY_SCHEMA_VERSION: u32 = 1;
+
+/// What `tally rule verify --json` prints.
+#[derive(serde::Serialize)]
+struct VerifyReport<'a> {
+    /// [`VERIFY_SCHEMA_VERSION`].
+    schema_version: u32,
+    #[serde(flatten)]
+    verification: &'a registry::Verification,
+}
+
 fn verify(registry: &Path, json: bool) -> anyhow::Result<ExitCode> {
     let report = registry::verify(registry)?;
     if json {
-        super::print(&serde_json::to_string_pretty(&report)?)?;
+        super::print(&serde_json::to_string_pretty(&VerifyReport {
+            schema_version: VERIFY_SCHEMA_VERSION,
+            verification: &report,
+        })?)?;
     } else {
         let mut lines: Vec<String> = report
             .blobs

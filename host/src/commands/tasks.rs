@@ -4,6 +4,7 @@
 use anyhow::Context;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use tally::report::{FailedRun, RunResult};
 use tally::rule::Limits;
 use tally::tasks::{self, PlanOptions, TaskOutcome};
 
@@ -126,7 +127,11 @@ pub fn plan(args: PlanArgs) -> anyhow::Result<ExitCode> {
     };
     let plan = tasks::plan(&options).context("plan failed")?;
     if args.json {
-        super::print(&serde_json::to_string_pretty(&plan)?)?;
+        let report = PlanReport {
+            schema_version: PLAN_SCHEMA_VERSION,
+            plan: &plan,
+        };
+        super::print(&serde_json::to_string_pretty(&report)?)?;
     } else {
         super::print(&format!(
             "planned {} map task(s) over {} file(s) and {} shard(s) in {}\nrule {}@{} blake3 {}\nnext: tally map --work {} --task I (I = 0..{}), then tally reduce --work {} --shard K (K = 0..{}), then tally commit --work {}",
@@ -147,9 +152,39 @@ pub fn plan(args: PlanArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// The version of `tally plan --json`'s report: raised only when a field
+/// changes meaning or disappears.
+const PLAN_SCHEMA_VERSION: u32 = 1;
+
+/// What `tally plan --json` prints: the plan as `W/plan.json` holds it.
+#[derive(serde::Serialize)]
+struct PlanReport<'a> {
+    /// [`PLAN_SCHEMA_VERSION`].
+    schema_version: u32,
+    #[serde(flatten)]
+    plan: &'a tasks::Plan,
+}
+
+/// The version of `tally map --json`'s and `tally reduce --json`'s report:
+/// raised only when a field changes meaning or disappears.
+const TASK_SCHEMA_VERSION: u32 = 1;
+
+/// What `tally map --json` and `tally reduce --json` print.
+#[derive(serde::Serialize)]
+struct TaskReport<'a> {
+    /// [`TASK_SCHEMA_VERSION`].
+    schema_version: u32,
+    #[serde(flatten)]
+    outcome: &'a TaskOutcome,
+}
+
 fn outcome(outcome: &TaskOutcome, json: bool) -> anyhow::Result<ExitCode> {
     if json {
-        super::print(&serde_json::to_string_pretty(outcome)?)?;
+        let report = TaskReport {
+            schema_version: TASK_SCHEMA_VERSION,
+            outcome,
+        };
+        super::print(&serde_json::to_string_pretty(&report)?)?;
     } else if outcome.ran {
         super::print(&format!(
             "{}: {} records in {:.2}s, published {}",
@@ -184,12 +219,34 @@ pub fn reduce(args: ReduceArgs) -> anyhow::Result<ExitCode> {
 }
 
 pub fn commit(args: CommitArgs) -> anyhow::Result<ExitCode> {
-    let report = tasks::commit(&args.work, !args.quiet)
-        .context("commit failed; the output directory is as it was")?;
-    let json = serde_json::to_string_pretty(&report)? + "\n";
-    if let Some(path) = &args.report {
-        std::fs::write(path, &json).with_context(|| format!("writing {}", path.display()))?;
-    }
-    super::print(&if args.json { json } else { report.to_string() })?;
-    Ok(ExitCode::SUCCESS)
+    // What the report of a failed commit can say comes from the plan; a plan
+    // that cannot be read fails the commit too, and the report then names
+    // only the work directory.
+    let plan = tasks::read_plan(&args.work).ok();
+    let rule_reference = plan.as_ref().map(|p| p.rule.path.clone());
+    let inputs_given: Vec<String> = plan
+        .as_ref()
+        .map(|p| p.files.iter().map(|f| f.name.clone()).collect())
+        .unwrap_or_default();
+    let work = Some(args.work.display().to_string());
+    let outcome = tasks::commit(&args.work, !args.quiet)
+        .context("commit failed; the output directory is as it was");
+    let result = match &outcome {
+        Ok(report) => RunResult::succeeded(report.clone(), rule_reference, inputs_given, work),
+        Err(err) => RunResult::failed(
+            format!("{err:#}"),
+            rule_reference,
+            inputs_given,
+            work,
+            FailedRun {
+                tally_version: tally::pipeline::VERSION.to_string(),
+                rule: plan.as_ref().map(|p| p.rule.clone()),
+                output: plan.as_ref().map(|p| p.out.clone()),
+                window: plan
+                    .as_ref()
+                    .and_then(|p| tally::report::window_text(p.days)),
+            },
+        ),
+    };
+    super::run::conclude(outcome, &result, args.json, args.report.as_deref())
 }

@@ -4,7 +4,20 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use tally::event::parse_day;
 use tally::pipeline::RunError;
-use tally::verify::verify;
+use tally::verify::{VerifyReport, verify};
+
+/// The version of `tally verify --json`'s report: raised only when a field
+/// changes meaning or disappears.
+const VERIFY_SCHEMA_VERSION: u32 = 1;
+
+/// What `tally verify --json` prints.
+#[derive(serde::Serialize)]
+struct VerifyJson<'a> {
+    /// [`VERIFY_SCHEMA_VERSION`].
+    schema_version: u32,
+    #[serde(flatten)]
+    report: &'a VerifyReport,
+}
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -39,7 +52,10 @@ pub fn execute(args: Args) -> anyhow::Result<ExitCode> {
         &load,
     )?;
     if args.json {
-        super::print(&serde_json::to_string_pretty(&report)?)?;
+        super::print(&serde_json::to_string_pretty(&VerifyJson {
+            schema_version: VERIFY_SCHEMA_VERSION,
+            report: &report,
+        })?)?;
     } else {
         let mut text = String::new();
         for p in &report.partitions {

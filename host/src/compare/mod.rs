@@ -27,8 +27,8 @@ pub mod chart;
 pub mod gate;
 pub mod render;
 
-/// The version of the JSON form of a comparison (`schema_version`), raised
-/// when a field is removed or changes meaning.
+/// The version of the JSON form of a rule comparison ([`Comparison`],
+/// `schema_version`), raised when a field is removed or changes meaning.
 pub const SCHEMA_VERSION: u32 = 1;
 
 /// Totals of one side.
@@ -606,10 +606,15 @@ fn key_deltas(a: &[Row], b: &[Row]) -> Vec<(i32, u32, u32, Figures, Figures)> {
     out
 }
 
+/// The version of the JSON form of a comparison of two outputs
+/// ([`OutputDiff`], `schema_version`), raised when a field is removed or
+/// changes meaning.
+pub const OUTPUT_DIFF_SCHEMA_VERSION: u32 = 1;
+
 /// How two published outputs differ, key by key.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct OutputDiff {
-    /// [`SCHEMA_VERSION`].
+    /// [`OUTPUT_DIFF_SCHEMA_VERSION`].
     pub schema_version: u32,
     pub a: String,
     pub b: String,
@@ -657,7 +662,7 @@ pub fn compare_outputs(
     days.sort();
     days.dedup();
     let mut diff = OutputDiff {
-        schema_version: SCHEMA_VERSION,
+        schema_version: OUTPUT_DIFF_SCHEMA_VERSION,
         a: a.display().to_string(),
         b: b.display().to_string(),
         ..OutputDiff::default()

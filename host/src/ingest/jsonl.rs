@@ -362,39 +362,16 @@ pub(super) fn parse(block: &Block, strings: &mut Interner) -> Chunk {
         }
         let this_line = line_no;
         line_no += 1;
-        if line.len() > block.max_line_bytes {
+        let at = (block.source, this_line);
+        if parse_line(
+            line,
+            at,
+            block.max_line_bytes,
+            &mut events,
+            &mut quarantine,
+            strings,
+        ) {
             records += 1;
-            quarantine.push(Quarantined {
-                source: block.source,
-                position: this_line,
-                reason: Reason::LineTooLong,
-                raw: prefix_text(line),
-                line_bytes: Some(line.len() as u64),
-            });
-            continue;
-        }
-        if line.iter().all(u8::is_ascii_whitespace) {
-            continue;
-        }
-        records += 1;
-        // The whole line must be UTF-8, not only the strings serde looks into
-        // (it skips unknown fields without checking them).
-        let parsed = std::str::from_utf8(line)
-            .ok()
-            .and_then(|text| serde_json::from_str::<Record<'_>>(text).ok());
-        let outcome = match parsed {
-            Some(record) => events.push(&record.values(), strings),
-            None => Err(Reason::MalformedJson),
-        };
-        match outcome {
-            Ok(()) => events.position.push(this_line),
-            Err(reason) => quarantine.push(Quarantined {
-                source: block.source,
-                position: this_line,
-                reason,
-                raw: String::from_utf8_lossy(line).into_owned(),
-                line_bytes: None,
-            }),
         }
     }
     Chunk {
@@ -405,6 +382,52 @@ pub(super) fn parse(block: &Block, strings: &mut Interner) -> Chunk {
         events,
         quarantine,
     }
+}
+
+/// Parses and validates one line (without its line end) found at `(source,
+/// line)`: appends it to `events` or `quarantine`. Returns whether it is a
+/// record (blank lines are not).
+pub(super) fn parse_line(
+    line: &[u8],
+    (source, line_no): (u32, u64),
+    max_line_bytes: usize,
+    events: &mut EventColumns,
+    quarantine: &mut Vec<Quarantined>,
+    strings: &mut Interner,
+) -> bool {
+    if line.len() > max_line_bytes {
+        quarantine.push(Quarantined {
+            source,
+            position: line_no,
+            reason: Reason::LineTooLong,
+            raw: prefix_text(line),
+            line_bytes: Some(line.len() as u64),
+        });
+        return true;
+    }
+    if line.iter().all(u8::is_ascii_whitespace) {
+        return false;
+    }
+    // The whole line must be UTF-8, not only the strings serde looks into
+    // (it skips unknown fields without checking them).
+    let parsed = std::str::from_utf8(line)
+        .ok()
+        .and_then(|text| serde_json::from_str::<Record<'_>>(text).ok());
+    let outcome = match parsed {
+        Some(record) => events.push(&record.values(), strings),
+        None => Err(Reason::MalformedJson),
+    };
+    match outcome {
+        Ok(()) => events.position.push(line_no),
+        Err(reason) => quarantine.push(Quarantined {
+            source,
+            position: line_no,
+            reason,
+            raw: String::from_utf8_lossy(line).into_owned(),
+            line_bytes: None,
+        }),
+    }
+    true
 }
 
 /// A JSON value as far as the contract cares.

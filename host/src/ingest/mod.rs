@@ -511,6 +511,48 @@ where
     ))
 }
 
+/// Validates one JSON line that another reader split off (Spark's text source,
+/// say) as a file's lines are validated: `line` without its `\n` (a `\r` before
+/// it is dropped here), from the input file `source`, at line `line_no`
+/// (1-based; what the quarantine records). Appends it to `events` or
+/// `quarantine`; returns whether it is a record (blank lines are not).
+pub fn validate_line(
+    line: &[u8],
+    source: u32,
+    line_no: u64,
+    options: &ReadOptions,
+    events: &mut EventColumns,
+    quarantine: &mut Vec<Quarantined>,
+    strings: &mut Interner,
+) -> bool {
+    let line = line.strip_suffix(b"\r").unwrap_or(line);
+    let at = (source, line_no);
+    jsonl::parse_line(
+        line,
+        at,
+        options.max_line_bytes,
+        events,
+        quarantine,
+        strings,
+    )
+}
+
+/// Validates every row of a batch of contract columns that another reader
+/// decoded (Spark's Parquet source, say) as a Parquet row group's rows are:
+/// row `i` is row `position(i)` of the input file `source`. The batch should
+/// hold the contract's columns only: a quarantined row is rendered from all of
+/// them.
+pub fn validate_rows(
+    batch: &arrow::array::RecordBatch,
+    source: u32,
+    position: &dyn Fn(usize) -> u64,
+    events: &mut EventColumns,
+    quarantine: &mut Vec<Quarantined>,
+    strings: &mut Interner,
+) {
+    parquet::validate_batch(batch, source, position, events, quarantine, strings);
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

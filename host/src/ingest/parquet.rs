@@ -238,25 +238,16 @@ pub(super) fn read(
     let mut row = rg.first_row;
     for batch in reader {
         let batch = batch.map_err(|e| parquet_error(path, e))?;
-        let head: [Column; 3] = std::array::from_fn(|f| Column::of(&batch, f));
-        let tail: Vec<Checked> = DICTIONARY_FIELDS
-            .map(|f| Checked::new(f, Column::of(&batch, f), strings))
-            .collect();
-        for i in 0..batch.num_rows() {
-            let values: [Value<'_>; 3] = std::array::from_fn(|f| head[f].value(i));
-            let checked: [Result<u32, Reason>; 7] =
-                std::array::from_fn(|f| tail[f].get(i, strings));
-            match events.push_checked(&values, checked) {
-                Ok(()) => events.position.push(row + i as u64),
-                Err(reason) => quarantine.push(Quarantined {
-                    source: rg.source,
-                    position: row + i as u64,
-                    reason,
-                    raw: render_row(&batch, i),
-                    line_bytes: None,
-                }),
-            }
-        }
+        let first = row;
+        let at = |i: usize| first + i as u64;
+        validate_batch(
+            &batch,
+            rg.source,
+            &at,
+            &mut events,
+            &mut quarantine,
+            strings,
+        );
         row += batch.num_rows() as u64;
     }
     Ok(Chunk {
@@ -267,6 +258,37 @@ pub(super) fn read(
         events,
         quarantine,
     })
+}
+
+/// Validates every row of a batch of contract columns from the file `source`,
+/// row `i` being at `position(i)` in it: appends each to `events` or
+/// `quarantine` (the row rendered as JSON from the batch's columns).
+pub(super) fn validate_batch(
+    batch: &RecordBatch,
+    source: u32,
+    position: &dyn Fn(usize) -> u64,
+    events: &mut EventColumns,
+    quarantine: &mut Vec<Quarantined>,
+    strings: &mut Interner,
+) {
+    let head: [Column; 3] = std::array::from_fn(|f| Column::of(batch, f));
+    let tail: Vec<Checked> = DICTIONARY_FIELDS
+        .map(|f| Checked::new(f, Column::of(batch, f), strings))
+        .collect();
+    for i in 0..batch.num_rows() {
+        let values: [Value<'_>; 3] = std::array::from_fn(|f| head[f].value(i));
+        let checked: [Result<u32, Reason>; 7] = std::array::from_fn(|f| tail[f].get(i, strings));
+        match events.push_checked(&values, checked) {
+            Ok(()) => events.position.push(position(i)),
+            Err(reason) => quarantine.push(Quarantined {
+                source,
+                position: position(i),
+                reason,
+                raw: render_row(batch, i),
+                line_bytes: None,
+            }),
+        }
+    }
 }
 
 /// A row rendered as a JSON object, its columns in the file's order (null

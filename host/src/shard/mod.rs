@@ -101,7 +101,14 @@ fn try_lock(dir: &Path) -> std::io::Result<Option<std::fs::File>> {
 }
 
 impl WorkDir {
-    fn create(parent: &Path, run_id: &str) -> Result<WorkDir, SpillError> {
+    /// The directory.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Creates and locks a work directory for the run `run_id` in `parent`,
+    /// first removing those killed runs left there.
+    pub fn create(parent: &Path, run_id: &str) -> Result<WorkDir, SpillError> {
         remove_abandoned(parent);
         let path = parent.join(format!("{SPILL_PREFIX}{run_id}"));
         let fail = |e: std::io::Error| SpillError::Io {
@@ -267,7 +274,9 @@ pub fn spill_inputs(
 /// The out-of-core run: ingests and validates every input into `shards`
 /// spill files, then deduplicates, classifies and sums one shard at a time
 /// and merges the sums. Gives the same [`Computed`] rows, counts and
-/// quarantine as the in-memory run.
+/// quarantine as the in-memory run and, with `index`, the same survivor
+/// index, written shard after shard (each covers a range of the index's
+/// keys, in order).
 #[allow(clippy::too_many_arguments)]
 pub fn compute(
     found: Found,
@@ -278,6 +287,7 @@ pub fn compute(
     progress: bool,
     spill: &SpillOptions,
     shards: u32,
+    index: bool,
 ) -> Result<Computed, RunError> {
     let mut timings = Timings::default();
     let t = Instant::now();
@@ -287,8 +297,16 @@ pub fn compute(
     // Reduce each shard, then merge.
     let bar = Progress::counting("shards", Some(u64::from(shards)), "shards", progress);
     let mut merger = merge::Merger::default();
+    let index_dir = spilled.work.path.join("index");
+    let mut writer = match index {
+        true => Some(crate::survivors::IndexWriter::create(
+            &index_dir,
+            spilled.counts.valid,
+        )?),
+        false => None,
+    };
     for w in &spilled.written {
-        let partial = reduce::reduce(
+        let mut partial = reduce::reduce(
             &w.files,
             w.shard,
             shards,
@@ -303,6 +321,11 @@ pub fn compute(
                 w.shard, partial.counts.valid, w.rows
             )));
         }
+        if let (Some(writer), Some(part)) = (writer.as_mut(), partial.index.take()) {
+            let t = Instant::now();
+            part.write(writer)?;
+            timings.dedup += t.elapsed().as_secs_f64();
+        }
         merger.add(partial)?;
         spilled.release(w.shard);
         bar.set(u64::from(w.shard) + 1);
@@ -312,6 +335,15 @@ pub fn compute(
     let (strings, aggregate, counts, checks) = merger.finish(&rule, spilled.counts.clone())?;
     timings.aggregate += t.elapsed().as_secs_f64();
     let quarantine = spilled.quarantine.clone();
+    let index = match writer {
+        Some(writer) => Some(crate::pipeline::finish_index(
+            writer,
+            index_dir,
+            &found.files,
+            counts.unique,
+        )?),
+        None => None,
+    };
     Ok(Computed {
         read: *read,
         run_id: found.run_id,
@@ -327,6 +359,7 @@ pub fn compute(
         timings,
         work: Some(spilled.work),
         shards,
+        index,
     })
 }
 

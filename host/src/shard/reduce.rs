@@ -4,6 +4,7 @@
 use super::spill;
 use crate::aggregate::Aggregate;
 use crate::dedup::merge;
+use crate::ingest::Chunk;
 use crate::intern::Interner;
 use crate::pipeline::{self, RunError};
 use crate::report::{Counts, Timings};
@@ -17,6 +18,10 @@ pub struct Partial {
     pub strings: Interner,
     pub aggregate: Aggregate,
     pub counts: Counts,
+    /// The shard's part of the survivor index: its valid records, kept until
+    /// whoever writes the index takes them (dropping them frees the memory),
+    /// or none when the shard has no part.
+    pub index: Option<crate::survivors::Part>,
 }
 
 /// Reduces shard `shard` of `shards` from its spill files.
@@ -31,6 +36,34 @@ pub fn reduce(
 ) -> Result<Partial, RunError> {
     let t = Instant::now();
     let (chunks, interners) = spill::read(files, shard, shards)?;
+    let mut partial = reduce_chunks(chunks, interners, rule, batch_size, days, t, timings)?;
+    if let Some(crate::survivors::Part::Records(records)) = partial.index.as_mut() {
+        // Buckets of the index are then cut from this shard's keys alone.
+        records.shard = shard;
+        records.shards = shards;
+    }
+    Ok(partial)
+}
+
+/// Reduces one shard's records, read into `chunks` (string ids into
+/// `interners`) by whatever carried them (spill files, a Spark shuffle);
+/// `started` is when reading them began, counted as dedup time. The
+/// records are kept in the result for the survivor index, as those of shard
+/// 0 of 1 (set [`crate::survivors::Records`]'s shard when it is known).
+pub fn reduce_chunks(
+    mut chunks: Vec<Chunk>,
+    interners: Vec<Interner>,
+    rule: &Rule,
+    batch_size: usize,
+    days: Option<(i32, i32)>,
+    started: Instant,
+    timings: &mut Timings,
+) -> Result<Partial, RunError> {
+    let t = started;
+    // In input-file order, as the in-memory run has them: of two identical
+    // records in different files, dedup keeps the first it sees, and the
+    // day's provenance names that one's file.
+    chunks.sort_by_key(|c| c.source);
     let (table, _) = merge(chunks, interners)?;
     let mut counts = Counts {
         valid: table.len() as u64,
@@ -40,9 +73,12 @@ pub fn reduce(
     timings.dedup += t.elapsed().as_secs_f64();
     let (_, aggregate) =
         pipeline::classify_and_sum(&deduped, &mut counts, rule, batch_size, false, timings)?;
+    let mut records = crate::survivors::Records::keep(deduped.table, 0, 1);
+    let strings = std::mem::take(&mut records.table.strings);
     Ok(Partial {
-        strings: deduped.table.strings,
+        strings,
         aggregate,
         counts,
+        index: Some(crate::survivors::Part::Records(records)),
     })
 }

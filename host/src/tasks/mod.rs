@@ -85,6 +85,10 @@ pub struct PlannedFile {
     pub name: String,
     /// Its content, size, format and absolute path (what tasks read).
     pub input: InputSummary,
+    /// Its modification time when it was planned, in nanoseconds since
+    /// 1970-01-01 UTC (what the survivor index records).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub modified_ns: Option<i64>,
 }
 
 /// `W/plan.json`.
@@ -189,7 +193,6 @@ fn split(sizes: &[u64], task_bytes: u64) -> Vec<Vec<usize>> {
 /// the inputs into map tasks; writes `W/plan.json` and `W/rule.wasm`. A work
 /// directory that already holds a plan is refused.
 pub fn plan(options: &PlanOptions) -> Result<Plan, TaskError> {
-    ingest::check_inputs_apart_from_output(&options.inputs, &options.out)?;
     let work = &options.work;
     if plan_path(work).exists() {
         return Err(TaskError::Work(format!(
@@ -197,8 +200,22 @@ pub fn plan(options: &PlanOptions) -> Result<Plan, TaskError> {
             work.display()
         )));
     }
-    let found = pipeline::find_inputs(&options.inputs)?;
+    let plan = new_plan(options)?.0;
     std::fs::create_dir_all(work).map_err(|e| io(work, e))?;
+    // The rule first: a plan is only there once everything it names is.
+    let rule = rule_path(work);
+    std::fs::write(&rule, &options.rule_bytes).map_err(|e| io(&rule, e))?;
+    publish_file(&plan_path(work), &plan)?;
+    Ok(plan)
+}
+
+/// The plan of a run over `options` (its `work` and `rule_bytes` are not
+/// used), with the input files as found (what [`ingest::check_unchanged`]
+/// takes), without writing anything: lists and fingerprints the inputs,
+/// refusing inputs that overlap the output.
+pub fn new_plan(options: &PlanOptions) -> Result<(Plan, Vec<InputFile>), TaskError> {
+    ingest::check_inputs_apart_from_output(&options.inputs, &options.out)?;
+    let found = pipeline::find_inputs(&options.inputs)?;
     let out = std::path::absolute(&options.out).map_err(|e| io(&options.out, e))?;
     let files: Vec<PlannedFile> = found
         .files
@@ -207,6 +224,7 @@ pub fn plan(options: &PlanOptions) -> Result<Plan, TaskError> {
         .map(|(f, input)| PlannedFile {
             name: f.path.display().to_string(),
             input: input.clone(),
+            modified_ns: crate::survivors::modified_ns(f.modified),
         })
         .collect();
     let sizes: Vec<u64> = files.iter().map(|f| f.input.size).collect();
@@ -227,11 +245,7 @@ pub fn plan(options: &PlanOptions) -> Result<Plan, TaskError> {
         batch_size: options.batch_size.max(1),
         days: options.days,
     };
-    // The rule first: a plan is only there once everything it names is.
-    let rule = rule_path(work);
-    std::fs::write(&rule, &options.rule_bytes).map_err(|e| io(&rule, e))?;
-    publish_file(&plan_path(work), &plan)?;
-    Ok(plan)
+    Ok((plan, found.files))
 }
 
 /// Writes `value` as JSON to `path` through a temporary file and a rename.
@@ -590,6 +604,11 @@ pub struct ReduceDone {
     /// The shard's unique events per day and input file (the plan's file
     /// index).
     pub provenance: Vec<Contribution>,
+    /// The shard's part of the survivor index, `index.arrow` (absent from
+    /// shards reduced by a Tally that wrote none: the commit then writes no
+    /// index).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub index: Option<TaskFile>,
 }
 
 /// `tally reduce --shard K`: dedups, classifies with the pinned rule and sums
@@ -650,7 +669,7 @@ pub fn reduce(work: &Path, shard: u32) -> Result<TaskOutcome, TaskError> {
         }
     }
     let mut timings = Timings::default();
-    let partial = reduce::reduce(
+    let mut partial = reduce::reduce(
         &files,
         shard,
         plan.shards,
@@ -678,6 +697,16 @@ pub fn reduce(work: &Path, shard: u32) -> Result<TaskOutcome, TaskError> {
     let staged = Staged::new(target.clone())?;
     let rows_path = staged.tmp.join("rows.arrow");
     write_rows(&rows_path, &partial)?;
+    let index_path = staged.tmp.join("index.arrow");
+    let index = match partial.index.take() {
+        Some(part) => {
+            let mut writer = crate::survivors::IndexWriter::single(&index_path);
+            part.write(&mut writer).map_err(RunError::from)?;
+            writer.finish().map_err(RunError::from)?;
+            Some(TaskFile::of(&index_path, None)?)
+        }
+        None => None,
+    };
     let done = ReduceDone {
         shard,
         counts: partial.counts.clone(),
@@ -685,6 +714,7 @@ pub fn reduce(work: &Path, shard: u32) -> Result<TaskOutcome, TaskError> {
         rows_file: TaskFile::of(&rows_path, None)?,
         maps: maps.into_iter().map(|(_, hash)| hash).collect(),
         provenance: partial.aggregate.provenance.clone(),
+        index,
     };
     write_json(&staged.tmp.join("done.json"), &done)?;
     let ran = staged.publish()?;
@@ -697,7 +727,8 @@ pub fn reduce(work: &Path, shard: u32) -> Result<TaskOutcome, TaskError> {
     })
 }
 
-fn rows_schema() -> Arc<Schema> {
+/// The schema of a shard's partial daily rows.
+pub fn rows_schema() -> Arc<Schema> {
     Arc::new(Schema::new(vec![
         Field::new("day", DataType::Int32, false),
         Field::new("creator_id", DataType::Utf8, false),
@@ -710,6 +741,17 @@ fn rows_schema() -> Arc<Schema> {
 
 /// Writes a shard's partial rows as an Arrow IPC file.
 fn write_rows(path: &Path, partial: &Partial) -> Result<(), TaskError> {
+    let batch = rows_batch(partial).map_err(|e| io(path, e))?;
+    let file = std::fs::File::create(path).map_err(|e| io(path, e))?;
+    let mut writer =
+        arrow::ipc::writer::FileWriter::try_new(std::io::BufWriter::new(file), &rows_schema())
+            .map_err(|e| io(path, e))?;
+    writer.write(&batch).map_err(|e| io(path, e))?;
+    writer.finish().map_err(|e| io(path, e))
+}
+
+/// A shard's partial rows as one batch of [`rows_schema`], strings resolved.
+pub fn rows_batch(partial: &Partial) -> Result<RecordBatch, arrow::error::ArrowError> {
     let rows = &partial.aggregate.rows;
     let strings = &partial.strings;
     let columns: Vec<ArrayRef> = vec![
@@ -728,13 +770,7 @@ fn write_rows(path: &Path, partial: &Partial) -> Result<(), TaskError> {
             rows.iter().map(|r| r.amount_micros),
         )),
     ];
-    let batch = RecordBatch::try_new(rows_schema(), columns).map_err(|e| io(path, e))?;
-    let file = std::fs::File::create(path).map_err(|e| io(path, e))?;
-    let mut writer =
-        arrow::ipc::writer::FileWriter::try_new(std::io::BufWriter::new(file), &rows_schema())
-            .map_err(|e| io(path, e))?;
-    writer.write(&batch).map_err(|e| io(path, e))?;
-    writer.finish().map_err(|e| io(path, e))
+    RecordBatch::try_new(rows_schema(), columns)
 }
 
 /// Reads a shard's partial rows back.
@@ -750,10 +786,34 @@ fn read_rows(
     if reader.schema() != rows_schema() {
         return Err(damaged(&"not a partial-rows file"));
     }
+    partial_from_rows(
+        reader.map(|b| b.map_err(|e| e.to_string())),
+        counts,
+        provenance,
+    )
+    .map_err(|e| damaged(&e))
+}
+
+/// A shard's partial result from its rows (batches of [`rows_schema`]), its
+/// counts and its provenance; an error says what is wrong with the rows.
+pub fn partial_from_rows(
+    batches: impl IntoIterator<Item = Result<RecordBatch, String>>,
+    counts: Counts,
+    provenance: Vec<Contribution>,
+) -> Result<Partial, String> {
     let mut strings = Interner::new();
     let mut rows = Vec::new();
-    for batch in reader {
-        let batch = batch.map_err(|e| damaged(&e))?;
+    for batch in batches {
+        let batch = batch?;
+        if batch.schema() != rows_schema() {
+            return Err("not a batch of partial rows".to_string());
+        }
+        if let Some(i) = batch.columns().iter().position(|c| c.null_count() > 0) {
+            return Err(format!(
+                "column {} has nulls",
+                rows_schema().field(i).name()
+            ));
+        }
         let day = batch.column(0).as_primitive::<Int32Type>();
         let creator = batch.column(1).as_string::<i32>();
         let template = batch.column(2).as_string::<i32>();
@@ -782,6 +842,7 @@ fn read_rows(
             provenance,
         },
         counts,
+        index: None,
     })
 }
 
@@ -841,14 +902,7 @@ pub fn commit(work: &Path, progress: bool) -> Result<RunReport, TaskError> {
     let quarantine = crate::commit::Quarantine::Rendered(ranges);
 
     // Reduce side: each shard read what the map tasks hold now, whole.
-    let bar = crate::progress::Progress::counting(
-        "merge",
-        Some(u64::from(plan.shards)),
-        "shards",
-        progress,
-    );
-    let mut merger = merge::Merger::default();
-    for done in &reduces {
+    let partials = reduces.iter().map(|done| {
         let dir = reduce_dir(work, done.shard);
         if done.maps.len() != map_hashes.len()
             || done.maps.iter().zip(&map_hashes).any(|(a, b)| a != *b)
@@ -872,15 +926,60 @@ pub fn commit(work: &Path, progress: bool) -> Result<RunReport, TaskError> {
             .into());
         }
         let path = done.rows_file.check(&dir)?;
-        merger.add(read_rows(
-            &path,
-            done.counts.clone(),
-            done.provenance.clone(),
-        )?)?;
-        bar.set(u64::from(done.shard) + 1);
+        let mut partial = read_rows(&path, done.counts.clone(), done.provenance.clone())?;
+        partial.index = match &done.index {
+            Some(file) => Some(crate::survivors::Part::File(file.check(&dir)?)),
+            None => None,
+        };
+        Ok(partial)
+    });
+    commit_partials(&plan, rule, counts, quarantine, partials, progress, started)
+}
+
+/// Merges the shards' partial results of a planned run, checks the invariants
+/// across shards, and reconciles and commits into the planned output as
+/// `tally run` does: what `tally commit` and a Spark job's driver share.
+/// `read` holds the counts of the reading side (records, valid, quarantined),
+/// `quarantine` its quarantined records in input order; `started` is when the
+/// run began. The partials come in shard order: their parts of the survivor
+/// index are written one after the other (when one has none, no index is).
+pub fn commit_partials(
+    plan: &Plan,
+    rule: Rule,
+    read: Counts,
+    quarantine: crate::commit::Quarantine,
+    partials: impl Iterator<Item = Result<Partial, TaskError>>,
+    progress: bool,
+    started: Instant,
+) -> Result<RunReport, TaskError> {
+    let bar = crate::progress::Progress::counting(
+        "merge",
+        Some(u64::from(plan.shards)),
+        "shards",
+        progress,
+    );
+    let mut merger = merge::Merger::default();
+    // The index goes into a work directory beside the output, so that the
+    // commit moves its files instead of copying them.
+    let out = crate::commit::resolve(Path::new(&plan.out)).map_err(RunError::from)?;
+    let parent = out.parent().unwrap_or(Path::new(".")).to_path_buf();
+    let work = shard::WorkDir::create(&parent, &plan.run_id).map_err(RunError::from)?;
+    let index_dir = work.path().join("index");
+    let mut writer = Some(
+        crate::survivors::IndexWriter::create(&index_dir, read.valid).map_err(RunError::from)?,
+    );
+    for (i, partial) in partials.enumerate() {
+        let mut partial = partial?;
+        match (writer.as_mut(), partial.index.take()) {
+            (Some(w), Some(part)) => part.write(w).map_err(RunError::from)?,
+            (_, None) => writer = None,
+            (None, Some(_)) => {}
+        }
+        merger.add(partial)?;
+        bar.set(i as u64 + 1);
     }
     bar.finish();
-    let (strings, aggregate, counts, checks) = merger.finish(&rule, counts)?;
+    let (strings, aggregate, counts, checks) = merger.finish(&rule, read)?;
 
     let files: Vec<InputFile> = plan
         .files
@@ -897,6 +996,14 @@ pub fn commit(work: &Path, progress: bool) -> Result<RunReport, TaskError> {
     let read = ReadOptions {
         max_line_bytes: usize::try_from(plan.max_line_bytes).unwrap_or(usize::MAX),
     };
+    let index = match writer {
+        Some(writer) => {
+            let mut built = pipeline::finish_index(writer, index_dir, &[], counts.unique)?;
+            built.modified = plan.files.iter().map(|f| f.modified_ns).collect();
+            Some(built)
+        }
+        None => None,
+    };
     let computed = Computed {
         run_id: plan.run_id.clone(),
         rule,
@@ -909,9 +1016,10 @@ pub fn commit(work: &Path, progress: bool) -> Result<RunReport, TaskError> {
         counts,
         checks,
         timings: Timings::default(),
-        work: None,
+        work: Some(work),
         read,
         shards: plan.shards,
+        index,
     };
     let options = RunOptions {
         inputs: plan.files.iter().map(|f| PathBuf::from(&f.name)).collect(),

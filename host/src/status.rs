@@ -1,0 +1,1087 @@
+//! Status: which published partitions a full recompute would change, and why.
+//!
+//! A full recompute (`tally run` over the given inputs with the given rule)
+//! changes a day's partition when the rule's hash differs from the stamped
+//! one, when [`COMPUTE_VERSION`] differs from the stamped one, or when the
+//! day's provenance differs: the input files its events' surviving records
+//! come from, with how many each, which is what its stamped fingerprint
+//! ([`day_fingerprint`]) describes. The survivor index ([`crate::survivors`])
+//! holds every valid record the output's last commit read; merged with the
+//! records of the input files that are new or changed since, and without
+//! those of files changed or removed, it gives every event's survivor after a
+//! recompute, hence every day's provenance, exactly, without reading the
+//! files already recorded. Only when a new record ties with a recorded one on
+//! both timestamps but not on its other fields is the recorded one read back
+//! from its file, to settle the tie.
+//!
+//! A monthly partition ([`crate::derived`]) is stale when any of its days is,
+//! or when it was built from other day partitions than those published.
+//!
+//! This module reads an output and input files; it never writes anything.
+
+use crate::derived::{self, DerivedManifest};
+use crate::event::{format_day, parse_day};
+use crate::ingest::{self, IngestError, InputFile};
+use crate::layout;
+use crate::lineage::{self, LineageError};
+use crate::pipeline::{COMPUTE_VERSION, DayInput, PartitionManifest, day_fingerprint};
+use crate::survivors::{self, Details, Entry, FieldHasher, IndexError, Record, SurvivorOrder};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::path::{Path, PathBuf};
+
+/// What `tally status` takes.
+#[derive(Debug, Clone)]
+pub struct StatusOptions {
+    /// The output directory.
+    pub out: PathBuf,
+    /// The input files and directories a recompute would read.
+    pub inputs: Vec<PathBuf>,
+    /// The blake3 (hex) of the rule a recompute would run.
+    pub rule_hash: String,
+    /// Hash every input file the index recorded, even those whose size and
+    /// modification time are as recorded.
+    pub checksum: bool,
+}
+
+/// Why the status of an output could not be told.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StatusError {
+    #[error(transparent)]
+    Lineage(#[from] LineageError),
+    #[error(transparent)]
+    Ingest(#[from] IngestError),
+    #[error(transparent)]
+    Index(#[from] IndexError),
+    #[error(transparent)]
+    Dedup(#[from] crate::dedup::DedupError),
+    /// A recorded file no longer holds a record its index entry describes,
+    /// though its size and modification time are as recorded.
+    #[error(
+        "input {path} no longer holds a record the survivor index recorded from it, though its size and modification time are as recorded: its content changed; rerun with --checksum"
+    )]
+    RecordGone { path: String },
+}
+
+/// What happened to an input file since the output's last commit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum InputChange {
+    /// Recorded, with the recorded size and modification time (or, hashed,
+    /// the recorded content).
+    Unchanged,
+    /// Recorded, with another size or modification time but the recorded
+    /// content.
+    Touched,
+    /// Not recorded, with the content of a recorded file that is gone from
+    /// its recorded path: that file, moved.
+    Moved,
+    /// Not recorded.
+    New,
+    /// Recorded, with other content.
+    Changed,
+    /// Recorded, and not among the inputs any more.
+    Removed,
+}
+
+/// An input file and what happened to it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct InputStatus {
+    /// Absolute path.
+    pub path: String,
+    pub change: InputChange,
+    /// Its content's blake3 now (as recorded when it was not hashed; none
+    /// when removed).
+    pub blake3: Option<String>,
+    /// The blake3 the index recorded, if it recorded the file.
+    pub recorded_blake3: Option<String>,
+    /// For a moved file: the path the index recorded it under.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub moved_from: Option<String>,
+    /// For a file whose records were read: its valid records.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub valid_records: Option<u64>,
+}
+
+/// An input file whose content status read, and why.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct FileRead {
+    pub path: String,
+    /// `hash` (its blake3, to tell whether it changed), `records` (its
+    /// records, being new or changed) or `tie` (a record the index recorded
+    /// from it, to settle a tie with a new one).
+    pub read: &'static str,
+}
+
+/// Why a partition is stale.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub enum Cause {
+    /// The partition was computed by another rule than the one given.
+    Rule { stamped: String, given: String },
+    /// The partition was computed by another compute version.
+    Compute { stamped: u32, current: u32 },
+    /// Events no recorded input had, whose records are in `file`.
+    NewEvents { file: String, events: u64 },
+    /// Events whose surviving record moves to this day from the days in
+    /// `from`, now the record in `file` (a record ingested earlier, with
+    /// another `occurred_at`).
+    MovedIn {
+        file: String,
+        events: u64,
+        from: Vec<String>,
+    },
+    /// Events of this day whose surviving record moves to the days in `to`,
+    /// now the record in `file`.
+    MovedOut {
+        file: String,
+        events: u64,
+        to: Vec<String>,
+    },
+    /// Events that stay on this day, their surviving record now the one in
+    /// `file` (ingested earlier, a conflict that wins, or the only one left).
+    Replaced { file: String, events: u64 },
+    /// Events of this day with no valid record left.
+    Dropped { events: u64 },
+    /// A file whose content changed held the surviving record of `events`
+    /// of this day's events.
+    ChangedFile {
+        file: String,
+        old_blake3: String,
+        new_blake3: String,
+        events: u64,
+    },
+    /// A file no longer among the inputs held the surviving record of
+    /// `events` of this day's events.
+    RemovedFile {
+        file: String,
+        blake3: String,
+        events: u64,
+    },
+    /// The partition was computed from other inputs than the recorded ones
+    /// give today (it was written before the last commit, which left it out
+    /// of its `--days` window, say).
+    Outdated {
+        commit: u64,
+        stamped_fingerprint: String,
+        expected_fingerprint: String,
+    },
+    /// No partition: a recompute writes one, with `events` events.
+    Unpublished { events: u64 },
+    /// The output has no survivor index of its last commit, so the inputs
+    /// cannot be checked: only a recompute can tell.
+    NoIndex { reason: String },
+    /// Days of this period whose partitions are stale (or unpublished).
+    Days { stale: Vec<String> },
+    /// A day partition of this period is not the one it was built from.
+    DayChanged {
+        day: String,
+        built_from: Option<String>,
+        current: Option<String>,
+    },
+}
+
+/// One day of the daily table.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct DayStatus {
+    pub day: String,
+    /// Whether the output has its partition.
+    pub published: bool,
+    pub stale: bool,
+    pub causes: Vec<Cause>,
+}
+
+/// One partition of a derived table.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct PeriodStatus {
+    pub table: String,
+    pub period: String,
+    pub published: bool,
+    pub stale: bool,
+    pub causes: Vec<Cause>,
+}
+
+/// The survivor index status used.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct IndexUsed {
+    pub commit: u64,
+    pub records: u64,
+    pub events: u64,
+    pub files: usize,
+}
+
+/// What `tally status` found.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct StatusReport {
+    pub out: String,
+    pub rule_hash: String,
+    pub compute_version: u32,
+    /// Whether any partition is stale.
+    pub stale: bool,
+    pub stale_days: usize,
+    pub stale_periods: usize,
+    /// The survivor index, or none (then every day is stale with cause
+    /// `no-index`).
+    pub index: Option<IndexUsed>,
+    /// Every input file, given or recorded, and what happened to it (none
+    /// without an index to compare them with).
+    pub inputs: Vec<InputStatus>,
+    /// Every input file whose content was read (hashed or parsed).
+    pub files_read: Vec<FileRead>,
+    pub days: Vec<DayStatus>,
+    pub derived: Vec<PeriodStatus>,
+}
+
+/// Where a recorded input file is now.
+#[derive(Debug, Clone, Copy)]
+enum Place {
+    /// Among the inputs with its recorded content, at this position.
+    Present(usize),
+    /// Gone (removed, or its content changed): file id for causes.
+    Gone(usize),
+}
+
+/// A file as causes name it: present ones first, in input order, then the
+/// recorded contents that are gone.
+#[derive(Debug, Clone)]
+struct FileInfo {
+    path: String,
+    blake3: String,
+    change: InputChange,
+    moved_from: Option<String>,
+}
+
+/// How one event's survivor moves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Move {
+    New,
+    In,
+    Out,
+    Replaced,
+    Dropped,
+}
+
+/// What a recompute would do, counted over the events.
+#[derive(Default)]
+struct Recount {
+    /// Per day, per present file: the events whose survivor a recompute
+    /// takes from that file.
+    provenance: BTreeMap<i32, BTreeMap<usize, u64>>,
+    /// Per (day, move, file): events and the other days involved.
+    moves: BTreeMap<(i32, Move, usize), (u64, BTreeSet<i32>)>,
+    /// Per (day, gone file): the day's events whose survivor was there.
+    gone: BTreeMap<(i32, usize), u64>,
+}
+
+impl Recount {
+    /// Counts one event: its survivor before (day, file id) and after (day,
+    /// position of a present file).
+    fn event(&mut self, before: Option<(i32, usize)>, after: Option<(i32, usize)>) {
+        if let Some((day, file)) = after {
+            *self
+                .provenance
+                .entry(day)
+                .or_default()
+                .entry(file)
+                .or_default() += 1;
+        }
+        let mut add = |day: i32, kind: Move, file: usize, other: Option<i32>| {
+            let entry = self.moves.entry((day, kind, file)).or_default();
+            entry.0 += 1;
+            entry.1.extend(other);
+        };
+        match (before, after) {
+            (None, Some((day, file))) => add(day, Move::New, file, None),
+            (Some((day, file)), None) => add(day, Move::Dropped, file, None),
+            (Some((d0, f0)), Some((d1, f1))) if d0 == d1 && f0 != f1 => {
+                add(d1, Move::Replaced, f1, None)
+            }
+            (Some((d0, _)), Some((d1, f1))) if d0 != d1 => {
+                add(d1, Move::In, f1, Some(d0));
+                add(d0, Move::Out, f1, Some(d1));
+            }
+            _ => {}
+        }
+    }
+}
+
+/// A new record that ties with a recorded one on both timestamps but not on
+/// its other fields: the recorded one is read back to settle which survives.
+struct Tie {
+    key: (u64, u64),
+    /// The best recorded record still present (its source: the recorded file).
+    recorded: Entry,
+    /// Its file's position among the inputs.
+    recorded_at: usize,
+    /// The best new record (its source: its file's position).
+    new: Entry,
+    /// Its details.
+    new_details: Details,
+    before: Option<(i32, usize)>,
+}
+
+/// The records of the new and changed input files.
+struct NewRecords {
+    /// The strings their details point into.
+    strings: crate::intern::Interner,
+    /// Sorted in index order; `source` is the file's position among the inputs.
+    entries: Vec<Entry>,
+    details: Vec<Details>,
+}
+
+/// Tells which partitions of `options.out` a full recompute would change.
+pub fn status(options: &StatusOptions) -> Result<StatusReport, StatusError> {
+    let out = &options.out;
+    let partitions = lineage::partitions(out, None)?;
+    let months = lineage::derived(out, &derived::MONTHLY)?;
+    // What a recompute refuses, status refuses too.
+    ingest::check_inputs_apart_from_output(&options.inputs, out)?;
+    let found = ingest::discover(&options.inputs)?;
+
+    let mut files_read = Vec::new();
+    let (index, no_index) = match current_index(out)? {
+        Ok(index) => (Some(index), None),
+        Err(reason) => (None, Some(reason)),
+    };
+    let mut recount = Recount::default();
+    let mut inputs = Vec::new();
+    let mut files: Vec<FileInfo> = Vec::new();
+    if let Some((_, manifest)) = &index {
+        let (places, new_files) = classify_inputs(
+            &found,
+            manifest,
+            options.checksum,
+            &mut files,
+            &mut files_read,
+        )?;
+        let (new, valid) = read_new(&found, &new_files, manifest.max_line_bytes, &mut files_read)?;
+        let mut ties = Vec::new();
+        merge_index(out, manifest, &places, &new, &mut recount, &mut ties)?;
+        settle_ties(
+            &found,
+            &files,
+            ties,
+            &new,
+            manifest,
+            &mut recount,
+            &mut files_read,
+        )?;
+        for (i, f) in files.iter().enumerate() {
+            let recorded = manifest.inputs.iter().find(|r| r.path == f.path);
+            inputs.push(InputStatus {
+                path: f.path.clone(),
+                change: f.change,
+                blake3: (f.change != InputChange::Removed).then(|| f.blake3.clone()),
+                recorded_blake3: recorded.map(|r| r.blake3.clone()),
+                moved_from: f.moved_from.clone(),
+                valid_records: valid.get(&i).copied(),
+            });
+        }
+        // A changed file appears twice in `files`, its new content (present)
+        // first, then its recorded content (gone): list it once.
+        let mut seen = HashSet::new();
+        inputs.retain(|i| seen.insert(i.path.clone()));
+    }
+
+    let days = day_statuses(options, &partitions, &recount, &files, no_index.as_deref());
+    // The events of each day after a recompute (as published when that
+    // cannot be told).
+    let events: BTreeMap<String, u64> = match no_index {
+        None => recount
+            .provenance
+            .iter()
+            .map(|(&day, sources)| (format_day(day), sources.values().sum()))
+            .collect(),
+        Some(_) => partitions
+            .iter()
+            .map(|p| (p.day.clone(), p.events.max(0) as u64))
+            .collect(),
+    };
+    let derived = period_statuses(&partitions, &months, &days, &events);
+    let stale_days = days.iter().filter(|d| d.stale).count();
+    let stale_periods = derived.iter().filter(|p| p.stale).count();
+    Ok(StatusReport {
+        out: out.display().to_string(),
+        rule_hash: options.rule_hash.clone(),
+        compute_version: COMPUTE_VERSION,
+        stale: stale_days + stale_periods > 0,
+        stale_days,
+        stale_periods,
+        index: index.map(|(commit, m)| IndexUsed {
+            commit,
+            records: m.records,
+            events: m.events,
+            files: m.files.len(),
+        }),
+        inputs,
+        files_read,
+        days,
+        derived,
+    })
+}
+
+fn absolute(path: &Path) -> String {
+    std::fs::canonicalize(path)
+        .unwrap_or_else(|_| path.to_path_buf())
+        .display()
+        .to_string()
+}
+
+/// The index of the output's last commit and that commit, or why there is
+/// none.
+fn current_index(out: &Path) -> Result<Result<(u64, survivors::Manifest), String>, StatusError> {
+    let path = layout::manifest(out);
+    let state: serde_json::Value = lineage::read_json(&path)?;
+    let Some(commit) = state["commit"].as_u64() else {
+        return Ok(Err(format!("{} names no commit", path.display())));
+    };
+    let entry = lineage::commit(out, commit)?;
+    let Some(summary) = entry.survivor_index else {
+        return Ok(Err(format!(
+            "commit {commit} wrote no survivor index (a Tally before the index, or a run whose shards carried none); run `tally run` once to write it"
+        )));
+    };
+    let Some((manifest, blake3)) = survivors::read_manifest(out)? else {
+        return Ok(Err(format!(
+            "{} is missing",
+            survivors::manifest_path(out).display()
+        )));
+    };
+    if blake3 != summary.manifest_blake3 {
+        return Ok(Err(format!(
+            "{} is not the one commit {commit} wrote",
+            survivors::manifest_path(out).display()
+        )));
+    }
+    Ok(Ok((commit, manifest)))
+}
+
+fn hash_file(file: &InputFile, files_read: &mut Vec<FileRead>) -> Result<String, StatusError> {
+    files_read.push(FileRead {
+        path: absolute(&file.path),
+        read: "hash",
+    });
+    let hashes = ingest::hash_files(std::slice::from_ref(file))?;
+    Ok(hashes[0].to_hex().to_string())
+}
+
+/// Places every recorded file and lists the files whose records must be
+/// read (positions among the inputs). Fills `files`: the inputs in order,
+/// then the recorded contents that are gone. Returns the recorded files'
+/// places and the files to read.
+fn classify_inputs(
+    found: &[InputFile],
+    manifest: &survivors::Manifest,
+    checksum: bool,
+    files: &mut Vec<FileInfo>,
+    files_read: &mut Vec<FileRead>,
+) -> Result<(Vec<Place>, Vec<usize>), StatusError> {
+    let recorded: HashMap<&str, usize> = manifest
+        .inputs
+        .iter()
+        .enumerate()
+        .map(|(i, r)| (r.path.as_str(), i))
+        .collect();
+    let paths: Vec<String> = found.iter().map(|f| absolute(&f.path)).collect();
+    let mut places: Vec<Option<Place>> = vec![None; manifest.inputs.len()];
+    let mut to_read = Vec::new();
+    let mut unrecorded = Vec::new();
+    for (at, (file, path)) in found.iter().zip(&paths).enumerate() {
+        let Some(&r) = recorded.get(path.as_str()) else {
+            unrecorded.push(at);
+            files.push(FileInfo {
+                path: path.clone(),
+                blake3: String::new(),
+                change: InputChange::New,
+                moved_from: None,
+            });
+            continue;
+        };
+        let rec = &manifest.inputs[r];
+        let as_recorded = file.size == rec.size
+            && rec.modified_ns.is_some()
+            && survivors::modified_ns(file.modified) == rec.modified_ns;
+        let (blake3, change) = if as_recorded && !checksum {
+            (rec.blake3.clone(), InputChange::Unchanged)
+        } else {
+            let blake3 = hash_file(file, files_read)?;
+            let change = if blake3 != rec.blake3 {
+                InputChange::Changed
+            } else if as_recorded {
+                InputChange::Unchanged
+            } else {
+                InputChange::Touched
+            };
+            (blake3, change)
+        };
+        if change == InputChange::Changed {
+            to_read.push(at);
+        } else {
+            places[r] = Some(Place::Present(at));
+        }
+        files.push(FileInfo {
+            path: path.clone(),
+            blake3,
+            change,
+            moved_from: None,
+        });
+    }
+    // A file not recorded under its path may be a recorded one moved: the
+    // same content as a recorded file gone from its path.
+    for at in unrecorded {
+        let blake3 = hash_file(&found[at], files_read)?;
+        let moved = manifest
+            .inputs
+            .iter()
+            .enumerate()
+            .find(|(r, rec)| {
+                places[*r].is_none() && rec.blake3 == blake3 && !paths.contains(&rec.path)
+            })
+            .map(|(r, _)| r);
+        match moved {
+            Some(r) => {
+                places[r] = Some(Place::Present(at));
+                files[at].change = InputChange::Moved;
+                files[at].moved_from = Some(manifest.inputs[r].path.clone());
+            }
+            None => to_read.push(at),
+        }
+        files[at].blake3 = blake3;
+    }
+    to_read.sort_unstable();
+    // Recorded contents no longer among the inputs: removed, or replaced by
+    // a changed file's new content.
+    let places = places
+        .into_iter()
+        .enumerate()
+        .map(|(r, place)| {
+            place.unwrap_or_else(|| {
+                let rec = &manifest.inputs[r];
+                let change = if paths.contains(&rec.path) {
+                    InputChange::Changed
+                } else {
+                    InputChange::Removed
+                };
+                files.push(FileInfo {
+                    path: rec.path.clone(),
+                    blake3: rec.blake3.clone(),
+                    change,
+                    moved_from: None,
+                });
+                Place::Gone(files.len() - 1)
+            })
+        })
+        .collect();
+    Ok((places, to_read))
+}
+
+/// Reads the records of the files at `positions` among the inputs, and
+/// makes their index entries; counts each file's valid records.
+fn read_new(
+    found: &[InputFile],
+    positions: &[usize],
+    max_line_bytes: u64,
+    files_read: &mut Vec<FileRead>,
+) -> Result<(NewRecords, HashMap<usize, u64>), StatusError> {
+    let subset: Vec<InputFile> = positions.iter().map(|&at| found[at].clone()).collect();
+    for file in &subset {
+        files_read.push(FileRead {
+            path: absolute(&file.path),
+            read: "records",
+        });
+    }
+    let read = ingest::ReadOptions {
+        max_line_bytes: usize::try_from(max_line_bytes).unwrap_or(usize::MAX),
+    };
+    let (chunks, interners) = if subset.is_empty() {
+        (Vec::new(), Vec::new())
+    } else {
+        let read = ingest::read_all(&subset, &read, &|_| {})?;
+        ingest::check_unchanged(&subset)?;
+        read
+    };
+    let (mut table, _) = crate::dedup::merge(chunks, interners)?;
+    let mut valid = HashMap::new();
+    for &at in positions {
+        valid.insert(at, 0);
+    }
+    for c in &table.chunks {
+        *valid.entry(positions[c.source as usize]).or_default() += c.len() as u64;
+    }
+    let hasher = FieldHasher::new(&table.strings);
+    let strings = std::mem::take(&mut table.strings);
+    let mut entries = Vec::with_capacity(table.len());
+    let mut details = Vec::with_capacity(table.len());
+    survivors::build(table, &hasher, 0, 1, &mut |sorted| {
+        for item in sorted.pieces.into_iter().flatten() {
+            entries.push(item.entry());
+            details.push(item.details());
+        }
+        Ok::<_, StatusError>(())
+    })?;
+    for e in &mut entries {
+        e.source = positions[e.source as usize] as u32;
+    }
+    Ok((
+        NewRecords {
+            strings,
+            entries,
+            details,
+        },
+        valid,
+    ))
+}
+
+/// Goes through the index and the new records together, event by event.
+fn merge_index(
+    out: &Path,
+    manifest: &survivors::Manifest,
+    places: &[Place],
+    new: &NewRecords,
+    recount: &mut Recount,
+    ties: &mut Vec<Tie>,
+) -> Result<(), StatusError> {
+    let dir = survivors::dir(out);
+    let mut at = 0;
+    let mut records = 0u64;
+    for file in &manifest.files {
+        let path = dir.join(&file.file);
+        let actual = {
+            let mut hasher = blake3::Hasher::new();
+            hasher.update_mmap(&path).map_err(|e| IndexError::Io {
+                path: path.clone(),
+                message: e.to_string(),
+            })?;
+            hasher.finalize().to_hex().to_string()
+        };
+        if actual != file.blake3 {
+            return Err(IndexError::Damaged {
+                path,
+                message: format!("blake3 {actual}, recorded {}", file.blake3),
+            }
+            .into());
+        }
+        let mut old = Vec::with_capacity(file.rows as usize);
+        survivors::read_file(&path, &mut |entries| {
+            old.extend(entries);
+            Ok(())
+        })?;
+        records += old.len() as u64;
+        if old.iter().any(|e| e.source as usize >= places.len()) {
+            return Err(IndexError::Damaged {
+                path,
+                message: "a row names an input file the manifest does not list".to_string(),
+            }
+            .into());
+        }
+        let mut i = 0;
+        while i < old.len() {
+            let key = old[i].key();
+            // New events before this one.
+            let start = at;
+            while at < new.entries.len() && new.entries[at].key() < key {
+                at += 1;
+            }
+            new_only(new, start, at, recount);
+            let end = i + old[i..].partition_point(|e| e.key() == key);
+            let from = at;
+            while at < new.entries.len() && new.entries[at].key() == key {
+                at += 1;
+            }
+            event(key, &old[i..end], new, from, at, places, recount, ties);
+            i = end;
+        }
+    }
+    if records != manifest.records {
+        return Err(IndexError::Damaged {
+            path: survivors::manifest_path(out),
+            message: format!(
+                "it counts {} records, its files hold {records}",
+                manifest.records
+            ),
+        }
+        .into());
+    }
+    let start = at;
+    new_only(new, start, new.entries.len(), recount);
+    Ok(())
+}
+
+/// Events of the new records in `new.entries[from..to]` that the index does
+/// not know: each a new event, its first record the survivor.
+fn new_only(new: &NewRecords, from: usize, to: usize, recount: &mut Recount) {
+    let mut i = from;
+    while i < to {
+        let e = &new.entries[i];
+        recount.event(None, Some((e.day(), e.source as usize)));
+        let key = e.key();
+        i += new.entries[i..to].partition_point(|x| x.key() == key);
+    }
+}
+
+/// One event known to the index (`old`, in survivor order), with its new
+/// records `new.entries[from..to]` (in survivor order too).
+#[allow(clippy::too_many_arguments)]
+fn event(
+    key: (u64, u64),
+    old: &[Entry],
+    new: &NewRecords,
+    from: usize,
+    to: usize,
+    places: &[Place],
+    recount: &mut Recount,
+    ties: &mut Vec<Tie>,
+) {
+    let survivor = &old[0];
+    let before = match places[survivor.source as usize] {
+        Place::Present(at) => Some((survivor.day(), at)),
+        Place::Gone(file) => {
+            *recount.gone.entry((survivor.day(), file)).or_default() += 1;
+            Some((survivor.day(), file))
+        }
+    };
+    // The best recorded record still there: the first present one, or of
+    // identical ones (in several files), the one in the first file.
+    let mut best: Option<(Entry, usize)> = None;
+    for e in old {
+        let Place::Present(at) = places[e.source as usize] else {
+            continue;
+        };
+        match best {
+            None => best = Some((*e, at)),
+            Some((b, b_at)) if b.same_record(e) => {
+                if at < b_at {
+                    best = Some((*e, at));
+                }
+            }
+            Some(_) => break,
+        }
+    }
+    let new_best = (from < to).then(|| (new.entries[from], new.details[from]));
+    let after = match (best, new_best) {
+        (None, None) => None,
+        (Some((b, at)), None) => Some((b.day(), at)),
+        (None, Some((n, _))) => Some((n.day(), n.source as usize)),
+        (Some((b, at)), Some((n, details))) => {
+            let old_first = (b.ingested_at, b.occurred_at).cmp(&(n.ingested_at, n.occurred_at));
+            let old_wins = match old_first {
+                std::cmp::Ordering::Less => true,
+                std::cmp::Ordering::Greater => false,
+                std::cmp::Ordering::Equal if b.fields == n.fields => at < n.source as usize,
+                std::cmp::Ordering::Equal => {
+                    ties.push(Tie {
+                        key,
+                        recorded: b,
+                        recorded_at: at,
+                        new: n,
+                        new_details: details,
+                        before,
+                    });
+                    return;
+                }
+            };
+            if old_wins {
+                Some((b.day(), at))
+            } else {
+                Some((n.day(), n.source as usize))
+            }
+        }
+    };
+    recount.event(before, after);
+}
+
+/// Settles each tie by reading the recorded record back from its file (each
+/// file once) and comparing it with the new one by the survivor rule.
+fn settle_ties(
+    found: &[InputFile],
+    files: &[FileInfo],
+    ties: Vec<Tie>,
+    new: &NewRecords,
+    manifest: &survivors::Manifest,
+    recount: &mut Recount,
+    files_read: &mut Vec<FileRead>,
+) -> Result<(), StatusError> {
+    let mut by_file: BTreeMap<usize, Vec<Tie>> = BTreeMap::new();
+    for tie in ties {
+        by_file.entry(tie.recorded_at).or_default().push(tie);
+    }
+    let order = SurvivorOrder::default();
+    let read = ingest::ReadOptions {
+        max_line_bytes: usize::try_from(manifest.max_line_bytes).unwrap_or(usize::MAX),
+    };
+    for (at, ties) in by_file {
+        let file = &found[at];
+        files_read.push(FileRead {
+            path: files[at].path.clone(),
+            read: "tie",
+        });
+        let (chunks, interners) = ingest::read_all(std::slice::from_ref(file), &read, &|_| {})?;
+        ingest::check_unchanged(std::slice::from_ref(file))?;
+        let (table, _) = crate::dedup::merge(chunks, interners)?;
+        let wanted: HashSet<(u64, u64)> = ties.iter().map(|t| t.key).collect();
+        let mut records: HashMap<(u64, u64), Vec<Record>> = HashMap::new();
+        for c in &table.chunks {
+            for r in 0..c.len() {
+                let key = survivors::id_key(c.event_id(r));
+                if wanted.contains(&key) {
+                    records
+                        .entry(key)
+                        .or_default()
+                        .push(Record::of(c, r, &table.strings));
+                }
+            }
+        }
+        for tie in ties {
+            let recorded = records
+                .get(&tie.key)
+                .and_then(|rs| {
+                    rs.iter().find(|r| {
+                        r.ingested_at == tie.recorded.ingested_at
+                            && r.occurred_at == tie.recorded.occurred_at
+                            && r.fields_hash() == tie.recorded.fields
+                    })
+                })
+                .ok_or_else(|| StatusError::RecordGone {
+                    path: files[at].path.clone(),
+                })?;
+            let candidate = tie.new_details.record(&tie.new, &new.strings);
+            let after = match order.records(recorded, &candidate) {
+                std::cmp::Ordering::Less => (tie.recorded.day(), at),
+                std::cmp::Ordering::Greater => (tie.new.day(), tie.new.source as usize),
+                std::cmp::Ordering::Equal => {
+                    if at < tie.new.source as usize {
+                        (tie.recorded.day(), at)
+                    } else {
+                        (tie.new.day(), tie.new.source as usize)
+                    }
+                }
+            };
+            recount.event(tie.before, Some(after));
+        }
+    }
+    Ok(())
+}
+
+/// The status of every published day and of every day a recompute would
+/// publish.
+fn day_statuses(
+    options: &StatusOptions,
+    partitions: &[PartitionManifest],
+    recount: &Recount,
+    files: &[FileInfo],
+    no_index: Option<&str>,
+) -> Vec<DayStatus> {
+    let mut days: Vec<DayStatus> = Vec::new();
+    let mut published = HashSet::new();
+    for m in partitions {
+        let mut causes = Vec::new();
+        if m.lineage.rule_hash != options.rule_hash {
+            causes.push(Cause::Rule {
+                stamped: m.lineage.rule_hash.clone(),
+                given: options.rule_hash.clone(),
+            });
+        }
+        if m.lineage.compute_version != COMPUTE_VERSION {
+            causes.push(Cause::Compute {
+                stamped: m.lineage.compute_version,
+                current: COMPUTE_VERSION,
+            });
+        }
+        let day = parse_day(&m.day);
+        if let Some(day) = day {
+            published.insert(day);
+        }
+        match (no_index, day) {
+            (Some(reason), _) => causes.push(Cause::NoIndex {
+                reason: reason.to_string(),
+            }),
+            (None, Some(day)) => {
+                let expected = expected_fingerprint(recount, files, day);
+                let moved = input_causes(recount, files, day);
+                let current = m.lineage.compute_version == COMPUTE_VERSION;
+                if expected != m.lineage.input_fingerprint || !current {
+                    if moved.is_empty() && current {
+                        causes.push(Cause::Outdated {
+                            commit: m.commit,
+                            stamped_fingerprint: m.lineage.input_fingerprint.clone(),
+                            expected_fingerprint: expected,
+                        });
+                    }
+                    causes.extend(moved);
+                }
+            }
+            (None, None) => {}
+        }
+        days.push(DayStatus {
+            day: m.day.clone(),
+            published: true,
+            stale: !causes.is_empty(),
+            causes,
+        });
+    }
+    // Days with events and no partition.
+    for (&day, sources) in &recount.provenance {
+        if published.contains(&day) {
+            continue;
+        }
+        let mut causes = input_causes(recount, files, day);
+        if causes.is_empty() {
+            causes.push(Cause::Unpublished {
+                events: sources.values().sum(),
+            });
+        }
+        days.push(DayStatus {
+            day: format_day(day),
+            published: false,
+            stale: true,
+            causes,
+        });
+    }
+    days.sort_by(|a, b| a.day.cmp(&b.day));
+    days
+}
+
+/// The fingerprint a recompute stamps into `day`'s partition.
+fn expected_fingerprint(recount: &Recount, files: &[FileInfo], day: i32) -> String {
+    let inputs: Vec<DayInput> = recount
+        .provenance
+        .get(&day)
+        .into_iter()
+        .flatten()
+        .map(|(&file, &events)| DayInput {
+            path: files[file].path.clone(),
+            blake3: files[file].blake3.clone(),
+            events,
+        })
+        .collect();
+    day_fingerprint(&inputs)
+}
+
+/// The causes of `day` that come from its events' survivors moving.
+fn input_causes(recount: &Recount, files: &[FileInfo], day: i32) -> Vec<Cause> {
+    let days = |set: &BTreeSet<i32>| set.iter().map(|&d| format_day(d)).collect();
+    let mut causes = Vec::new();
+    let mut dropped = 0;
+    for ((_, kind, file), (events, other)) in recount
+        .moves
+        .range((day, Move::New, 0)..=(day, Move::Dropped, usize::MAX))
+    {
+        let (events, name) = (*events, files[*file].path.clone());
+        match kind {
+            Move::New => causes.push(Cause::NewEvents { file: name, events }),
+            Move::In => causes.push(Cause::MovedIn {
+                file: name,
+                events,
+                from: days(other),
+            }),
+            Move::Out => causes.push(Cause::MovedOut {
+                file: name,
+                events,
+                to: days(other),
+            }),
+            Move::Replaced => causes.push(Cause::Replaced { file: name, events }),
+            Move::Dropped => dropped += events,
+        }
+    }
+    if dropped > 0 {
+        causes.push(Cause::Dropped { events: dropped });
+    }
+    for (&(_, file), &events) in recount.gone.range((day, 0)..=(day, usize::MAX)) {
+        let f = &files[file];
+        causes.push(match f.change {
+            InputChange::Changed => Cause::ChangedFile {
+                file: f.path.clone(),
+                old_blake3: f.blake3.clone(),
+                new_blake3: files
+                    .iter()
+                    .find(|x| x.path == f.path && x.change == InputChange::Changed)
+                    .map(|x| x.blake3.clone())
+                    .unwrap_or_default(),
+                events,
+            },
+            _ => Cause::RemovedFile {
+                file: f.path.clone(),
+                blake3: f.blake3.clone(),
+                events,
+            },
+        });
+    }
+    causes
+}
+
+/// The status of every partition of the derived tables: stale when a day of
+/// its period is, or when it was built from other day partitions than
+/// those published.
+fn period_statuses(
+    partitions: &[PartitionManifest],
+    months: &[DerivedManifest],
+    days: &[DayStatus],
+    events: &BTreeMap<String, u64>,
+) -> Vec<PeriodStatus> {
+    let rollup = derived::MONTHLY;
+    let mut periods: BTreeSet<String> = months.iter().map(|m| m.period.clone()).collect();
+    periods.extend(days.iter().map(|d| (rollup.period)(&d.day)));
+    let mut out = Vec::new();
+    for period in periods {
+        let manifest = months.iter().find(|m| m.period == period);
+        let mut causes = Vec::new();
+        let stale: Vec<String> = days
+            .iter()
+            .filter(|d| d.stale && (rollup.period)(&d.day) == period)
+            .map(|d| d.day.clone())
+            .collect();
+        match manifest {
+            Some(m) => {
+                if m.compute_version != COMPUTE_VERSION {
+                    causes.push(Cause::Compute {
+                        stamped: m.compute_version,
+                        current: COMPUTE_VERSION,
+                    });
+                }
+                if !stale.is_empty() {
+                    causes.push(Cause::Days { stale });
+                }
+                let current: BTreeMap<&str, &str> = partitions
+                    .iter()
+                    .filter(|p| (rollup.period)(&p.day) == period)
+                    .map(|p| (p.day.as_str(), p.blake3.as_str()))
+                    .collect();
+                let built: BTreeMap<&str, &str> = m
+                    .days
+                    .iter()
+                    .map(|s| (s.day.as_str(), s.blake3.as_str()))
+                    .collect();
+                let all: BTreeSet<&str> = current.keys().chain(built.keys()).copied().collect();
+                for day in all {
+                    let (was, now) = (built.get(day), current.get(day));
+                    if was != now {
+                        causes.push(Cause::DayChanged {
+                            day: day.to_string(),
+                            built_from: was.map(|s| s.to_string()),
+                            current: now.map(|s| s.to_string()),
+                        });
+                    }
+                }
+            }
+            None => {
+                let events = events
+                    .iter()
+                    .filter(|(day, _)| (rollup.period)(day) == period)
+                    .map(|(_, n)| n)
+                    .sum();
+                causes.push(Cause::Unpublished { events });
+                if !stale.is_empty() {
+                    causes.push(Cause::Days { stale });
+                }
+            }
+        }
+        out.push(PeriodStatus {
+            table: rollup.table.to_string(),
+            period,
+            published: manifest.is_some(),
+            stale: !causes.is_empty(),
+            causes,
+        });
+    }
+    out
+}
