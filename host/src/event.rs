@@ -68,9 +68,19 @@ pub fn day_of(ms: i64) -> i32 {
 
 /// A day number as `YYYY-MM-DD`.
 pub fn format_day(day: i32) -> String {
-    let date = NaiveDate::from_num_days_from_ce_opt(day + 719_163)
-        .expect("days of valid timestamps are within chrono's range");
-    format!("{:04}-{:02}-{:02}", date.year(), date.month(), date.day())
+    day_text(day).expect("days of valid timestamps are within chrono's range")
+}
+
+/// A day number as `YYYY-MM-DD`, or `None` for a day outside chrono's
+/// calendar (a day number read from a damaged file, say).
+pub fn day_text(day: i32) -> Option<String> {
+    let date = NaiveDate::from_num_days_from_ce_opt(day.checked_add(719_163)?)?;
+    Some(format!(
+        "{:04}-{:02}-{:02}",
+        date.year(),
+        date.month(),
+        date.day()
+    ))
 }
 
 /// Parses `YYYY-MM-DD` into a day number.

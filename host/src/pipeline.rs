@@ -719,17 +719,13 @@ pub fn commit_computed(
         peak_memory_bytes: None,
         counts: computed.counts.clone(),
         commit: 0,
-        window: window_names(options.days),
+        window: report::window_text(options.days),
         reconcile: ReconcileCounts::default(),
         derived: Vec::new(),
         timings: computed.timings.clone(),
         checks: computed.checks.clone(),
     };
     commit_output(computed, options, report, started)
-}
-
-fn window_names(days: Option<(i32, i32)>) -> Option<(String, String)> {
-    days.map(|(from, to)| (format_day(from), format_day(to)))
 }
 
 /// Reconciles the computed rows with the output, writes the new state into a

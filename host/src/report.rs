@@ -242,12 +242,8 @@ impl RunResult {
 /// None for a day outside the calendar (from a damaged plan, say) rather
 /// than a panic.
 pub fn window_text(days: Option<(i32, i32)>) -> Option<(String, String)> {
-    let day = |day: i32| {
-        let date = chrono::NaiveDate::from_num_days_from_ce_opt(day.checked_add(719_163)?)?;
-        Some(date.format("%Y-%m-%d").to_string())
-    };
     let (from, to) = days?;
-    Some((day(from)?, day(to)?))
+    Some((crate::event::day_text(from)?, crate::event::day_text(to)?))
 }
 
 /// The peak resident memory of this process so far, in bytes (Linux:
