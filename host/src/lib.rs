@@ -43,6 +43,7 @@
 //! ```
 
 pub mod aggregate;
+pub mod backfill;
 pub mod classify;
 pub mod commit;
 pub mod compare;

@@ -136,14 +136,22 @@ pub fn run(options: &RunOptions) -> Result<RunReport, RunError> {
 /// `options.rule` is only recorded as the reference it was given as.
 pub fn run_loaded(options: &RunOptions, rule: Rule) -> Result<RunReport, RunError> {
     ingest::check_inputs_apart_from_output(&options.inputs, &options.out)?;
-    match options.threads {
+    with_threads(options.threads, || run_in_pool(options, rule))
+}
+
+/// Runs `work` on `threads` worker threads (one per core when `None`).
+pub fn with_threads<T: Send>(
+    threads: Option<usize>,
+    work: impl FnOnce() -> Result<T, RunError> + Send,
+) -> Result<T, RunError> {
+    match threads {
         Some(n) if n == 0 || n > rule::max_instances() => Err(RunError::Threads(n)),
         Some(n) => rayon::ThreadPoolBuilder::new()
             .num_threads(n)
             .build()
             .map_err(|_| RunError::Threads(n))?
-            .install(|| run_in_pool(options, rule)),
-        None => run_in_pool(options, rule),
+            .install(work),
+        None => work(),
     }
 }
 
@@ -752,9 +760,16 @@ fn commit_output(
             .is_none_or(|(from, to)| (from..=to).contains(day))
     };
 
-    // The days this run writes: every day it has rows for, and every published
+    // The days this run writes: every day in the window it has rows for (a
+    // computation may span several commits' windows), and every published
     // day in the window (whose rows are zeroed if it has no events any more).
-    let mut days: Vec<i32> = computed.aggregate.rows.iter().map(|r| r.day).collect();
+    let mut days: Vec<i32> = computed
+        .aggregate
+        .rows
+        .iter()
+        .map(|r| r.day)
+        .filter(in_window)
+        .collect();
     days.extend(existing.days.keys().copied().filter(in_window));
     days.sort_unstable();
     days.dedup();

@@ -188,6 +188,9 @@ pub struct DayStatus {
     /// Whether the output has its partition.
     pub published: bool,
     pub stale: bool,
+    /// The events a recompute gives the day (0 when it drops them all);
+    /// null without a survivor index, when only a recompute can tell.
+    pub events: Option<u64>,
     pub causes: Vec<Cause>,
 }
 
@@ -274,6 +277,11 @@ struct Recount {
 }
 
 impl Recount {
+    /// The events a recompute gives `day`.
+    fn events(&self, day: i32) -> u64 {
+        self.provenance.get(&day).map_or(0, |f| f.values().sum())
+    }
+
     /// Counts one event: its survivor before (day, file id) and after (day,
     /// position of a present file).
     fn event(&mut self, before: Option<(i32, usize)>, after: Option<(i32, usize)>) {
@@ -912,10 +920,15 @@ fn day_statuses(
             }
             (None, None) => {}
         }
+        let events = match (no_index, day) {
+            (None, Some(day)) => Some(recount.events(day)),
+            _ => None,
+        };
         days.push(DayStatus {
             day: m.day.clone(),
             published: true,
             stale: !causes.is_empty(),
+            events,
             causes,
         });
     }
@@ -934,6 +947,7 @@ fn day_statuses(
             day: format_day(day),
             published: false,
             stale: true,
+            events: Some(sources.values().sum()),
             causes,
         });
     }

@@ -2,6 +2,7 @@
 
 mod attribution;
 mod authoring;
+mod backfill;
 mod bad_input;
 mod build;
 mod cache_trust;

@@ -16,17 +16,17 @@ use tempfile::TempDir;
 const SEED: u64 = 4242;
 
 /// A generated output and what its inputs hold.
-struct Base {
-    dir: TempDir,
-    input: PathBuf,
-    out: PathBuf,
-    rule: PathBuf,
+pub(crate) struct Base {
+    pub(crate) dir: TempDir,
+    pub(crate) input: PathBuf,
+    pub(crate) out: PathBuf,
+    pub(crate) rule: PathBuf,
     /// Every event's survivor, by `event_id`, with the file it is in.
     survivors: BTreeMap<String, (Event, PathBuf)>,
 }
 
 /// 20,000 generated records in four JSONL files, run with creator-pay 1.0.0.
-fn base() -> Base {
+pub(crate) fn base() -> Base {
     let dir = TempDir::new().expect("temp dir");
     let (input, _) = support::generate(dir.path(), "events", 20_000, SEED, "jsonl", 5_000);
     let rule = common::rule("creator-pay-v1");
@@ -66,7 +66,7 @@ fn base() -> Base {
 
 impl Base {
     /// Survivors on `day`, by `event_id`, at most `n` of them.
-    fn on_day(&self, day: &str, n: usize) -> Vec<(Event, PathBuf)> {
+    pub(crate) fn on_day(&self, day: &str, n: usize) -> Vec<(Event, PathBuf)> {
         self.survivors
             .values()
             .filter(|(e, _)| e.day() == day)
@@ -75,7 +75,7 @@ impl Base {
             .collect()
     }
 
-    fn path(&self, name: &str) -> PathBuf {
+    pub(crate) fn path(&self, name: &str) -> PathBuf {
         self.dir.path().join(name)
     }
 }
@@ -97,16 +97,16 @@ fn line(e: &Event) -> String {
     .to_string()
 }
 
-fn write_events(path: &Path, events: &[Event]) {
+pub(crate) fn write_events(path: &Path, events: &[Event]) {
     std::fs::create_dir_all(path.parent().unwrap()).unwrap();
     let text: String = events.iter().map(|e| line(e) + "\n").collect();
     std::fs::write(path, text).unwrap();
 }
 
-const DAY_MS: i64 = 86_400_000;
+pub(crate) const DAY_MS: i64 = 86_400_000;
 
 /// Epoch milliseconds of noon on a day of May or June 2026.
-fn noon(day: &str) -> i64 {
+pub(crate) fn noon(day: &str) -> i64 {
     let (year, month, d) = (
         day[..4].parse().unwrap(),
         day[5..7].parse().unwrap(),
@@ -116,7 +116,7 @@ fn noon(day: &str) -> i64 {
 }
 
 /// `tally status --json`: the exit code and the report.
-fn status(out: &Path, inputs: &[&Path], rule: &Path, extra: &[&str]) -> (i32, Value) {
+pub(crate) fn status(out: &Path, inputs: &[&Path], rule: &Path, extra: &[&str]) -> (i32, Value) {
     let mut args = vec!["status", "--out", s(out), "--rule", s(rule), "--json"];
     for input in inputs {
         args.extend(["--input", s(input)]);
@@ -141,7 +141,7 @@ fn status(out: &Path, inputs: &[&Path], rule: &Path, extra: &[&str]) -> (i32, Va
 }
 
 /// The partitions status calls stale: `daily/day=D` and `monthly/month=M`.
-fn stale(report: &Value) -> BTreeSet<String> {
+pub(crate) fn stale(report: &Value) -> BTreeSet<String> {
     let mut names = BTreeSet::new();
     for d in report["days"].as_array().unwrap() {
         if d["stale"] == true {
@@ -161,7 +161,7 @@ fn stale(report: &Value) -> BTreeSet<String> {
 }
 
 /// The partition files of an output, by partition.
-fn partitions(out: &Path) -> BTreeMap<String, Vec<u8>> {
+pub(crate) fn partitions(out: &Path) -> BTreeMap<String, Vec<u8>> {
     common::snapshot(out)
         .into_iter()
         .filter(|(name, _)| {
@@ -201,7 +201,7 @@ fn causes(report: &Value, day: &str) -> Vec<Value> {
 }
 
 /// The kinds of causes of a day, sorted.
-fn kinds(report: &Value, day: &str) -> Vec<String> {
+pub(crate) fn kinds(report: &Value, day: &str) -> Vec<String> {
     let mut kinds: Vec<String> = causes(report, day)
         .iter()
         .map(|c| c["kind"].as_str().unwrap().to_string())

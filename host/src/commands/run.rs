@@ -3,9 +3,11 @@
 use anyhow::Context;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use tally::backfill::{BackfillOptions, Plan};
 use tally::pipeline::{RunOptions, run_loaded};
-use tally::report::{FailedRun, RuleSummary, RunReport, RunResult};
-use tally::rule::Limits;
+use tally::report::{FailedRun, RuleSummary, RunReport, RunResult, Status};
+use tally::rule::{Limits, Rule};
+use tally::status::StatusOptions;
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -50,6 +52,26 @@ pub struct Args {
     /// Never show progress bars.
     #[arg(long)]
     quiet: bool,
+    /// Write only the days `tally status` finds stale (with the same rule and
+    /// inputs), and the days that have events but no partition yet; fresh
+    /// days keep their bytes and their commit. Nothing stale: nothing is
+    /// written. The written partitions are those a full recompute writes.
+    #[arg(long)]
+    stale_only: bool,
+    /// Commit the days in windows of at most N days, each its own commit
+    /// (the inputs are read once). After a failure the commits made stay;
+    /// rerun with --stale-only to write only the days not committed yet.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    chunk_days: Option<u32>,
+    /// Print what the run would write (the days and why, the commits, the
+    /// inputs it reads) and write nothing.
+    #[arg(long)]
+    dry_run: bool,
+    /// With --stale-only or --dry-run: hash every input file the output
+    /// recorded to tell whether it changed, even those whose size and
+    /// modification time are as recorded.
+    #[arg(long)]
+    checksum: bool,
     #[command(flatten)]
     read: super::ReadArgs,
     #[command(flatten)]
@@ -57,6 +79,12 @@ pub struct Args {
 }
 
 pub fn execute(args: Args) -> anyhow::Result<ExitCode> {
+    if args.stale_only || args.chunk_days.is_some() || args.dry_run {
+        return backfill(args);
+    }
+    if args.checksum {
+        anyhow::bail!("--checksum goes with --stale-only or --dry-run");
+    }
     let reference = args.rule.clone();
     let inputs_given = args
         .inputs
@@ -91,6 +119,17 @@ pub fn execute(args: Args) -> anyhow::Result<ExitCode> {
 /// Loads the rule (saying what it is in `loaded` as soon as it is known, for
 /// the report of a run that fails later) and runs the pipeline.
 fn run(args: Args, loaded: &mut Option<RuleSummary>) -> anyhow::Result<RunReport> {
+    let (options, rule) = load(args, loaded)?;
+    let had_output = tally::layout::is_output(&options.out);
+    run_loaded(&options, rule).context(if had_output {
+        "run failed; the previous output is untouched"
+    } else {
+        "run failed; nothing was written"
+    })
+}
+
+/// Loads the rule (saying what it is in `loaded`) and makes the run's options.
+fn load(args: Args, loaded: &mut Option<RuleSummary>) -> anyhow::Result<(RunOptions, Rule)> {
     let limits = Limits {
         memory_bytes: (args.rule_memory_mib as usize) << 20,
         fuel_per_event: args.fuel_per_event,
@@ -111,12 +150,234 @@ fn run(args: Args, loaded: &mut Option<RuleSummary>) -> anyhow::Result<RunReport
         read: args.read.options(),
         spill,
     };
-    let had_output = tally::layout::is_output(&options.out);
-    run_loaded(&options, rule).context(if had_output {
-        "run failed; the previous output is untouched"
+    Ok((options, rule))
+}
+
+/// The version of the JSON report of `tally run --stale-only`,
+/// `--chunk-days` or `--dry-run`: raised only when a field changes meaning or
+/// disappears.
+pub const BACKFILL_REPORT_SCHEMA_VERSION: u32 = 1;
+
+/// What `tally run --stale-only`, `--chunk-days` or `--dry-run` reports:
+/// the plan, and the report of every commit made (none for a dry run, or
+/// when nothing is stale).
+#[derive(serde::Serialize)]
+struct BackfillResult {
+    /// [`BACKFILL_REPORT_SCHEMA_VERSION`].
+    schema_version: u32,
+    status: Status,
+    error: Option<String>,
+    dry_run: bool,
+    rule_reference: String,
+    rule: Option<RuleSummary>,
+    inputs_given: Vec<String>,
+    output: String,
+    plan: Option<Plan>,
+    commits: Vec<RunReport>,
+}
+
+/// `tally run` with `--stale-only`, `--chunk-days` or `--dry-run`: plans
+/// which days to write from the output's status, then (unless a dry run)
+/// computes once and commits window by window.
+fn backfill(args: Args) -> anyhow::Result<ExitCode> {
+    let (json, file, dry_run, checksum) =
+        (args.json, args.report.clone(), args.dry_run, args.checksum);
+    let backfill = BackfillOptions {
+        stale_only: args.stale_only,
+        chunk_days: args.chunk_days,
+    };
+    let mut result = BackfillResult {
+        schema_version: BACKFILL_REPORT_SCHEMA_VERSION,
+        status: Status::Succeeded,
+        error: None,
+        dry_run,
+        rule_reference: args.rule.clone(),
+        rule: None,
+        inputs_given: args
+            .inputs
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect(),
+        output: args.out.display().to_string(),
+        plan: None,
+        commits: Vec::new(),
+    };
+    let outcome = (|| -> anyhow::Result<()> {
+        let (options, rule) = load(args, &mut result.rule)?;
+        let status = if tally::layout::is_output(&options.out) {
+            Some(
+                tally::status::status(&StatusOptions {
+                    out: options.out.clone(),
+                    inputs: options.inputs.clone(),
+                    rule_hash: rule.hash.to_hex().to_string(),
+                    checksum,
+                })
+                .context("telling which days are stale")?,
+            )
+        } else {
+            None
+        };
+        let files = tally::ingest::discover(&options.inputs)?;
+        let sizes: Vec<(String, u64)> = files
+            .iter()
+            .map(|f| (f.path.display().to_string(), f.size))
+            .collect();
+        let plan = tally::backfill::plan(status.as_ref(), options.days, backfill, &sizes);
+        if !json && !dry_run {
+            eprint!("{}", render_plan(&plan, false));
+        }
+        result.plan = Some(plan.clone());
+        if dry_run {
+            return Ok(());
+        }
+        let had_output = tally::layout::is_output(&options.out);
+        let ran = tally::backfill::run(&options, rule, &plan, backfill.chunk_days, &mut |report| {
+            if !json {
+                eprintln!(
+                    "committed {}: days {}",
+                    report.commit,
+                    report
+                        .window
+                        .as_ref()
+                        .map_or_else(|| "all".to_string(), |(from, to)| format!("{from}..{to}"))
+                );
+            }
+        });
+        match ran {
+            Ok(reports) => {
+                result.commits = reports;
+                Ok(())
+            }
+            Err(failed) => {
+                let made = failed.committed.len();
+                result.commits = failed.committed;
+                Err(anyhow::Error::new(*failed.source).context(match (made, had_output) {
+                    (0, true) => "run failed; the previous output is untouched".to_string(),
+                    (0, false) => "run failed; nothing was written".to_string(),
+                    (n, _) => format!(
+                        "run failed after {n} commit{}; those stay, the days of the others are as they were (rerun with --stale-only to write the rest)",
+                        if n == 1 { "" } else { "s" }
+                    ),
+                }))
+            }
+        }
+    })();
+    if let Err(err) = &outcome {
+        result.status = Status::Failed;
+        result.error = Some(format!("{err:#}"));
+    }
+    let text = serde_json::to_string_pretty(&result)? + "\n";
+    if let Some(path) = &file {
+        let written =
+            std::fs::write(path, &text).with_context(|| format!("writing {}", path.display()));
+        if outcome.is_ok() {
+            written?;
+        } else if let Err(problem) = written {
+            eprintln!("warning: the report of the failed run was not written: {problem:#}");
+        }
+    }
+    match outcome {
+        Ok(()) => {
+            if json {
+                super::print(&text)?;
+            } else {
+                let mut summary = match (&result.plan, dry_run) {
+                    (Some(plan), true) => render_plan(plan, true),
+                    _ => String::new(),
+                };
+                for report in &result.commits {
+                    summary.push_str(&report.to_string());
+                }
+                if result.commits.is_empty() && !dry_run {
+                    summary.push_str("nothing to write: every day is fresh\n");
+                }
+                if !summary.is_empty() {
+                    super::print(&summary)?;
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(err) => {
+            if json {
+                super::print_report_of_failure(&text);
+            }
+            Err(err)
+        }
+    }
+}
+
+/// The plan as text: what is written, why, in which commits, and what is read.
+fn render_plan(plan: &Plan, dry_run: bool) -> String {
+    let mut text = format!(
+        "{}plan: {}\n",
+        if dry_run {
+            "dry run, nothing is written; "
+        } else {
+            ""
+        },
+        plan.reason
+    );
+    if let Some((from, to)) = &plan.window {
+        text.push_str(&format!("  window: {from}..{to}\n"));
+    }
+    let events: Option<u64> = plan.days.iter().map(|d| d.events).sum();
+    text.push_str(&format!(
+        "  {} to write{}, {} left as they are\n",
+        count(plan.days.len() as u64, "day", "days"),
+        events.map_or_else(String::new, |e| format!(
+            " ({})",
+            count(e, "event", "events")
+        )),
+        count(plan.fresh_days as u64, "fresh day", "fresh days"),
+    ));
+    for day in &plan.days {
+        let state = match (day.stale, day.published) {
+            (Some(false), _) => "fresh",
+            (Some(true), true) => "stale",
+            (None, true) => "published",
+            (_, false) => "unpublished",
+        };
+        let events = day.events.map_or_else(String::new, |e| {
+            format!(", {}", count(e, "event", "events"))
+        });
+        text.push_str(&format!("  {}  {state}{events}\n", day.day));
+        super::status::tree(&mut text, &day.causes);
+    }
+    if !plan.days_known {
+        text.push_str("  days without a partition yet are known only once the inputs are read\n");
+    }
+    if plan.commits.is_empty() && plan.writes() {
+        text.push_str("  commits: windows of the days found once the inputs are read\n");
     } else {
-        "run failed; nothing was written"
-    })
+        text.push_str(&format!(
+            "  {}:\n",
+            count(plan.commits.len() as u64, "commit", "commits")
+        ));
+    }
+    for c in &plan.commits {
+        text.push_str(&format!(
+            "    {}..{} ({})\n",
+            c.from,
+            c.to,
+            count(c.days as u64, "day", "days")
+        ));
+    }
+    if plan.writes() {
+        text.push_str(&format!(
+            "  reads every input file: {} ({} bytes)\n",
+            count(plan.input_files as u64, "file", "files"),
+            tally::report::thousands(plan.input_bytes)
+        ));
+    }
+    text
+}
+
+fn count(n: u64, one: &str, many: &str) -> String {
+    format!(
+        "{} {}",
+        tally::report::thousands(n),
+        if n == 1 { one } else { many }
+    )
 }
 
 /// Ends a run (`tally run`, `tally commit`): its JSON report goes to `file`

@@ -159,7 +159,7 @@ fn describe(cause: &Cause) -> String {
     }
 }
 
-fn tree(text: &mut String, causes: &[Cause]) {
+pub(super) fn tree(text: &mut String, causes: &[Cause]) {
     for (i, cause) in causes.iter().enumerate() {
         let branch = if i + 1 == causes.len() {
             "└─"

@@ -1,0 +1,436 @@
+//! `tally run --stale-only`, `--chunk-days` and `--dry-run`: a run that
+//! writes only the stale days, or commits its days in windows, or only says
+//! what it would write. The truth is always a full recompute of a copy of
+//! the output: the partitions (daily and monthly) and the survivor index a
+//! narrowed or chunked run leaves must be those bytes.
+
+use crate::common::{self, s};
+use crate::model::Event;
+use crate::status::{self, Base, base, noon, partitions, write_events};
+use serde_json::Value;
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::BufRead;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+/// `tally run` with `inputs`, `rule`, `out`, `--quiet --json` and `extra`:
+/// the exit code and the printed JSON report.
+fn backfill(inputs: &[&Path], rule: &Path, out: &Path, extra: &[&str]) -> (i32, Value) {
+    let mut args = vec![
+        "run",
+        "--rule",
+        s(rule),
+        "--out",
+        s(out),
+        "--quiet",
+        "--json",
+    ];
+    for input in inputs {
+        args.extend(["--input", s(input)]);
+    }
+    args.extend_from_slice(extra);
+    let output = common::tally(&args);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!stderr.contains("panicked"), "tally {args:?}: {stderr}");
+    let report: Value = serde_json::from_slice(&output.stdout)
+        .unwrap_or_else(|e| panic!("tally {args:?} printed no JSON ({e}): {stderr}"));
+    assert_eq!(report["schema_version"], 1);
+    (output.status.code().unwrap_or(-1), report)
+}
+
+/// The survivor index's files, by name.
+fn index(out: &Path) -> BTreeMap<String, Vec<u8>> {
+    common::snapshot(out)
+        .into_iter()
+        .filter(|(name, _)| name.starts_with("_tally/survivors/"))
+        .collect()
+}
+
+/// The commits of an output's log, oldest first.
+fn log(out: &Path) -> Vec<Value> {
+    let text = common::tally_ok(&["log", s(out), "--json"]);
+    let log: Value = serde_json::from_str(&text).unwrap();
+    let mut commits = log["commits"].as_array().unwrap().clone();
+    commits.sort_by_key(|c| c["commit"].as_u64());
+    commits
+}
+
+/// The commit that last wrote each day's partition.
+fn day_commits(out: &Path) -> BTreeMap<String, u64> {
+    let manifest: Value =
+        serde_json::from_slice(&std::fs::read(out.join("_tally/manifest.json")).unwrap()).unwrap();
+    manifest["partitions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            (
+                p["day"].as_str().unwrap().to_string(),
+                p["commit"].as_u64().unwrap(),
+            )
+        })
+        .collect()
+}
+
+/// A full recompute over `inputs` with `rule`, into a copy of the base
+/// output named `name`.
+fn full(base: &Base, name: &str, inputs: &[&Path], rule: &Path) -> PathBuf {
+    let copy = base.path(name);
+    common::copy_tree(&base.out, &copy, &|_| false);
+    crate::support::run(inputs, rule, &copy, &[]);
+    copy
+}
+
+/// The stale days of a status report, as `YYYY-MM-DD`.
+fn stale_days(report: &Value) -> BTreeSet<String> {
+    report["days"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|d| d["stale"] == true)
+        .map(|d| d["day"].as_str().unwrap().to_string())
+        .collect()
+}
+
+/// A late file: new events for a published day and for an unpublished one,
+/// and earlier re-ingests that move three events of 2026-05-14 to
+/// 2026-05-20.
+fn late_file(base: &Base) -> PathBuf {
+    let template = base.on_day("2026-05-07", 1)[0].0.clone();
+    let mut late: Vec<Event> = (0..25)
+        .map(|i| Event {
+            event_id: format!("late-{i:03}"),
+            occurred_ms: noon("2026-05-07") + i,
+            ingested_ms: noon("2026-05-08"),
+            ..template.clone()
+        })
+        .collect();
+    late.extend((0..4).map(|i| Event {
+        event_id: format!("june-{i}"),
+        occurred_ms: noon("2026-06-02") + i,
+        ingested_ms: noon("2026-06-02") + 60_000,
+        ..template.clone()
+    }));
+    for (e, _) in base.on_day("2026-05-14", 3) {
+        late.push(Event {
+            ingested_ms: e.ingested_ms - 60_000,
+            occurred_ms: noon("2026-05-20"),
+            ..e
+        });
+    }
+    let path = base.path("late/late.jsonl");
+    write_events(&path, &late);
+    path
+}
+
+/// The days each commit of a run report wrote.
+fn written(report: &Value) -> Vec<Vec<String>> {
+    report["commits"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            let first = c["commit"].as_u64().unwrap();
+            assert!(first > 0);
+            c["window"]
+                .as_array()
+                .map(|w| {
+                    vec![
+                        w[0].as_str().unwrap().to_string(),
+                        w[1].as_str().unwrap().to_string(),
+                    ]
+                })
+                .unwrap_or_default()
+        })
+        .collect()
+}
+
+#[test]
+fn stale_only_writes_exactly_the_stale_days_and_matches_a_full_recompute() {
+    let base = base();
+    let late = late_file(&base);
+    let inputs = [base.input.as_path(), late.parent().unwrap()];
+    let (_, before) = status::status(&base.out, &inputs, &base.rule, &[]);
+    let stale = stale_days(&before);
+    assert_eq!(
+        stale,
+        ["2026-05-07", "2026-05-14", "2026-05-20", "2026-06-02"]
+            .map(String::from)
+            .into(),
+        "the late file's days"
+    );
+    let commits_before = day_commits(&base.out);
+    let truth = full(&base, "full", &inputs, &base.rule);
+
+    let (code, report) = backfill(&inputs, &base.rule, &base.out, &["--stale-only"]);
+    assert_eq!(code, 0, "{report:#}");
+    assert_eq!(report["status"], "succeeded");
+    assert_eq!(report["plan"]["scope"], "stale");
+    // Each stale day is its own commit: fresh published days lie between.
+    assert_eq!(
+        written(&report),
+        stale
+            .iter()
+            .map(|d| vec![d.clone(), d.clone()])
+            .collect::<Vec<_>>()
+    );
+    let planned: BTreeSet<String> = report["plan"]["days"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["day"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(planned, stale);
+    for c in report["commits"].as_array().unwrap() {
+        assert_eq!(c["counts"]["days"], 1, "one day per commit");
+    }
+
+    assert_eq!(
+        partitions(&base.out),
+        partitions(&truth),
+        "daily and monthly bytes"
+    );
+    assert_eq!(index(&base.out), index(&truth), "the survivor index");
+    // Fresh days kept their partitions and the commit that wrote them.
+    let after = day_commits(&base.out);
+    for (day, commit) in &commits_before {
+        if !stale.contains(day) {
+            assert_eq!(after.get(day), Some(commit), "{day} was rewritten");
+        }
+    }
+    let (code, fresh) = status::status(&base.out, &inputs, &base.rule, &[]);
+    assert_eq!(code, 0, "nothing stale after: {fresh:#}");
+
+    // An unchanged rerun finds nothing stale and writes nothing.
+    let snapshot = common::snapshot(&base.out);
+    let (code, again) = backfill(&inputs, &base.rule, &base.out, &["--stale-only"]);
+    assert_eq!(code, 0);
+    assert_eq!(again["commits"], serde_json::json!([]));
+    assert_eq!(again["plan"]["days"], serde_json::json!([]));
+    assert_eq!(common::snapshot(&base.out), snapshot, "nothing was written");
+    let text = common::tally_ok(&[
+        "run",
+        "--stale-only",
+        "--quiet",
+        "--rule",
+        s(&base.rule),
+        "--out",
+        s(&base.out),
+        "--input",
+        s(inputs[0]),
+        "--input",
+        s(inputs[1]),
+    ]);
+    assert!(
+        text.contains("nothing to write: every day is fresh"),
+        "{text}"
+    );
+}
+
+#[test]
+fn a_chunked_backfill_commits_windows_and_resumes_after_it_is_killed() {
+    let base = base();
+    let v2 = common::rule("creator-pay-v2");
+    let inputs = [base.input.as_path()];
+    let truth = full(&base, "full", &inputs, &v2);
+    let days = day_commits(&base.out).len();
+    assert!(days > 20, "{days} days");
+
+    // Killed as soon as its first commit is made.
+    let mut child = Command::new(common::tally_bin())
+        .args([
+            "run",
+            "--stale-only",
+            "--chunk-days",
+            "1",
+            "--quiet",
+            "--rule",
+            s(&v2),
+            "--out",
+            s(&base.out),
+            "--input",
+            s(&base.input),
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = std::io::BufReader::new(child.stderr.take().unwrap());
+    let mut seen = Vec::new();
+    for line in stderr.lines() {
+        let line = line.unwrap();
+        let first = line.starts_with("committed ");
+        seen.push(line);
+        if first {
+            child.kill().unwrap();
+            break;
+        }
+    }
+    child.wait().unwrap();
+    let made = log(&base.out).len() - 1;
+    assert!(
+        made >= 1 && made < days,
+        "killed after {made} of {days} commits: {seen:#?}"
+    );
+
+    // The days committed are fresh; the others still stale, for the rule.
+    let (code, mid) = status::status(&base.out, &inputs, &v2, &[]);
+    assert_eq!(code, 3);
+    assert_eq!(stale_days(&mid).len(), days - made, "{mid:#}");
+    for day in stale_days(&mid) {
+        assert_eq!(status::kinds(&mid, &day), ["rule"], "{day}");
+    }
+
+    // Resumed in windows of at most 5 days: only the rest is written.
+    let (code, report) = backfill(
+        &inputs,
+        &v2,
+        &base.out,
+        &["--stale-only", "--chunk-days", "5"],
+    );
+    assert_eq!(code, 0, "{report:#}");
+    let windows = written(&report);
+    let total: u64 = report["commits"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["counts"]["days"].as_u64().unwrap())
+        .sum();
+    assert_eq!(total as usize, days - made);
+    for (c, w) in report["commits"].as_array().unwrap().iter().zip(&windows) {
+        assert!(c["counts"]["days"].as_u64().unwrap() <= 5, "{w:?}");
+    }
+    assert_eq!(partitions(&base.out), partitions(&truth));
+    assert_eq!(index(&base.out), index(&truth));
+    let (code, _) = status::status(&base.out, &inputs, &v2, &[]);
+    assert_eq!(code, 0);
+    // Every commit of the log names its window and its rule.
+    for entry in log(&base.out).iter().skip(1) {
+        assert_eq!(entry["rule"]["hash"], truth_rule_hash(&truth), "{entry:#}");
+        assert!(entry["window"].is_array(), "{entry:#}");
+    }
+}
+
+fn truth_rule_hash(out: &Path) -> Value {
+    common::report(out)["rule"]["hash"].clone()
+}
+
+#[test]
+fn chunk_days_on_a_new_output_gives_the_bytes_of_one_run() {
+    let base = base();
+    let out = base.path("chunked");
+    let (code, report) = backfill(&[&base.input], &base.rule, &out, &["--chunk-days", "7"]);
+    assert_eq!(code, 0, "{report:#}");
+    assert_eq!(report["plan"]["scope"], "all");
+    let commits = report["commits"].as_array().unwrap();
+    let days = day_commits(&base.out).len();
+    assert_eq!(commits.len(), days.div_ceil(7), "{report:#}");
+    for c in commits {
+        assert!(c["counts"]["days"].as_u64().unwrap() <= 7);
+    }
+    assert_eq!(partitions(&out), partitions(&base.out));
+    assert_eq!(index(&out), index(&base.out));
+
+    // --stale-only on an output that does not exist yet writes every day.
+    let fresh = base.path("fresh");
+    let (code, report) = backfill(&[&base.input], &base.rule, &fresh, &["--stale-only"]);
+    assert_eq!(code, 0, "{report:#}");
+    assert_eq!(report["plan"]["scope"], "all-unknown");
+    assert_eq!(partitions(&fresh), partitions(&base.out));
+}
+
+#[test]
+fn dry_run_says_what_a_run_would_write_and_writes_nothing() {
+    let base = base();
+    let late = late_file(&base);
+    let inputs = [base.input.as_path(), late.parent().unwrap()];
+    let (_, status) = status::status(&base.out, &inputs, &base.rule, &[]);
+    let snapshot = common::snapshot(&base.out);
+
+    let (code, report) = backfill(
+        &inputs,
+        &base.rule,
+        &base.out,
+        &["--dry-run", "--stale-only", "--chunk-days", "2"],
+    );
+    assert_eq!(code, 0, "{report:#}");
+    assert_eq!(report["dry_run"], true);
+    assert_eq!(report["commits"], serde_json::json!([]));
+    let plan = &report["plan"];
+    let days = plan["days"].as_array().unwrap();
+    assert_eq!(
+        days.iter()
+            .map(|d| d["day"].as_str().unwrap().to_string())
+            .collect::<BTreeSet<_>>(),
+        stale_days(&status)
+    );
+    for d in days {
+        let day = d["day"].as_str().unwrap();
+        let want = status["days"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|x| x["day"] == day)
+            .unwrap();
+        assert_eq!(d["causes"], want["causes"], "{day}");
+        assert_eq!(d["events"], want["events"], "{day}");
+        assert!(d["events"].as_u64().unwrap() > 0, "{day}");
+    }
+    assert_eq!(
+        plan["commits"],
+        serde_json::json!([
+            { "from": "2026-05-07", "to": "2026-05-07", "days": 1 },
+            { "from": "2026-05-14", "to": "2026-05-14", "days": 1 },
+            { "from": "2026-05-20", "to": "2026-05-20", "days": 1 },
+            { "from": "2026-06-02", "to": "2026-06-02", "days": 1 },
+        ])
+    );
+    assert_eq!(plan["input_files"], 5);
+    assert_eq!(
+        common::snapshot(&base.out),
+        snapshot,
+        "a dry run writes nothing"
+    );
+
+    // As text, on stdout: the days, their causes and the commits.
+    let text = common::tally_ok(&[
+        "run",
+        "--dry-run",
+        "--stale-only",
+        "--rule",
+        s(&base.rule),
+        "--out",
+        s(&base.out),
+        "--input",
+        s(inputs[0]),
+        "--input",
+        s(inputs[1]),
+    ]);
+    common::assert_mentions(
+        &text,
+        &[
+            "dry run",
+            "4 days to write",
+            "2026-05-20",
+            "new events",
+            "4 commits",
+            "reads every input file",
+        ],
+    );
+    assert_eq!(
+        common::snapshot(&base.out),
+        snapshot,
+        "a dry run writes nothing"
+    );
+
+    // A plain run's dry run writes every day of its window.
+    let (_, all) = backfill(
+        &inputs,
+        &base.rule,
+        &base.out,
+        &["--dry-run", "--days", "2026-05-01..2026-05-10"],
+    );
+    assert_eq!(all["plan"]["scope"], "all");
+    assert_eq!(all["plan"]["days"].as_array().unwrap().len(), 10);
+    assert_eq!(all["plan"]["commits"].as_array().unwrap().len(), 1);
+}
