@@ -383,24 +383,34 @@ pub fn write_rows(
     rule_hash: &str,
     key_values: &[KeyValue],
 ) -> Result<String, CommitError> {
+    let stamped: Vec<(OutRow<'_>, &str)> = rows.iter().map(|r| (*r, rule_hash)).collect();
+    write_stamped_rows(path, &stamped, key_values)
+}
+
+/// Encodes rows, each stamped with its own rule hash, as a partition file
+/// with the given key-value metadata; returns the file's blake3.
+pub fn write_stamped_rows(
+    path: &Path,
+    rows: &[(OutRow<'_>, &str)],
+    key_values: &[KeyValue],
+) -> Result<String, CommitError> {
     let columns: Vec<ArrayRef> = vec![
         Arc::new(StringArray::from_iter_values(
-            rows.iter().map(|r| r.creator),
+            rows.iter().map(|(r, _)| r.creator),
         )),
         Arc::new(StringArray::from_iter_values(
-            rows.iter().map(|r| r.template),
-        )),
-        Arc::new(Int64Array::from_iter_values(rows.iter().map(|r| r.events))),
-        Arc::new(Int64Array::from_iter_values(
-            rows.iter().map(|r| r.payable_events),
+            rows.iter().map(|(r, _)| r.template),
         )),
         Arc::new(Int64Array::from_iter_values(
-            rows.iter().map(|r| r.amount_micros),
+            rows.iter().map(|(r, _)| r.events),
         )),
-        Arc::new(StringArray::from_iter_values(std::iter::repeat_n(
-            rule_hash,
-            rows.len(),
-        ))),
+        Arc::new(Int64Array::from_iter_values(
+            rows.iter().map(|(r, _)| r.payable_events),
+        )),
+        Arc::new(Int64Array::from_iter_values(
+            rows.iter().map(|(r, _)| r.amount_micros),
+        )),
+        Arc::new(StringArray::from_iter_values(rows.iter().map(|(_, h)| *h))),
     ];
     let bytes = encode(path, schema(), columns, key_values)?;
     write_file(path, &bytes)?;

@@ -111,6 +111,10 @@ pub struct Source {
     /// The commit that wrote it.
     pub commit: u64,
     pub rule_hash: String,
+    /// Every rule hash its rows are stamped with, when there is more than one
+    /// (rows carried over by a scoped commit).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub rule_hashes: Vec<String>,
 }
 
 /// The lineage of one derived partition (`_tally/monthly/month=M.json`).
@@ -320,7 +324,11 @@ fn key_values(rollup: &Rollup, period: &str, days: &[Day]) -> Vec<KeyValue> {
         .iter()
         .map(|d| format!("{} {}", d.source.day, d.source.blake3))
         .collect();
-    let mut rules: Vec<&str> = days.iter().map(|d| d.source.rule_hash.as_str()).collect();
+    let mut rules: Vec<&str> = days
+        .iter()
+        .flat_map(|d| std::iter::once(&d.source.rule_hash).chain(&d.source.rule_hashes))
+        .map(String::as_str)
+        .collect();
     rules.sort_unstable();
     rules.dedup();
     [

@@ -62,6 +62,7 @@ pub mod reconcile;
 pub mod registry;
 pub mod report;
 pub mod rule;
+pub mod scope;
 pub mod shard;
 pub mod sink;
 pub mod status;

@@ -15,12 +15,14 @@ use crate::ingest::{self, IngestError};
 use crate::intern::Interner;
 use crate::layout;
 use crate::progress::Progress;
-use crate::reconcile::{OutRow, Published, ReconcileCounts, ReconcileError, reconcile};
+use crate::reconcile::{OutRow, Published, ReconcileCounts, ReconcileError, reconcile_rows};
 use crate::report::{self, Check, Counts, InputSummary, RuleSummary, RunReport, Timings};
 use crate::rule::{self, Limits, Rule, RuleError};
+use crate::scope::{self, CreatorScope, ScopeRecord};
 use crate::shard::{self, SpillError};
 use crate::survivors::{self, IndexError};
 use crate::validate::Quarantined;
+use parquet::file::metadata::KeyValue;
 use rayon::prelude::*;
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
@@ -135,8 +137,18 @@ pub fn run(options: &RunOptions) -> Result<RunReport, RunError> {
 /// Like [`run`], with the rule already loaded (from the registry, say);
 /// `options.rule` is only recorded as the reference it was given as.
 pub fn run_loaded(options: &RunOptions, rule: Rule) -> Result<RunReport, RunError> {
+    run_scoped(options, rule, None)
+}
+
+/// [`run_loaded`], committing only the rows of the creators of `scope` when
+/// there is one ([`crate::scope`]).
+pub fn run_scoped(
+    options: &RunOptions,
+    rule: Rule,
+    scope: Option<&CreatorScope>,
+) -> Result<RunReport, RunError> {
     ingest::check_inputs_apart_from_output(&options.inputs, &options.out)?;
-    with_threads(options.threads, || run_in_pool(options, rule))
+    with_threads(options.threads, || run_in_pool(options, rule, scope))
 }
 
 /// Runs `work` on `threads` worker threads (one per core when `None`).
@@ -644,6 +656,37 @@ pub struct PartitionManifest {
     /// outputs written before it was recorded, which used the default.
     #[serde(default)]
     pub max_line_bytes: Option<u64>,
+    /// When the commit that wrote it was scoped to some creators: the scope.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scope: Option<ScopeRecord>,
+    /// Rows of creators outside that scope, carried over as they were.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub carried_rows: u64,
+    /// Whether the stamped input fingerprint is the one the partition had
+    /// before the scoped commit (the carried rows were computed from those
+    /// inputs, and the day's inputs changed since), not the commit's.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub kept_fingerprint: bool,
+    /// Every rule hash its rows are stamped with, sorted, when there is more
+    /// than one (rows carried over by a scoped commit); otherwise empty and
+    /// every row has `lineage.rule_hash`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub rule_hashes: Vec<String>,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
+}
+
+impl PartitionManifest {
+    /// Every rule hash its rows are stamped with.
+    pub fn row_rule_hashes(&self) -> Vec<&str> {
+        if self.rule_hashes.is_empty() {
+            vec![self.lineage.rule_hash.as_str()]
+        } else {
+            self.rule_hashes.iter().map(String::as_str).collect()
+        }
+    }
 }
 
 /// One entry of the commit log (`_tally/log/NNNNNNNN.json`), never rewritten.
@@ -686,9 +729,17 @@ pub struct LogEntry {
     /// (absent in commits that wrote none).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub survivor_index: Option<survivors::IndexSummary>,
+    /// The creators this commit recomputed, when it was scoped (`--creators`);
+    /// absent when it recomputed every creator.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scope: Option<ScopeRecord>,
 }
 
-fn run_in_pool(options: &RunOptions, rule: Rule) -> Result<RunReport, RunError> {
+fn run_in_pool(
+    options: &RunOptions,
+    rule: Rule,
+    scope: Option<&CreatorScope>,
+) -> Result<RunReport, RunError> {
     let started = Instant::now();
     let computed = compute_with(
         &options.inputs,
@@ -700,7 +751,7 @@ fn run_in_pool(options: &RunOptions, rule: Rule) -> Result<RunReport, RunError> 
         &options.spill,
         true,
     )?;
-    commit_computed(&computed, options, started)
+    commit_scoped(&computed, options, started, scope)
 }
 
 /// Reconciles what a run computed with the output `options.out` and commits
@@ -710,6 +761,18 @@ pub fn commit_computed(
     computed: &Computed,
     options: &RunOptions,
     started: Instant,
+) -> Result<RunReport, RunError> {
+    commit_scoped(computed, options, started, None)
+}
+
+/// [`commit_computed`], committing only the rows of the creators of `scope`
+/// when there is one ([`crate::scope`]): the other creators' published rows
+/// are carried over as they are.
+pub fn commit_scoped(
+    computed: &Computed,
+    options: &RunOptions,
+    started: Instant,
+    scope: Option<&CreatorScope>,
 ) -> Result<RunReport, RunError> {
     let lineage = computed.lineage();
     let report = RunReport {
@@ -732,8 +795,9 @@ pub fn commit_computed(
         derived: Vec::new(),
         timings: computed.timings.clone(),
         checks: computed.checks.clone(),
+        scope: None,
     };
-    commit_output(computed, options, report, started)
+    commit_output(computed, options, report, started, scope)
 }
 
 /// Reconciles the computed rows with the output, writes the new state into a
@@ -743,6 +807,7 @@ fn commit_output(
     options: &RunOptions,
     mut report: RunReport,
     started: Instant,
+    scope: Option<&CreatorScope>,
 ) -> Result<RunReport, RunError> {
     let t = Instant::now();
     let bar = Progress::stage("commit", options.progress);
@@ -773,17 +838,45 @@ fn commit_output(
     days.extend(existing.days.keys().copied().filter(in_window));
     days.sort_unstable();
     days.dedup();
+    // A scoped commit writes the days where its creators have rows, new or
+    // published; the others stay as they are.
+    if let Some(scope) = scope {
+        let mut scoped: HashSet<i32> = computed
+            .aggregate
+            .rows
+            .iter()
+            .filter(|r| scope.contains(computed.strings.get(r.creator)))
+            .map(|r| r.day)
+            .collect();
+        for (day, dir) in &existing.days {
+            if !scoped.contains(day) && in_window(day) {
+                let published = Published::read(&dir.join(layout::PART_FILE))?;
+                if (0..published.len()).any(|i| scope.contains(published.row(i).0.creator)) {
+                    scoped.insert(*day);
+                }
+            }
+        }
+        days.retain(|d| scoped.contains(d));
+    }
 
+    let root = Path::new("");
+    let scope_record = scope.map(|s| s.record(&scope::list_path(root, number)));
+    let to = Writing {
+        existing: &existing,
+        staging: &staging,
+        out,
+        commit: number,
+        window: &report.window,
+    };
     let written: Vec<PartitionManifest> = days
         .par_iter()
-        .map(|&day| write_partition(computed, &existing, &staging, day, number, &report.window))
+        .map(|&day| write_partition(computed, &to, day, scope.zip(scope_record.as_ref())))
         .collect::<Result<_, _>>()?;
 
     // Everything this run does not rewrite is carried over as it is: other
     // days, the log, earlier changesets and quarantines, and anything else kept
     // there. What this commit writes replaces whatever stood there (a stale
     // changeset or quarantine of the same number included).
-    let root = Path::new("");
     let mut replaced: HashSet<PathBuf> = days
         .iter()
         .flat_map(|d| {
@@ -801,6 +894,7 @@ fn commit_output(
         layout::quarantine_dir(root, number),
         // Never carried over: an index describes the commit that wrote it.
         survivors::dir(root),
+        scope::list_path(root, number),
     ]);
     // The derived tables' partitions of every period this commit writes a day
     // of are rebuilt.
@@ -846,6 +940,11 @@ fn commit_output(
         &computed.quarantine,
         &sources,
     )?;
+    if let Some(scope) = scope {
+        let path = staging.dir.join(scope::list_path(root, number));
+        commit::create_parent(&path)?;
+        commit::write_file(&path, scope.text().as_bytes())?;
+    }
     let survivor_index = match &computed.index {
         Some(built) => Some(survivors::install(
             built,
@@ -864,6 +963,7 @@ fn commit_output(
         .collect();
     report.counts.rows = written.iter().map(|m| m.rows).sum();
     report.counts.days = written.len() as u64;
+    report.scope = scope_record.clone();
     let entry = LogEntry {
         commit: number,
         run_id: computed.run_id.clone(),
@@ -886,6 +986,7 @@ fn commit_output(
         quarantine: Some(quarantine.display().to_string()),
         max_line_bytes: Some(computed.read.max_line_bytes as u64),
         survivor_index,
+        scope: scope_record,
     };
     commit::write_new_file(
         &layout::log_entry(&staging.dir, number),
@@ -894,7 +995,15 @@ fn commit_output(
 
     // The current state: every partition with the commit that last wrote it.
     let mut partitions: Vec<serde_json::Value> = Vec::new();
-    for day in existing.days.keys().copied().filter(|d| !in_window(d)) {
+    // Every published day this commit did not write (outside its window, or
+    // without a creator of its scope) is carried over.
+    let rewritten: HashSet<&str> = written.iter().map(|m| m.day.as_str()).collect();
+    for day in existing
+        .days
+        .keys()
+        .copied()
+        .filter(|d| !rewritten.contains(format_day(*d).as_str()))
+    {
         let path = layout::partition_manifest(&staging.dir, &format_day(day));
         let manifest = std::fs::read_to_string(&path)
             .ok()
@@ -966,6 +1075,7 @@ fn build_derived(
                         blake3: manifest.blake3,
                         commit: manifest.commit,
                         rule_hash: manifest.lineage.rule_hash,
+                        rule_hashes: manifest.rule_hashes,
                     },
                 });
             }
@@ -1025,53 +1135,124 @@ fn partition_summary(m: &PartitionManifest) -> serde_json::Value {
 
 /// Reconciles and writes one day's partition, and its part of the changeset,
 /// into the staging directory.
+/// Where a commit writes its partitions, and what it is.
+struct Writing<'a> {
+    existing: &'a commit::Existing,
+    staging: &'a commit::Staging,
+    /// The output (resolved), for the published partitions' manifests.
+    out: &'a Path,
+    commit: u64,
+    window: &'a Option<(String, String)>,
+}
+
+/// Rows, each with the rule hash it is stamped with.
+type Stamped<'a> = Vec<(OutRow<'a>, &'a str)>;
+
 fn write_partition(
     computed: &Computed,
-    existing: &commit::Existing,
-    staging: &commit::Staging,
+    to: &Writing<'_>,
     day: i32,
-    commit: u64,
-    window: &Option<(String, String)>,
+    scope: Option<(&CreatorScope, &ScopeRecord)>,
 ) -> Result<PartitionManifest, RunError> {
-    let lineage = computed.day_lineage(day);
+    let mut lineage = computed.day_lineage(day);
     let day_name = format_day(day);
-    let published = match existing.days.get(&day) {
+    let published = match to.existing.days.get(&day) {
         Some(dir) => Some(Published::read(&dir.join(layout::PART_FILE))?),
         None => None,
     };
-    let new = computed.day_rows(day);
-    let merged = reconcile(&new, published.as_ref(), &lineage.rule_hash);
+    let mut new = computed.day_rows(day);
+    // A scoped commit reconciles the listed creators' rows only; the others'
+    // published rows are carried over with the rule hash each was stamped
+    // with.
+    let (old, carried): (Stamped<'_>, Stamped<'_>) = match (scope, published.as_ref()) {
+        (Some((scope, _)), Some(p)) => {
+            new.retain(|r| scope.contains(r.creator));
+            p.sorted_rows()
+                .into_iter()
+                .partition(|(r, _)| scope.contains(r.creator))
+        }
+        (Some((scope, _)), None) => {
+            new.retain(|r| scope.contains(r.creator));
+            (Vec::new(), Vec::new())
+        }
+        (None, p) => (
+            p.map(Published::sorted_rows).unwrap_or_default(),
+            Vec::new(),
+        ),
+    };
+    let mut merged = reconcile_rows(&new, old, &lineage.rule_hash);
+    merged.counts.unchanged += carried.len() as u64;
+    let mut rows: Vec<(OutRow<'_>, &str)> = merged
+        .rows
+        .iter()
+        .map(|r| (*r, lineage.rule_hash.as_str()))
+        .chain(carried.iter().copied())
+        .collect();
+    rows.sort_by(|a, b| {
+        (a.0.creator.as_bytes(), a.0.template.as_bytes())
+            .cmp(&(b.0.creator.as_bytes(), b.0.template.as_bytes()))
+    });
+    let mut rule_hashes: Vec<String> = rows.iter().map(|(_, h)| h.to_string()).collect();
+    rule_hashes.sort_unstable();
+    rule_hashes.dedup();
+    if rule_hashes.iter().all(|h| *h == lineage.rule_hash) {
+        rule_hashes.clear();
+    }
+    // Carried rows were computed from the inputs the partition was stamped
+    // with; when the day's inputs changed since, that stamp stays, so that
+    // the day reads as computed from other inputs than today's.
+    let mut kept_fingerprint = false;
+    if scope.is_some() && !carried.is_empty() {
+        let path = layout::partition_manifest(to.out, &day_name);
+        let before: PartitionManifest = crate::lineage::read_json(&path)?;
+        if before.lineage.input_fingerprint != lineage.input_fingerprint {
+            lineage.input_fingerprint = before.lineage.input_fingerprint;
+            kept_fingerprint = true;
+        }
+    }
     let file = layout::part_file(Path::new(""), &day_name);
-    commit::create_parent(&staging.dir.join(&file))?;
-    let blake3 = commit::write_rows(
-        &staging.dir.join(&file),
-        &merged.rows,
-        &lineage.rule_hash,
-        &lineage.key_values(&day_name),
-    )?;
+    commit::create_parent(&to.staging.dir.join(&file))?;
+    let mut key_values = lineage.key_values(&day_name);
+    if !rule_hashes.is_empty() {
+        key_values.push(KeyValue::new(
+            "tally.rule_hashes".to_string(),
+            rule_hashes.join(","),
+        ));
+    }
+    if let Some((_, record)) = scope {
+        key_values.push(KeyValue::new(
+            "tally.scope_creators".to_string(),
+            record.blake3.clone(),
+        ));
+    }
+    let blake3 = commit::write_stamped_rows(&to.staging.dir.join(&file), &rows, &key_values)?;
     let manifest = PartitionManifest {
         file: file.display().to_string(),
         day: day_name,
         blake3,
-        rows: merged.rows.len() as u64,
-        events: merged.rows.iter().map(|r| r.events).sum(),
-        payable_events: merged.rows.iter().map(|r| r.payable_events).sum(),
-        amount_micros: merged.rows.iter().map(|r| r.amount_micros).sum(),
-        commit,
+        rows: rows.len() as u64,
+        events: rows.iter().map(|(r, _)| r.events).sum(),
+        payable_events: rows.iter().map(|(r, _)| r.payable_events).sum(),
+        amount_micros: rows.iter().map(|(r, _)| r.amount_micros).sum(),
+        commit: to.commit,
         run_id: computed.run_id.clone(),
         lineage,
         inputs: computed.inputs.clone(),
         day_inputs: computed.day_inputs(day),
-        window: window.clone(),
+        window: to.window.clone(),
         reconcile: merged.counts,
         max_line_bytes: Some(computed.read.max_line_bytes as u64),
+        scope: scope.map(|(_, record)| record.clone()),
+        carried_rows: carried.len() as u64,
+        kept_fingerprint,
+        rule_hashes,
     };
     commit::write_file(
-        &layout::partition_manifest(&staging.dir, &manifest.day),
+        &layout::partition_manifest(&to.staging.dir, &manifest.day),
         pretty(&manifest).as_bytes(),
     )?;
     if !merged.changes.is_empty() {
-        let path = layout::change_file(&staging.dir, commit, &manifest.day);
+        let path = layout::change_file(&to.staging.dir, to.commit, &manifest.day);
         commit::create_parent(&path)?;
         commit::write_changes(
             &path,

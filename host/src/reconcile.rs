@@ -214,7 +214,21 @@ pub fn reconcile<'a>(
     published: Option<&'a Published>,
     rule_hash: &str,
 ) -> Reconciled<'a> {
-    let old = published.map(Published::sorted_rows).unwrap_or_default();
+    reconcile_rows(
+        new,
+        published.map(Published::sorted_rows).unwrap_or_default(),
+        rule_hash,
+    )
+}
+
+/// [`reconcile`] with the published rows (sorted by key, each with the
+/// rule hash it was stamped with) already read: all of a partition's, or
+/// some of them (those of a scoped commit's creators).
+pub fn reconcile_rows<'a>(
+    new: &[OutRow<'a>],
+    old: Vec<(OutRow<'a>, &'a str)>,
+    rule_hash: &str,
+) -> Reconciled<'a> {
     let mut out = Reconciled {
         rows: Vec::with_capacity(new.len().max(old.len())),
         changes: Vec::new(),

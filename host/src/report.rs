@@ -128,6 +128,10 @@ pub struct RunReport {
     /// in bytes (resident set; null where the system does not say).
     pub peak_memory_bytes: Option<u64>,
     pub checks: Vec<Check>,
+    /// The creators the commit recomputed, when it was scoped
+    /// (`--creators`); absent otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scope: Option<crate::scope::ScopeRecord>,
 }
 
 fn one() -> u32 {
@@ -376,6 +380,16 @@ impl fmt::Display for RunReport {
             thousands(c.rows),
             c.days
         )?;
+        if let Some(scope) = &self.scope {
+            writeln!(
+                f,
+                "  scope   the rows of {} creator(s) of {} recomputed (kept as {}); \
+                 the other creators' rows carried over as they were",
+                thousands(scope.creators),
+                scope.given.escape_debug(),
+                scope.list
+            )?;
+        }
         let r = &self.reconcile;
         writeln!(
             f,
@@ -520,6 +534,7 @@ mod tests {
             records_per_second: 0.0,
             peak_memory_bytes: None,
             checks: Vec::new(),
+            scope: None,
         };
         let figures = serde_json::to_value(&report).unwrap();
         let result = RunResult::succeeded(

@@ -883,11 +883,15 @@ fn day_statuses(
     let mut published = HashSet::new();
     for m in partitions {
         let mut causes = Vec::new();
-        if m.lineage.rule_hash != options.rule_hash {
-            causes.push(Cause::Rule {
-                stamped: m.lineage.rule_hash.clone(),
-                given: options.rule_hash.clone(),
-            });
+        // Rows a scoped commit carried over may be stamped with other rules
+        // than the partition's: each one other than the given is a cause.
+        for stamped in m.row_rule_hashes() {
+            if stamped != options.rule_hash {
+                causes.push(Cause::Rule {
+                    stamped: stamped.to_string(),
+                    given: options.rule_hash.clone(),
+                });
+            }
         }
         if m.lineage.compute_version != COMPUTE_VERSION {
             causes.push(Cause::Compute {

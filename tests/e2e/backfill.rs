@@ -434,3 +434,154 @@ fn dry_run_says_what_a_run_would_write_and_writes_nothing() {
     assert_eq!(all["plan"]["days"].as_array().unwrap().len(), 10);
     assert_eq!(all["plan"]["commits"].as_array().unwrap().len(), 1);
 }
+
+#[test]
+fn a_creators_scoped_backfill_touches_only_the_listed_creators_rows() {
+    let base = base();
+    let v2 = common::rule("creator-pay-v2");
+    let before = crate::reconcile::stamped_rows(&base.out);
+    let before_files = partitions(&base.out);
+    let truth = full(&base, "full", &[&base.input], &v2);
+    let v2_rows = crate::reconcile::stamped_rows(&truth);
+    let v1_hash = truth_rule_hash(&base.out);
+    let v2_hash = truth_rule_hash(&truth);
+
+    // Three creators of one day, listed with blanks, spaces and a repeat.
+    let creators: Vec<String> = {
+        let mut on_day: Vec<String> = before
+            .keys()
+            .filter(|(day, _, _)| day == "2026-05-09")
+            .map(|(_, c, _)| c.clone())
+            .collect();
+        on_day.dedup();
+        on_day.into_iter().step_by(50).take(3).collect()
+    };
+    assert_eq!(creators.len(), 3);
+    let list = base.path("creators.txt");
+    std::fs::write(
+        &list,
+        format!(
+            "{}\n\n  {} \n{}\n{}\n",
+            creators[0], creators[1], creators[2], creators[0]
+        ),
+    )
+    .unwrap();
+    let scoped = |c: &str| creators.iter().any(|x| x == c);
+
+    let report = crate::support::run(&[&base.input], &v2, &base.out, &["--creators", s(&list)]);
+    assert_eq!(report["scope"]["creators"], 3, "{report:#}");
+    assert_eq!(report["scope"]["list"], "_tally/scopes/commit=2.txt");
+    let mut sorted = creators.clone();
+    sorted.sort();
+    assert_eq!(
+        std::fs::read_to_string(base.out.join("_tally/scopes/commit=2.txt")).unwrap(),
+        sorted.iter().map(|c| format!("{c}\n")).collect::<String>()
+    );
+
+    // The listed creators' rows are v2's, stamped v2; every other row is as
+    // it was, stamped v1.
+    let after = crate::reconcile::stamped_rows(&base.out);
+    let want: BTreeMap<_, _> = before
+        .iter()
+        .filter(|((_, c, _), _)| !scoped(c))
+        .chain(v2_rows.iter().filter(|((_, c, _), _)| scoped(c)))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    crate::support::assert_maps_eq(&after, &want, "rows after the scoped backfill");
+    assert!(
+        after
+            .iter()
+            .any(|((_, c, _), (_, h))| scoped(c) && *h == v2_hash)
+    );
+
+    // Days without a listed creator keep their bytes and their commit.
+    let touched: BTreeSet<String> = after
+        .keys()
+        .filter(|(_, c, _)| scoped(c))
+        .map(|(d, _, _)| d.clone())
+        .collect();
+    assert!(
+        !touched.is_empty() && touched.len() < before_files.len() / 2,
+        "{touched:?}"
+    );
+    let after_files = partitions(&base.out);
+    let commits = day_commits(&base.out);
+    for (name, bytes) in &before_files {
+        let Some(day) = name.strip_prefix("daily/day=") else {
+            continue;
+        };
+        if touched.contains(day) {
+            assert_eq!(commits[day], 2, "{day}");
+        } else {
+            assert_eq!(after_files.get(name), Some(bytes), "{day} was rewritten");
+            assert_eq!(commits[day], 1, "{day}");
+        }
+    }
+
+    // Lineage and status show the partitions whose rows mix rule hashes.
+    let lineage: Value =
+        serde_json::from_str(&common::tally_ok(&["lineage", s(&base.out), "--json"])).unwrap();
+    let mut hashes = vec![
+        v1_hash.as_str().unwrap().to_string(),
+        v2_hash.as_str().unwrap().to_string(),
+    ];
+    hashes.sort();
+    for p in lineage["partitions"].as_array().unwrap() {
+        let day = p["day"].as_str().unwrap();
+        if touched.contains(day) {
+            assert_eq!(p["rule_hashes"], serde_json::json!(hashes), "{day}");
+            assert_eq!(p["scope"]["creators"], 3, "{day}");
+            assert!(p["carried_rows"].as_u64().unwrap() > 0, "{day}");
+        } else {
+            assert!(p.get("rule_hashes").is_none(), "{day}");
+        }
+    }
+    let text = common::tally_ok(&["lineage", s(&base.out), "--day", touched.first().unwrap()]);
+    common::assert_mentions(
+        &text,
+        &["scope", "rows stamped with 2 rules", "carried over"],
+    );
+    let (_, v1_status) = status::status(&base.out, &[&base.input], &base.rule, &[]);
+    assert_eq!(
+        stale_days(&v1_status),
+        touched,
+        "stale for v1: the mixed days"
+    );
+    for day in &touched {
+        assert_eq!(status::kinds(&v1_status, day), ["rule"], "{day}");
+    }
+    let (_, v2_status) = status::status(&base.out, &[&base.input], &v2, &[]);
+    assert_eq!(
+        stale_days(&v2_status).len(),
+        before_files
+            .keys()
+            .filter(|n| n.starts_with("daily/"))
+            .count()
+    );
+    let log = log(&base.out);
+    assert_eq!(log[1]["scope"]["creators"], 3);
+    assert!(log[0].get("scope").is_none());
+
+    // The monthly table follows its days; verify checks the recomputed rows.
+    assert_eq!(
+        crate::output::monthly(&base.out),
+        crate::output::monthly_from_daily(&crate::output::partitions(&base.out))
+    );
+    let registry = crate::reconcile::registry_with_both_rules(base.dir.path());
+    crate::reconcile::assert_verifies(&base.out, &registry);
+
+    // An empty list is refused before anything is read.
+    std::fs::write(&list, "\n \n").unwrap();
+    let err = common::tally_err(&[
+        "run",
+        "--creators",
+        s(&list),
+        "--rule",
+        s(&v2),
+        "--out",
+        s(&base.out),
+        "--input",
+        s(&base.input),
+    ]);
+    common::assert_mentions(&err, &["creators file", "lists no creator"]);
+}

@@ -364,7 +364,7 @@ impl History {
 }
 
 /// A registry in `dir` with both reference rules published.
-fn registry_with_both_rules(dir: &Path) -> PathBuf {
+pub(crate) fn registry_with_both_rules(dir: &Path) -> PathBuf {
     let registry = dir.join("registry");
     for name in ["creator-pay-v1", "creator-pay-v2"] {
         let rule = common::rule(name);
@@ -374,7 +374,7 @@ fn registry_with_both_rules(dir: &Path) -> PathBuf {
 }
 
 /// Asserts `tally verify` finds every partition identical to a recomputation.
-fn assert_verifies(out: &Path, registry: &Path) {
+pub(crate) fn assert_verifies(out: &Path, registry: &Path) {
     let done = common::tally(&["verify", s(out), "--registry", s(registry)]);
     assert_eq!(
         done.status.code(),

@@ -1,8 +1,11 @@
 //! Tally on Spark (`local[2]`): the Python package's job gives the partitions
-//! of `tally run`, byte for byte, on JSON lines and Parquet; `tally verify`
-//! passes on its output; a rerun after a late file reconciles as `tally run`
-//! does; a rule whose bytes are not the pinned ones is refused on the
-//! executors; a rule that traps fails the job and nothing is committed.
+//! and the survivor index of `tally run`, byte for byte, on JSON lines and
+//! Parquet; `tally verify` passes on its output, and `tally status` says what
+//! it says of `tally run`'s, fresh or stale after a late file; a rerun after
+//! a late file reconciles as `tally run` does; a rule whose bytes are not the
+//! pinned ones is refused on the executors; a rule that traps fails the job,
+//! and so does a reduce task's part of the survivor index that is missing or
+//! damaged, and nothing is committed.
 //!
 //! Starting Spark takes seconds, so every Spark job of this module runs in
 //! one Python process and one SparkSession, once for the test process; each
@@ -12,6 +15,7 @@ use crate::common::{self, s};
 use crate::output;
 use crate::sandbox::component_with;
 use crate::support;
+use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
@@ -34,21 +38,58 @@ fn python() -> PathBuf {
 }
 
 /// Runs each job of `jobs.json` in one SparkSession, in order, and writes
-/// what each gave (its report, or its error) to `results.json`.
+/// what each gave (its report, or its error) to `results.json`. A job with
+/// `tamper` has a reduce task's part of the survivor index removed or
+/// damaged after the reduce tasks ran and before the driver commits; one with
+/// `reducer_dir` only makes a reducer that writes its part there.
 const JOBS: &str = r#"
-import json, sys
+import json, os, sys
+from tally import _native as native
 from tally import spark as tally_spark
+
+class Tampered:
+    """A plan whose commit first removes (or damages) the part of the
+    survivor index of the first reduce task that wrote rows."""
+    def __init__(self, plan, how):
+        self.plan, self.how = plan, how
+    def __getattr__(self, name):
+        return getattr(self.plan, name)
+    def commit(self, results):
+        parts = [json.loads(r[1])["index"] for r in results]
+        name = next(p["file"] for p in parts if p["rows"] > 0)
+        path = os.path.join(str(self.plan.index_dir), name)
+        if self.how == "remove":
+            os.remove(path)
+        else:
+            with open(path, "r+b") as f:
+                f.seek(os.path.getsize(path) // 2)
+                byte = f.read(1)
+                f.seek(-1, 1)
+                f.write(bytes([byte[0] ^ 0xFF]))
+        return self.plan.commit(results)
+
+def run(session, job):
+    """Runs one job; its plan (and the plan's directory of parts) goes when
+    it returns."""
+    if job.get("reducer_dir"):
+        plan = native.plan(job["inputs"], job["rule"], job["out"])
+        native.Reducer(plan.json, plan.rule_bytes, job["reducer_dir"])
+        raise RuntimeError("a reducer was made for a directory that is not there")
+    if job.get("tamper"):
+        plan = native.plan(job["inputs"], job["rule"], job["out"], shards=job["shards"])
+        return tally_spark.execute(session, Tampered(plan, job["tamper"]))
+    rule_bytes = open(job["rule_bytes"], "rb").read() if job.get("rule_bytes") else None
+    return tally_spark.run(
+        session, job["inputs"], job["rule"], job["out"],
+        shards=job.get("shards"), rule_bytes=rule_bytes)
 
 jobs = json.load(open(sys.argv[1]))
 session = tally_spark.session("local[2]")
 session.sparkContext.setLogLevel("ERROR")
 results = []
 for job in jobs:
-    rule_bytes = open(job["rule_bytes"], "rb").read() if job.get("rule_bytes") else None
     try:
-        report, summary = tally_spark.run(
-            session, job["inputs"], job["rule"], job["out"],
-            shards=job.get("shards"), rule_bytes=rule_bytes)
+        report, summary = run(session, job)
         results.append({"ok": True, "report": report, "summary": summary})
     except Exception as e:
         results.append({"ok": False, "error": str(e)})
@@ -65,6 +106,8 @@ struct Runs {
     trap_after: Vec<(String, Vec<u8>)>,
     /// `tally-spark run` on the command line: exit status, stdout, stderr.
     cli: (Option<i32>, String, String),
+    /// What was left in runs' directories once every job had ended.
+    left: Vec<String>,
 }
 
 impl Runs {
@@ -116,6 +159,7 @@ fn make_runs() -> Runs {
 
     let (jsonl, _) = support::generate(&dir, "jsonl", 20_000, 7, "jsonl", 7_000);
     let (parquet, _) = support::generate(&dir, "parquet", 20_000, 8, "parquet", 7_000);
+    late_file(&jsonl, &dir.join("late-status/late.jsonl"));
     // A late file: the first run reads two files, the rerun a third as well.
     let early = dir.join("late-1");
     let all = dir.join("late-2");
@@ -158,9 +202,17 @@ fn make_runs() -> Runs {
         job("late-2", &all, &v1, "spark-late"),
         job("swapped", &jsonl, &v1, "spark-swapped"),
         job("trap", &jsonl, &trap, "trap"),
+        job("part-missing", &early, &v1, "spark-part-missing"),
+        job("part-damaged", &early, &v1, "spark-part-damaged"),
+        job("unseen-dir", &early, &v1, "spark-unseen-dir"),
     ];
     jobs[0]["shards"] = 3.into();
     jobs[3]["rule_bytes"] = s(&v2).into();
+    for (i, how) in [(5, "remove"), (6, "damage")] {
+        jobs[i]["tamper"] = how.into();
+        jobs[i]["shards"] = 2.into();
+    }
+    jobs[7]["reducer_dir"] = s(&dir.join("not-mounted")).into();
     let jobs_file = dir.join("jobs.json");
     std::fs::write(&jobs_file, serde_json::to_vec(&jobs).expect("JSON")).expect("write jobs");
     let script = dir.join("jobs.py");
@@ -184,11 +236,14 @@ fn make_runs() -> Runs {
         .collect();
     let trap_after = common::snapshot(&dir.join("trap"));
 
-    // The command line, on Parquet.
+    // The command line, on Parquet, the survivor index's parts written
+    // into a work directory of its own.
+    let work = dir.join("work");
+    std::fs::create_dir_all(&work).expect("work directory");
     let cli = Command::new(common::root().join(".venv/bin/tally-spark"))
         .args(["run", "--input", s(&parquet), "--rule", s(&v1), "--out"])
         .arg(dir.join("spark-parquet"))
-        .args(["--master", "local[2]", "--json"])
+        .args(["--master", "local[2]", "--json", "--work", s(&work)])
         .output()
         .expect("tally-spark runs");
     let cli = (
@@ -196,13 +251,56 @@ fn make_runs() -> Runs {
         String::from_utf8_lossy(&cli.stdout).into_owned(),
         String::from_utf8_lossy(&cli.stderr).into_owned(),
     );
+    let mut left = Vec::new();
+    for d in [&dir, &work] {
+        left.extend(
+            std::fs::read_dir(d)
+                .expect("readable dir")
+                .filter_map(Result::ok)
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| n.starts_with(".tally")),
+        );
+    }
     Runs {
         dir,
         results,
         trap_before,
         trap_after,
         cli,
+        left,
     }
+}
+
+/// Writes a late file for the records of `input`'s first file: re-sends of
+/// some of its events ingested before any of them, half of them on another
+/// day, and events no file had. Against an output of `input`, it makes days
+/// stale for every kind of cause a late file can give (new events, events
+/// moving in and out, survivors replaced).
+fn late_file(input: &Path, late: &Path) {
+    let (_, first) = support::files_in(input)
+        .into_iter()
+        .next()
+        .expect("an input file");
+    let text = std::fs::read_to_string(first).expect("readable input");
+    let mut lines = Vec::new();
+    for (i, line) in text.lines().enumerate().filter(|(i, _)| i % 50 == 0) {
+        let Ok(Value::Object(mut record)) = serde_json::from_str::<Value>(line) else {
+            continue;
+        };
+        if !record.get("event_id").is_some_and(Value::is_string) {
+            continue;
+        }
+        record.insert("ingested_at".into(), "2026-01-01T00:00:00Z".into());
+        if i % 100 == 0 {
+            record.insert("occurred_at".into(), "2026-05-03T12:00:00Z".into());
+        }
+        lines.push(Value::Object(record.clone()).to_string());
+        let id = format!("{}-late", record["event_id"].as_str().expect("a string"));
+        record.insert("event_id".into(), id.into());
+        lines.push(Value::Object(record).to_string());
+    }
+    std::fs::create_dir_all(late.parent().expect("a parent")).expect("late directory");
+    std::fs::write(late, lines.join("\n") + "\n").expect("write the late file");
 }
 
 /// The counts every way of running must agree on.
@@ -249,30 +347,62 @@ fn assert_same_bytes(got: &[(String, Vec<u8>)], want: &[(String, Vec<u8>)], what
 }
 
 /// Asserts two outputs hold the same data files (daily and monthly
-/// partitions, the last commit's quarantine), byte for byte.
+/// partitions, the last commit's quarantine, the survivor index), byte for
+/// byte.
 fn assert_same_files(got: &Path, want: &Path) {
     let got_files = output::data_files(got);
-    assert!(
-        got_files.iter().any(|(n, _)| n.starts_with("monthly/")),
-        "no monthly partition in {}",
-        got.display()
-    );
-    // A Spark commit writes no survivor index yet (its reduce tasks do not
-    // send their part of it to the driver): `tally status` says `no-index`
-    // on its outputs. Everything else is the same, byte for byte.
-    assert!(
-        !got_files.iter().any(|(n, _)| n.starts_with(INDEX)),
-        "a survivor index in {}",
-        got.display()
-    );
-    let mut want_files = output::data_files(want);
-    want_files.retain(|(n, _)| !n.starts_with(INDEX));
+    for (what, prefix) in [("monthly partition", "monthly/"), ("survivor index", INDEX)] {
+        assert!(
+            got_files.iter().any(|(n, _)| n.starts_with(prefix)),
+            "no {what} in {}",
+            got.display()
+        );
+    }
     let what = format!("{} against {}", got.display(), want.display());
-    assert_same_bytes(&got_files, &want_files, &what);
+    assert_same_bytes(&got_files, &output::data_files(want), &what);
+}
+
+/// The files of an output's survivor index (its files and manifest).
+fn index_files(out: &Path) -> Vec<(String, Vec<u8>)> {
+    output::data_files(out)
+        .into_iter()
+        .filter(|(n, _)| n.starts_with(INDEX))
+        .collect()
 }
 
 /// Where an output keeps its survivor index.
 const INDEX: &str = "_tally/survivors/";
+
+/// `tally status --json` of `out` against `inputs` with creator-pay v1: the
+/// exit code and the report, without the output's path.
+fn status(out: &Path, inputs: &[&Path]) -> (Option<i32>, Value) {
+    let v1 = common::rule("creator-pay-v1");
+    let mut args = vec!["status", "--out", s(out), "--rule", s(&v1), "--json"];
+    for input in inputs {
+        args.extend(["--input", s(input)]);
+    }
+    let output = common::tally(&args);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let mut report: Value = serde_json::from_slice(&output.stdout)
+        .unwrap_or_else(|e| panic!("tally {args:?} printed no JSON ({e}): {stderr}"));
+    assert_eq!(report["out"], s(out), "{report}");
+    report
+        .as_object_mut()
+        .expect("the report is an object")
+        .remove("out");
+    (output.status.code(), report)
+}
+
+/// The kinds of the causes `report` gives, over every day.
+fn cause_kinds(report: &Value) -> std::collections::BTreeSet<String> {
+    report["days"]
+        .as_array()
+        .expect("days")
+        .iter()
+        .flat_map(|d| d["causes"].as_array().expect("causes"))
+        .map(|c| c["kind"].as_str().expect("a kind").to_string())
+        .collect()
+}
 
 #[test]
 fn spark_gives_the_bytes_of_tally_run_on_json_lines() {
@@ -313,6 +443,7 @@ fn spark_gives_the_partitions_of_tally_run_on_parquet_from_the_command_line() {
             .collect()
     };
     assert_same_bytes(&monthly(&spark), &monthly(&run), "monthly partitions");
+    assert_same_bytes(&index_files(&spark), &index_files(&run), "survivor index");
     support::assert_seqs_eq(
         &output::quarantine_keys(&spark),
         &output::quarantine_keys(&run),
@@ -420,4 +551,72 @@ fn a_rule_that_traps_fails_the_job_and_commits_nothing() {
         .filter(|n| n.starts_with(".trap") && !n.ends_with("tally-lock"))
         .collect();
     assert!(left.is_empty(), "left behind: {left:?}");
+}
+
+#[test]
+fn tally_status_says_of_a_spark_output_what_it_says_of_tally_runs() {
+    let runs = runs();
+    runs.report("jsonl");
+    runs.report("late-2");
+    let (jsonl, late) = (runs.path("jsonl"), runs.path("late-status"));
+    let (spark, run) = (runs.path("spark-jsonl"), runs.path("run-jsonl"));
+    // Fresh on the inputs it was computed from, after one commit and after
+    // a rerun with a late file.
+    let (code, fresh) = status(&spark, &[&jsonl]);
+    assert_eq!(code, Some(0), "{fresh}");
+    assert_eq!(fresh["stale"], false);
+    assert_eq!(fresh, status(&run, &[&jsonl]).1);
+    let (code, rerun) = status(&runs.path("spark-late"), &[&runs.path("late-2")]);
+    assert_eq!(code, Some(0), "{rerun}");
+    // Stale with a late file, naming the same days and causes as for the
+    // output of `tally run`.
+    let (code, stale) = status(&spark, &[&jsonl, &late]);
+    assert_eq!(code, Some(3), "{stale}");
+    assert_eq!(stale, status(&run, &[&jsonl, &late]).1);
+    let kinds = cause_kinds(&stale);
+    for kind in ["new-events", "moved-in", "moved-out", "replaced"] {
+        assert!(kinds.contains(kind), "no {kind} cause: {kinds:?}");
+    }
+    let late_file = s(&late.join("late.jsonl")).to_string();
+    let new_events = stale["days"]
+        .as_array()
+        .expect("days")
+        .iter()
+        .flat_map(|d| d["causes"].as_array().expect("causes"))
+        .find(|c| c["kind"] == "new-events")
+        .expect("a new-events cause");
+    assert_eq!(new_events["file"], late_file.as_str());
+}
+
+#[test]
+fn a_missing_or_damaged_part_of_the_survivor_index_fails_the_commit_and_commits_nothing() {
+    let runs = runs();
+    for (job, what) in [
+        ("part-missing", "is missing"),
+        ("part-damaged", "is damaged"),
+    ] {
+        let error = runs.error(job);
+        common::assert_mentions(
+            &error,
+            &[
+                "commit failed; the output directory is as it was",
+                "the part of the survivor index the reduce task of shard",
+                what,
+            ],
+        );
+        let out = runs.path(&format!("spark-{job}"));
+        assert!(!out.exists(), "{job}: an output was committed");
+    }
+    // A reduce task that cannot see the run's directory of parts fails
+    // before it reduces anything.
+    let unseen = runs.path("not-mounted");
+    common::assert_mentions(
+        &runs.error("unseen-dir"),
+        &[&format!(
+            "the run's survivor index directory {} is not there on this machine",
+            unseen.display()
+        )],
+    );
+    // Every job's directory of parts is gone, failed or not.
+    assert!(runs.left.is_empty(), "left behind: {:?}", runs.left);
 }

@@ -3,13 +3,15 @@
 //! The module `tally._native` (re-exported by the `tally` package) gives:
 //!
 //! - on the driver, [`plan`](plan::plan) (the rule resolved and its hash
-//!   pinned, the inputs listed and fingerprinted) and `Plan.commit` (the
-//!   reduce tasks' sums merged, checked, reconciled and committed with
-//!   Tally's lineage, through the same function as `tally commit`);
+//!   pinned, the inputs listed and fingerprinted, a directory made for the
+//!   parts of the survivor index) and `Plan.commit` (the reduce tasks' sums
+//!   merged, checked, reconciled and committed with Tally's lineage and
+//!   survivor index, through the same function as `tally commit`);
 //! - on the executors, [`Validator`](validate::Validator) (raw JSON lines or
 //!   Parquet columns checked against the event contract, each valid record
 //!   routed to its shard) and [`Reducer`](reduce::Reducer) (one partition's
-//!   shards deduplicated, classified with the pinned rule and summed).
+//!   shards deduplicated, classified with the pinned rule and summed, and
+//!   its part of the survivor index written into the plan's directory).
 //!
 //! Batches cross into Rust through the Arrow C data interface (the PyCapsule
 //! protocol), with no per-row Python. The Tally library itself knows nothing

@@ -1,5 +1,6 @@
 //! The driver's side: the plan (the rule resolved and pinned once, the inputs
-//! listed and fingerprinted) and the commit of the reduce tasks' results,
+//! listed and fingerprinted, the directory the reduce tasks write their parts
+//! of the survivor index into) and the commit of the reduce tasks' results,
 //! through the same function as `tally commit`.
 
 use crate::error::{TallyError, failed};
@@ -7,13 +8,16 @@ use crate::reduce::{Reduced, check_pinned, limits};
 use crate::validate::Summary;
 use pyo3::prelude::*;
 use pyo3::types::PyBytes;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::{Component, Path, PathBuf};
+use std::sync::Arc;
 use std::time::Instant;
 use tally::commit::Quarantine;
 use tally::ingest::{InputFile, ReadOptions};
 use tally::report::Counts;
 use tally::rule::{Limits, Rule};
+use tally::shard::WorkDir;
 use tally::tasks::{self, PlanOptions, TaskError};
 
 /// Records one reduce task holds in memory unless told otherwise: about
@@ -27,15 +31,23 @@ pub struct Plan {
     json: String,
     rule_bytes: Vec<u8>,
     files: Vec<InputFile>,
+    /// Where the reduce tasks write their parts of the survivor index: made
+    /// and locked with the plan, removed with everything in it when the last
+    /// plan sharing it is dropped (a killed run's is removed by the next run
+    /// beside it).
+    index_dir: Arc<WorkDir>,
     started: Instant,
 }
 
 /// Plans a run: resolves the rule (a component file, or a reference into the
-/// registry) and pins its hash, lists and fingerprints the inputs. `shards`
+/// registry) and pins its hash, lists and fingerprints the inputs, and makes
+/// the directory the reduce tasks write their parts of the survivor index
+/// into, a hidden one in `work` (default: the output's parent directory),
+/// which the driver and every executor must see at the same path. `shards`
 /// defaults to enough shards for about two million records each, and at
 /// least `min_shards`.
 #[pyfunction]
-#[pyo3(signature = (inputs, rule, out, *, registry=None, shards=None, min_shards=1, batch_size=None, days=None, max_line_bytes=None, rule_memory_mib=256, fuel_per_event=None))]
+#[pyo3(signature = (inputs, rule, out, *, registry=None, work=None, shards=None, min_shards=1, batch_size=None, days=None, max_line_bytes=None, rule_memory_mib=256, fuel_per_event=None))]
 #[allow(clippy::too_many_arguments)]
 pub fn plan(
     py: Python<'_>,
@@ -43,6 +55,7 @@ pub fn plan(
     rule: String,
     out: PathBuf,
     registry: Option<PathBuf>,
+    work: Option<PathBuf>,
     shards: Option<u32>,
     min_shards: u32,
     batch_size: Option<usize>,
@@ -112,27 +125,161 @@ pub fn plan(
         });
         let json = serde_json::to_string(&plan)
             .map_err(|e| TallyError::new_err(e.to_string()))?;
+        let index_dir = Arc::new(index_dir(&plan, work.as_deref())?);
         Ok(Plan {
             plan,
             json,
             rule_bytes: loaded.resolved.bytes,
             files,
+            index_dir,
             started,
         })
     })
 }
 
-/// Reads what one reduce task sent: its partial rows and counts, and the
-/// validate summaries it carried.
-fn partial_of(rows: &[u8], reduced: Reduced) -> Result<tally::shard::reduce::Partial, TaskError> {
+/// Makes the run's directory for the parts of the survivor index in `work`,
+/// or else beside the output, as an absolute path (the executors are handed
+/// it as it is).
+fn index_dir(plan: &tasks::Plan, work: Option<&Path>) -> PyResult<WorkDir> {
+    let parent = match work {
+        Some(work) => std::path::absolute(work).map_err(|e| {
+            TallyError::new_err(format!("the work directory {}: {e}", work.display()))
+        })?,
+        None => {
+            let out = tally::commit::resolve(Path::new(&plan.out)).map_err(failed)?;
+            out.parent().unwrap_or(Path::new("/")).to_path_buf()
+        }
+    };
+    // Named apart from the commit's own directory for the same run.
+    WorkDir::create(&parent, &format!("{}-spark", plan.run_id)).map_err(|e| {
+        TallyError::new_err(format!(
+            "cannot make the directory for the survivor index's parts in {}: {}",
+            parent.display(),
+            crate::error::chain(&e)
+        ))
+    })
+}
+
+/// How a reduce task's shards are named in errors.
+fn shards_text(reduced: &Reduced) -> String {
+    let shards: Vec<String> = reduced.shards.keys().map(u32::to_string).collect();
+    match shards.len() {
+        0 => "a reduce task that held no records".to_string(),
+        1 => format!("the reduce task of shard {}", shards[0]),
+        _ => format!("the reduce task of shards {}", shards.join(", ")),
+    }
+}
+
+/// Sorts the reduce tasks' results by the shards they reduced, so that their
+/// parts of the survivor index follow each other in key order (a shard is a
+/// range of keys). Each shard must have been reduced by one task (dedup needs
+/// all of its records together), and no task's shards may fall between
+/// another's.
+fn sort_by_shard(reduced: &mut [(Vec<u8>, Reduced)]) -> Result<(), String> {
+    let mut owner: BTreeMap<u32, usize> = BTreeMap::new();
+    for (i, (_, r)) in reduced.iter().enumerate() {
+        for &shard in r.shards.keys() {
+            if owner.insert(shard, i).is_some() {
+                return Err(format!(
+                    "shard {shard} was reduced by two tasks: all of a shard's records must be reduced by one"
+                ));
+            }
+        }
+    }
+    let mut finished = BTreeSet::new();
+    let mut current = None;
+    for (&shard, &task) in &owner {
+        if current != Some(task) {
+            if !finished.insert(task) {
+                return Err(format!(
+                    "{} holds shards on both sides of shards another task reduced (up to shard {shard}): each reduce task's shards must be consecutive",
+                    shards_text(&reduced[task].1)
+                ));
+            }
+            current = Some(task);
+        }
+    }
+    reduced.sort_by_key(|(_, r)| r.shards.keys().next().copied());
+    Ok(())
+}
+
+/// The part of the survivor index a reduce task wrote into `dir`, checked:
+/// there, of the size, blake3 and rows the task recorded.
+fn index_part(dir: &Path, reduced: &Reduced) -> Result<PathBuf, String> {
+    let task = shards_text(reduced);
+    let part = reduced.index.as_ref().ok_or_else(|| {
+        format!("{task} sent no part of the survivor index (a reduce task of another Tally?)")
+    })?;
+    // A bare file name: the driver reads its own directory and nothing else.
+    let mut components = Path::new(&part.file).components();
+    if !matches!(
+        (components.next(), components.next()),
+        (Some(Component::Normal(_)), None)
+    ) {
+        return Err(format!(
+            "{task} named its part of the survivor index {:?}, not a file of {}",
+            part.file,
+            dir.display()
+        ));
+    }
+    let path = dir.join(&part.file);
+    let bytes = match std::fs::metadata(&path) {
+        Ok(meta) => meta.len(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(format!(
+                "the part of the survivor index {task} wrote, {}, is missing: the driver and every executor must see {} at the same path (tally-spark --work)",
+                path.display(),
+                dir.display()
+            ));
+        }
+        Err(e) => {
+            return Err(format!(
+                "the part of the survivor index {task} wrote, {}: {e}",
+                path.display()
+            ));
+        }
+    };
+    let mut hasher = blake3::Hasher::new();
+    hasher
+        .update_mmap(&path)
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    let actual = hasher.finalize().to_hex().to_string();
+    if actual != part.blake3 || bytes != part.bytes {
+        return Err(format!(
+            "the part of the survivor index {task} wrote, {}, is damaged: blake3 {actual} of {bytes} bytes, written as {} of {} bytes",
+            path.display(),
+            part.blake3,
+            part.bytes
+        ));
+    }
+    let records: u64 = reduced.shards.values().sum();
+    if part.rows != records {
+        return Err(format!(
+            "invariant broken: {task}: rows of its part of the survivor index = records reduced: {} = {records}",
+            part.rows
+        ));
+    }
+    Ok(path)
+}
+
+/// Reads what one reduce task sent: its partial rows and counts, with its
+/// part of the survivor index in `index_dir`, checked.
+fn partial_of(
+    rows: &[u8],
+    reduced: Reduced,
+    index_dir: &Path,
+) -> Result<tally::shard::reduce::Partial, TaskError> {
+    let part = index_part(index_dir, &reduced).map_err(TaskError::Work)?;
     let reader = arrow::ipc::reader::StreamReader::try_new(std::io::Cursor::new(rows), None)
         .map_err(|e| TaskError::Work(format!("a reduce task's rows are damaged: {e}")))?;
-    tasks::partial_from_rows(
+    let mut partial = tasks::partial_from_rows(
         reader.map(|b| b.map_err(|e| e.to_string())),
         reduced.counts,
         reduced.provenance,
     )
-    .map_err(|e| TaskError::Work(format!("a reduce task's rows are damaged: {e}")))
+    .map_err(|e| TaskError::Work(format!("a reduce task's rows are damaged: {e}")))?;
+    partial.index = Some(tally::survivors::Part::File(part));
+    Ok(partial)
 }
 
 /// The reading side of the run from the validate tasks' summaries: its
@@ -215,6 +362,7 @@ impl Plan {
             }
             reduced.push((rows, r));
         }
+        sort_by_shard(&mut reduced)?;
 
         let mut file = tempfile::NamedTempFile::new()
             .map_err(|e| format!("cannot make a file for the quarantine: {e}"))?;
@@ -267,8 +415,15 @@ impl Plan {
             .map_err(|e| format!("the quarantine file: {e}"))?
             .len();
         let quarantine = Quarantine::Rendered(vec![(file.path().to_path_buf(), 0, len)]);
-        let partials = reduced.into_iter().map(|(rows, r)| partial_of(&rows, r));
-        tasks::commit_partials(
+        let index_dir = self.index_dir.path();
+        let parts: Vec<PathBuf> = reduced
+            .iter()
+            .filter_map(|(_, r)| r.index.as_ref().map(|p| index_dir.join(&p.file)))
+            .collect();
+        let partials = reduced
+            .into_iter()
+            .map(|(rows, r)| partial_of(&rows, r, index_dir));
+        let report = tasks::commit_partials(
             plan,
             rule,
             counts,
@@ -277,7 +432,12 @@ impl Plan {
             progress,
             self.started,
         )
-        .map_err(|e| crate::error::chain(&e))
+        .map_err(|e| crate::error::chain(&e))?;
+        // The index holds them now; the directory itself goes with the plan.
+        for part in parts {
+            let _ = std::fs::remove_file(part);
+        }
+        Ok(report)
     }
 }
 
@@ -323,6 +483,7 @@ impl Plan {
             json,
             rule_bytes: self.rule_bytes.clone(),
             files: self.files.clone(),
+            index_dir: self.index_dir.clone(),
             started: self.started,
         })
     }
@@ -331,6 +492,14 @@ impl Plan {
     #[getter]
     fn out(&self) -> &str {
         &self.plan.out
+    }
+
+    /// The directory the reduce tasks write their parts of the survivor
+    /// index into (what `Reducer` takes), an absolute path: the driver and
+    /// every executor must see it at this path.
+    #[getter]
+    fn index_dir(&self) -> PathBuf {
+        self.index_dir.path().to_path_buf()
     }
 
     /// The input files to read, in order: `(absolute path, format)`, the
@@ -345,10 +514,11 @@ impl Plan {
     }
 
     /// Merges the reduce tasks' results (what each `Reducer.finish`
-    /// returned), checks that every record is accounted for and the run's
-    /// invariants, and reconciles and commits into the output as `tally run`
-    /// does. Returns the run report as JSON and as the summary `tally run`
-    /// prints.
+    /// returned), checks that every record is accounted for, the run's
+    /// invariants and every task's part of the survivor index (there, with
+    /// the blake3 it was written with), and reconciles and commits into the
+    /// output, survivor index included, as `tally run` does. Returns the run
+    /// report as JSON and as the summary `tally run` prints.
     #[pyo3(signature = (results, progress=false))]
     fn commit(
         &self,

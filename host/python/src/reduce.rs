@@ -7,12 +7,19 @@
 //!
 //! The rule comes as bytes with the hash the plan pinned: bytes with another
 //! blake3 are refused before anything is read or run.
+//!
+//! The partition's part of the survivor index (every valid record it reduced,
+//! as `tally reduce` writes `index.arrow`) goes into a file of the run's index
+//! directory, which the driver created and reads back: only its name, rows
+//! and blake3 travel to the driver, so the driver never holds the index in
+//! memory.
 
 use crate::error::{TallyError, failed};
 use pyo3::prelude::*;
 use pyo3::types::PyBytes;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 use tally::aggregate::Contribution;
@@ -20,6 +27,8 @@ use tally::ingest::Chunk;
 use tally::intern::Interner;
 use tally::report::{Counts, Timings};
 use tally::rule::{Limits, Rule};
+use tally::shard::reduce::Partial;
+use tally::survivors::{IndexFile, IndexWriter, Part};
 use tally::tasks::Plan;
 
 /// What a reduce task sends the driver beside its rows.
@@ -32,6 +41,11 @@ pub struct Reduced {
     pub provenance: Vec<Contribution>,
     /// Records reduced, by shard.
     pub shards: BTreeMap<u32, u64>,
+    /// The partition's part of the survivor index: a file of the run's index
+    /// directory, with its rows, size and blake3 (absent only when a reduce
+    /// task of another Tally sent none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub index: Option<IndexFile>,
 }
 
 /// The sandbox limits the plan pinned.
@@ -87,20 +101,36 @@ pub struct Reducer {
     interners: Vec<Interner>,
     shards: BTreeMap<u32, u64>,
     summaries: Vec<Vec<u8>>,
+    index_dir: PathBuf,
     started: Instant,
 }
 
 #[pymethods]
 impl Reducer {
     /// A reducer for the plan `plan_json` with the rule `rule_bytes`, refused
-    /// unless its blake3 is the plan's pinned hash; `threads` classify at
+    /// unless its blake3 is the plan's pinned hash; it writes its part of the
+    /// survivor index into `index_dir` (`Plan.index_dir`, which must be there
+    /// already: the driver reads the part from it); `threads` classify at
     /// once.
     #[new]
-    #[pyo3(signature = (plan_json, rule_bytes, threads=1))]
-    fn new(plan_json: &str, rule_bytes: &[u8], threads: usize) -> PyResult<Self> {
+    #[pyo3(signature = (plan_json, rule_bytes, index_dir, threads=1))]
+    fn new(
+        plan_json: &str,
+        rule_bytes: &[u8],
+        index_dir: PathBuf,
+        threads: usize,
+    ) -> PyResult<Self> {
         let plan: Plan = serde_json::from_str(plan_json)
             .map_err(|e| TallyError::new_err(format!("not a Tally plan: {e}")))?;
         check_pinned(&plan, rule_bytes).map_err(TallyError::new_err)?;
+        // Checked before anything is reduced: a directory the driver made
+        // but this machine cannot see is a mount missing here.
+        if !index_dir.is_dir() {
+            return Err(TallyError::new_err(format!(
+                "the run's survivor index directory {} is not there on this machine: the driver and every executor must see it at the same path (tally-spark --work)",
+                index_dir.display()
+            )));
+        }
         let rule = pinned_rule(&plan, rule_bytes)?;
         Ok(Reducer {
             plan,
@@ -110,6 +140,7 @@ impl Reducer {
             interners: Vec::new(),
             shards: BTreeMap::new(),
             summaries: Vec::new(),
+            index_dir,
             started: Instant::now(),
         })
     }
@@ -144,9 +175,11 @@ impl Reducer {
         Ok(())
     }
 
-    /// Dedups, classifies and sums what the partition holds. Returns its
+    /// Dedups, classifies and sums what the partition holds, and writes its
+    /// part of the survivor index into the index directory. Returns its
     /// partial daily rows (Arrow IPC stream bytes), what it reduced (JSON,
-    /// [`Reduced`]) and the validate summaries it was handed.
+    /// [`Reduced`], naming the index part) and the validate summaries it was
+    /// handed.
     #[allow(clippy::type_complexity)]
     fn finish<'py>(
         &mut self,
@@ -164,13 +197,15 @@ impl Reducer {
         let rule = self.rule.clone();
         let threads = self.threads;
         let started = self.started;
+        let index_dir = self.index_dir.clone();
+        let shards = std::mem::take(&mut self.shards);
         let result = py.detach(|| {
             let pool = rayon::ThreadPoolBuilder::new()
                 .num_threads(threads)
                 .build()
                 .map_err(|e| format!("cannot start {threads} threads: {e}"))?;
             let mut timings = Timings::default();
-            let partial = pool
+            let mut partial = pool
                 .install(|| {
                     tally::shard::reduce::reduce_chunks(
                         chunks,
@@ -190,6 +225,8 @@ impl Reducer {
                         .collect();
                     crate::error::chain(&e.naming_inputs(&sources))
                 })?;
+            let index =
+                pool.install(|| write_part(&mut partial, &shards, plan.shards, &index_dir))?;
             let batch = tally::tasks::rows_batch(&partial).map_err(|e| e.to_string())?;
             let mut writer = arrow::ipc::writer::StreamWriter::try_new(Vec::new(), &batch.schema())
                 .map_err(|e| e.to_string())?;
@@ -199,7 +236,8 @@ impl Reducer {
             let reduced = Reduced {
                 counts: partial.counts,
                 provenance: partial.aggregate.provenance,
-                shards: std::mem::take(&mut self.shards),
+                shards,
+                index: Some(index),
             };
             let json = serde_json::to_string(&reduced).map_err(|e| e.to_string())?;
             Ok::<_, String>((rows, json))
@@ -212,4 +250,61 @@ impl Reducer {
             .collect();
         Ok((PyBytes::new(py, &rows), json, summaries))
     }
+}
+
+/// Writes the partition's part of the survivor index (the records `partial`
+/// kept) into a new file of `dir`, as `tally reduce` writes `index.arrow`,
+/// and says what it wrote. `shards` are the shards the partition reduced, of
+/// `count`.
+fn write_part(
+    partial: &mut Partial,
+    shards: &BTreeMap<u32, u64>,
+    count: u32,
+    dir: &Path,
+) -> Result<IndexFile, String> {
+    let mut part = partial.index.take().ok_or_else(|| {
+        "the reduce kept no records for the survivor index: a bug in Tally".to_string()
+    })?;
+    // The records' keys all fall in their shard: the index is then sorted in
+    // buckets of that shard's key space alone, as `tally reduce` sorts it.
+    if let (Part::Records(records), Some((&shard, _)), 1) =
+        (&mut part, shards.first_key_value(), shards.len())
+    {
+        records.shard = shard;
+        records.shards = count;
+    }
+    // A name of its own for every attempt: Spark may run a task twice (a
+    // retry, a speculative copy), and the driver reads only the file the
+    // attempt it kept names.
+    let file = tempfile::Builder::new()
+        .prefix("part-")
+        .suffix(".arrow")
+        .tempfile_in(dir)
+        .map_err(|e| {
+            format!(
+                "cannot write a part of the survivor index into {}: {e}",
+                dir.display()
+            )
+        })?;
+    let path = file.path().to_path_buf();
+    let mut writer = IndexWriter::single(&path);
+    part.write(&mut writer)
+        .map_err(|e| crate::error::chain(&e))?;
+    let (written, _, _) = writer.finish().map_err(|e| crate::error::chain(&e))?;
+    let written = written.into_iter().next().ok_or_else(|| {
+        format!(
+            "{}: no part of the survivor index was written",
+            path.display()
+        )
+    })?;
+    // Written in full: kept for the driver, which removes it with the
+    // directory when the run ends.
+    file.keep().map_err(|e| {
+        format!(
+            "cannot keep the part of the survivor index {}: {}",
+            path.display(),
+            e.error
+        )
+    })?;
+    Ok(written)
 }

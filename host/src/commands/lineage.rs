@@ -97,6 +97,27 @@ fn describe(m: &PartitionManifest) -> String {
         m.payable_events,
         money(m.amount_micros)
     ));
+    if let Some(scope) = &m.scope {
+        text.push_str(&format!(
+            "scope      commit {} recomputed the rows of {} creator(s) (list {}); {} row(s) of other creators carried over{}\n",
+            m.commit,
+            scope.creators,
+            scope.list,
+            m.carried_rows,
+            if m.kept_fingerprint {
+                ", with the input fingerprint they were computed from"
+            } else {
+                ""
+            }
+        ));
+    }
+    if !m.rule_hashes.is_empty() {
+        text.push_str(&format!(
+            "rules      rows stamped with {} rules: {}\n",
+            m.rule_hashes.len(),
+            m.rule_hashes.join(", ")
+        ));
+    }
     text
 }
 
@@ -141,14 +162,25 @@ pub fn execute(args: Args) -> anyhow::Result<ExitCode> {
         partitions
             .iter()
             .map(|m| {
+                let mixed = if m.rule_hashes.is_empty() {
+                    String::new()
+                } else {
+                    format!("  MIXED rules ({})", m.rule_hashes.len())
+                };
                 format!(
-                    "{}  commit {}  {}@{} ({})  inputs {}  run {}  {} rows, amount {}\n",
+                    "{}  commit {}  {}@{} ({})  inputs {}  run {}  {} rows, amount {}{mixed}\n",
                     m.day,
                     m.commit,
                     m.lineage.rule_name,
                     m.lineage.rule_version,
-                    &m.lineage.rule_hash[..12],
-                    &m.lineage.input_fingerprint[..12],
+                    m.lineage
+                        .rule_hash
+                        .get(..12)
+                        .unwrap_or(&m.lineage.rule_hash),
+                    m.lineage
+                        .input_fingerprint
+                        .get(..12)
+                        .unwrap_or(&m.lineage.input_fingerprint),
                     m.run_id,
                     m.rows,
                     money(m.amount_micros)

@@ -4,7 +4,7 @@ use anyhow::Context;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use tally::backfill::{BackfillOptions, Plan};
-use tally::pipeline::{RunOptions, run_loaded};
+use tally::pipeline::{RunOptions, run_scoped};
 use tally::report::{FailedRun, RuleSummary, RunReport, RunResult, Status};
 use tally::rule::{Limits, Rule};
 use tally::status::StatusOptions;
@@ -67,6 +67,12 @@ pub struct Args {
     /// inputs it reads) and write nothing.
     #[arg(long)]
     dry_run: bool,
+    /// Recompute only the rows of these creators (a file, one creator id a
+    /// line): every other creator's published rows stay as they are, with
+    /// the rule hash they were stamped with. The list is kept in the output
+    /// and the commit records it.
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["stale_only", "chunk_days", "dry_run"])]
+    creators: Option<PathBuf>,
     /// With --stale-only or --dry-run: hash every input file the output
     /// recorded to tell whether it changed, even those whose size and
     /// modification time are as recorded.
@@ -119,9 +125,13 @@ pub fn execute(args: Args) -> anyhow::Result<ExitCode> {
 /// Loads the rule (saying what it is in `loaded` as soon as it is known, for
 /// the report of a run that fails later) and runs the pipeline.
 fn run(args: Args, loaded: &mut Option<RuleSummary>) -> anyhow::Result<RunReport> {
+    let scope = match &args.creators {
+        Some(path) => Some(tally::scope::CreatorScope::read(path)?),
+        None => None,
+    };
     let (options, rule) = load(args, loaded)?;
     let had_output = tally::layout::is_output(&options.out);
-    run_loaded(&options, rule).context(if had_output {
+    run_scoped(&options, rule, scope.as_ref()).context(if had_output {
         "run failed; the previous output is untouched"
     } else {
         "run failed; nothing was written"

@@ -7,9 +7,12 @@ validates its batches with ``mapInArrow`` and routes every valid record to
 its shard by Tally's shard function, the shards are moved to their reduce
 partition by an identity partitioner (shard ``k`` to partition ``k``), each
 partition is deduplicated, classified with the pinned rule (broadcast once,
-its hash checked on every executor) and summed, and the driver merges the
-partial sums and commits them as ``tally run`` does: same partitions, byte
-for byte, same lineage, log entry and report.
+its hash checked on every executor) and summed, and its part of the survivor
+index written into the run's index directory (``Plan.index_dir``, which the
+driver and every executor see at the same path), and the driver merges the
+partial sums, checks every part, and commits them as ``tally run`` does: same
+partitions and survivor index, byte for byte, same lineage, log entry and
+report.
 
 Nothing is committed unless every task succeeded: the commit runs on the
 driver after the job returned, and a failed task (a rule that traps, a rule
@@ -52,10 +55,11 @@ def _validate(plan_json, kind: str, batches: Iterator[pa.RecordBatch]) -> Iterat
     yield pa.record_batch(validator.finish(context.partitionId() if context else 0))
 
 
-def _reduce(plan_json, rule, threads: int, items: Iterable[Tuple[int, bytes]]):
+def _reduce(plan_json, rule, index_dir: str, threads: int, items: Iterable[Tuple[int, bytes]]):
     """Reduces one partition: its shards' records, deduplicated, classified
-    and summed. The rule's hash is checked before anything else."""
-    reducer = native.Reducer(plan_json.value, rule.value, threads)
+    and summed, its part of the survivor index written into ``index_dir``.
+    The rule's hash is checked before anything else."""
+    reducer = native.Reducer(plan_json.value, rule.value, index_dir, threads)
     for key, blob in items:
         reducer.add(key, blob)
     yield reducer.finish()
@@ -92,8 +96,10 @@ def session(master: Optional[str] = None, app_name: str = "tally"):
 def execute(spark, plan, rule_bytes: Optional[bytes] = None) -> Tuple[dict, str]:
     """Runs a planned run on Spark and commits it. ``rule_bytes``: the rule
     component the executors run (default: the planned one); refused on every
-    executor unless its blake3 is the plan's pinned hash. Returns the run
-    report (as ``tally run --json`` prints it) and its summary."""
+    executor unless its blake3 is the plan's pinned hash. The reduce tasks
+    write their parts of the survivor index into ``plan.index_dir``, and send
+    the driver only their names, rows and hashes. Returns the run report (as
+    ``tally run --json`` prints it) and its summary."""
     from pyspark.sql import functions as F
 
     sc = spark.sparkContext
@@ -125,7 +131,7 @@ def execute(spark, plan, rule_bytes: Optional[bytes] = None) -> Tuple[dict, str]
     results = (
         blobs.rdd.map(lambda row: (row[0], row[1]))
         .partitionBy(plan.shards, _shard)
-        .mapPartitions(functools.partial(_reduce, plan_json, rule, threads))
+        .mapPartitions(functools.partial(_reduce, plan_json, rule, str(plan.index_dir), threads))
         .collect()
     )
     report, summary = plan.commit(results)
@@ -139,6 +145,7 @@ def run(
     out: str,
     *,
     registry: Optional[str] = None,
+    work: Optional[str] = None,
     shards: Optional[int] = None,
     days: Optional[str] = None,
     batch_size: Optional[int] = None,
@@ -147,12 +154,16 @@ def run(
 ) -> Tuple[dict, str]:
     """Plans a run over ``inputs`` with ``rule`` into ``out`` and runs it on
     ``spark`` (see :func:`execute`). Without ``shards``, enough for about two
-    million records each, and at least twice Spark's default parallelism."""
+    million records each, and at least twice Spark's default parallelism.
+    The reduce tasks write their parts of the survivor index into a hidden
+    directory in ``work`` (default: the output's parent directory), which the
+    driver and every executor must see at the same path."""
     plan = native.plan(
         [str(i) for i in inputs],
         rule,
         str(out),
         registry=registry,
+        work=None if work is None else str(work),
         shards=shards,
         min_shards=2 * spark.sparkContext.defaultParallelism,
         batch_size=batch_size,
@@ -210,6 +221,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                           help="a component file, a hash, name@version or name@tag")
     run_args.add_argument("--out", required=True, help="the output directory (written by the driver)")
     run_args.add_argument("--registry", help="the rule registry (default: $TALLY_REGISTRY, else ./tally-registry)")
+    run_args.add_argument("--work",
+                          help="where the reduce tasks write their parts of the survivor index, seen at the same "
+                               "path by the driver and every executor (default: the output's parent directory)")
     run_args.add_argument("--master", help="Spark's master URL (default: spark-submit's, else local[*])")
     run_args.add_argument("--shards", type=_positive,
                           help="shards by event_id, one reduce partition each")
@@ -227,6 +241,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             args.rule,
             args.out,
             registry=args.registry,
+            work=args.work,
             shards=args.shards,
             batch_size=args.batch_size,
             days=args.days,
