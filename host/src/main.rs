@@ -18,7 +18,7 @@ struct Cli {
 enum Command {
     /// Run the pipeline: ingest, validate, dedup, classify, aggregate, commit.
     #[command(
-        after_help = "Examples:\n  tally run --input events/ --rule creator-pay@prod --out out/\n  tally run --input events/ --rule rules/v2.wasm --out out/ --days 2026-05-10..2026-05-12\n  tally run --input s3-copy/ --rule creator-pay@prod --out out/ --memory-limit 2GiB --json"
+        after_help = "Examples:\n  tally run --input events/ --rule creator-pay@prod --out out/\n  tally run --input events/ --rule rules/v2.wasm --out out/ --days 2026-05-10..2026-05-12\n  tally run --input s3-copy/ --rule creator-pay@prod --out out/ --memory-limit 2GiB --json\n  tally run --input events/ --input late/ --rule creator-pay@prod --out out/ --stale-only --dry-run\n  tally run --input events/ --rule creator-pay@v2 --out out/ --stale-only --chunk-days 7\n  tally run --input events/ --rule creator-pay@v2 --out out/ --creators disputed.txt"
     )]
     Run(commands::run::Args),
     /// Generate realistic synthetic events (deterministic for a seed).
@@ -52,7 +52,7 @@ enum Command {
     /// Which published days (and monthly partitions) a full recompute would
     /// change, and why; exits 3 when any is stale.
     #[command(
-        after_help = "Examples:\n  tally status --out out/ --input events/ --rule creator-pay@prod\n  tally status --out out/ --input events/ --input late/ --rule creator-pay@prod --json\n  tally status --out out/ --input events/ --rule creator-pay@prod --checksum || tally run --input events/ --rule creator-pay@prod --out out/"
+        after_help = "Examples:\n  tally status --out out/ --input events/ --rule creator-pay@prod\n  tally status --out out/ --input events/ --input late/ --rule creator-pay@prod --json\n  tally status --out out/ --input events/ --rule creator-pay@prod --checksum || tally run --input events/ --rule creator-pay@prod --out out/ --stale-only"
     )]
     Status(commands::status::Args),
     /// Plan a run as tasks for a batch scheduler: pin the rule, list the

@@ -7,7 +7,7 @@ use tally::backfill::{BackfillOptions, Plan};
 use tally::pipeline::{RunOptions, run_scoped};
 use tally::report::{FailedRun, RuleSummary, RunReport, RunResult, Status};
 use tally::rule::{Limits, Rule};
-use tally::status::StatusOptions;
+use tally::status::{InputChange, StatusOptions};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -356,7 +356,9 @@ fn render_plan(plan: &Plan, dry_run: bool) -> String {
     if !plan.days_known {
         text.push_str("  days without a partition yet are known only once the inputs are read\n");
     }
-    if plan.commits.is_empty() && plan.writes() {
+    if !plan.writes() {
+        text.push_str("  nothing to write: every day is fresh\n");
+    } else if plan.commits.is_empty() {
         text.push_str("  commits: windows of the days found once the inputs are read\n");
     } else {
         text.push_str(&format!(
@@ -377,6 +379,23 @@ fn render_plan(plan: &Plan, dry_run: bool) -> String {
             "  reads every input file: {} ({} bytes)\n",
             count(plan.input_files as u64, "file", "files"),
             tally::report::thousands(plan.input_bytes)
+        ));
+    }
+    // The inputs that changed since the last commit: what makes days stale.
+    for input in &plan.inputs {
+        let change = match input.change {
+            InputChange::Unchanged | InputChange::Touched => continue,
+            InputChange::New => "new",
+            InputChange::Changed => "changed",
+            InputChange::Moved => "moved",
+            InputChange::Removed => "removed",
+        };
+        let records = input.valid_records.map_or_else(String::new, |n| {
+            format!(", {}", count(n, "valid record", "valid records"))
+        });
+        text.push_str(&format!(
+            "    {}  {change}{records}\n",
+            input.path.escape_debug()
         ));
     }
     text
