@@ -545,9 +545,7 @@ pub fn compute_with(
         let mut writer = survivors::IndexWriter::create(&dir, table.len() as u64)?;
         let hasher = survivors::FieldHasher::new(&strings);
         // The records are dropped as their entries are made.
-        survivors::build(table, &hasher, 0, 1, &mut |sorted| {
-            writer.push(sorted.entries())
-        })?;
+        survivors::write_index(table, &hasher, 0, 1, &mut writer)?;
         let built = finish_index(writer, dir, &files, counts.unique)?;
         bar.finish();
         timings.dedup += t.elapsed().as_secs_f64();

@@ -32,7 +32,9 @@
 //! input file), so the first is the one dedup kept. Two distinct ids share a
 //! key with odds of about `n² / 2¹²⁹` for `n` ids (about 1 in 10²¹ for a
 //! billion); two records of one event that tie on both timestamps are told
-//! apart by `fields`, a 64-bit hash.
+//! apart by `fields`, a 64-bit hash: records equal on both timestamps and
+//! `fields` are taken for the same record, in the order of their input
+//! files.
 
 use crate::commit::{self, CommitError};
 use crate::dedup::Table;
@@ -252,15 +254,22 @@ impl SurvivorOrder {
     /// Compares two records of one table (whose string ids are in byte
     /// order), then their input files; identical records are equal.
     pub fn items(&self, a: &Item, b: &Item) -> Ordering {
-        let key = |x: &Item| {
+        (a.ingested_at, a.occurred_at)
+            .cmp(&(b.ingested_at, b.occurred_at))
+            .then_with(|| self.details(&a.details(), &b.details()))
+            .then(a.source.cmp(&b.source))
+    }
+
+    /// Compares what the rule compares after the two timestamps, of two
+    /// records of one table.
+    pub fn details(&self, a: &Details, b: &Details) -> Ordering {
+        let key = |x: &Details| {
             let brand = if x.brand == NO_BRAND {
                 0
             } else {
                 u64::from(x.brand) + 1
             };
             (
-                x.ingested_at,
-                x.occurred_at,
                 x.creator,
                 x.template,
                 brand,
@@ -268,10 +277,29 @@ impl SurvivorOrder {
                 self.action[x.codes[1] as usize],
                 self.tier[x.codes[2] as usize],
                 x.country,
-                x.source,
             )
         };
         key(a).cmp(&key(b))
+    }
+
+    /// Compares two rows of one event as [`SurvivorOrder::items`] does,
+    /// except that two records that tie on both timestamps and on their
+    /// [`fields_hash`] are taken for the same record (as
+    /// [`Entry::same_record`] takes them) and ordered by input file alone.
+    /// Their details are looked up only when the hashes differ: records
+    /// sent twice are common, and looking up their details cost as much as
+    /// all the rest of the sort.
+    fn rows(&self, a: &Row, b: &Row, ties: &Ties) -> Ordering {
+        (a.ingested_at, a.occurred_at)
+            .cmp(&(b.ingested_at, b.occurred_at))
+            .then_with(|| {
+                if a.fields == b.fields {
+                    Ordering::Equal
+                } else {
+                    self.details(&ties.details(a.at), &ties.details(b.at))
+                }
+            })
+            .then(a.source.cmp(&b.source))
     }
 
     /// Compares two records of any tables by the rule alone (not their files).
@@ -366,8 +394,7 @@ impl Entry {
 
 /// What the survivor rule compares of a record besides its entry's
 /// timestamps: string ids into its table's strings (in byte order) and
-/// enumeration codes. Carried beside the entries while they are sorted, so
-/// that ties are ordered without going back to the table.
+/// enumeration codes.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Details {
     pub creator: u32,
@@ -394,8 +421,7 @@ impl Details {
     }
 }
 
-/// An entry with its record's details, as they are sorted while the index
-/// is built (one flat record: 64 bytes).
+/// An entry with its record's details, as [`build`] hands them out.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Item {
     pub id_hash: u64,
@@ -434,10 +460,6 @@ impl Item {
             country: self.country,
         }
     }
-
-    fn key(&self) -> (u64, u64) {
-        (self.id_hash, self.id_hash_low)
-    }
 }
 
 /// Entries in index order, each with its record's details: a bucket of the
@@ -453,42 +475,235 @@ impl Sorted {
     }
 }
 
-/// One chunk's items, by bucket: each bucket's items in the order of their
-/// parts, and where each part's items start (`offsets[p]..offsets[p + 1]`).
+/// An index row as it is sorted (48 bytes): the entry, and the record's row
+/// in its table, where its details are looked up in the rare case that two
+/// records of one event tie on both timestamps but not on `fields`.
+/// Carrying the details instead would make every row a third bigger, and
+/// every row is copied several times on its way to the file.
+#[derive(Debug, Clone, Copy, Default)]
+struct Row {
+    id_hash: u64,
+    id_hash_low: u64,
+    occurred_at: i64,
+    ingested_at: i64,
+    fields: u64,
+    source: u32,
+    /// The record's row in the table (its global index).
+    at: u32,
+}
+
+/// A [`Row`] as six words: how rows wait between being made and being
+/// sorted. Memory for words is handed out zeroed by the system, where rows
+/// would first be zeroed by a pass over all of them.
+type Packed = [u64; 6];
+
+impl Row {
+    fn key(&self) -> (u64, u64) {
+        (self.id_hash, self.id_hash_low)
+    }
+
+    fn pack(&self) -> Packed {
+        [
+            self.id_hash,
+            self.id_hash_low,
+            self.occurred_at as u64,
+            self.ingested_at as u64,
+            self.fields,
+            u64::from(self.source) | u64::from(self.at) << 32,
+        ]
+    }
+
+    fn unpack(words: &Packed) -> Row {
+        Row {
+            id_hash: words[0],
+            id_hash_low: words[1],
+            occurred_at: words[2] as i64,
+            ingested_at: words[3] as i64,
+            fields: words[4],
+            source: words[5] as u32,
+            at: (words[5] >> 32) as u32,
+        }
+    }
+
+    fn item(&self, ties: &Ties) -> Item {
+        let details = ties.details(self.at);
+        Item {
+            id_hash: self.id_hash,
+            id_hash_low: self.id_hash_low,
+            occurred_at: self.occurred_at,
+            ingested_at: self.ingested_at,
+            fields: self.fields,
+            source: self.source,
+            creator: details.creator,
+            template: details.template,
+            brand: details.brand,
+            codes: details.codes,
+            country: details.country,
+        }
+    }
+}
+
+/// The columns of one chunk that hold its records' [`Details`], taken out
+/// of the chunk (not copied) when its rows are made; the rest of the chunk
+/// is dropped then.
 #[derive(Default)]
-struct Bucket {
-    items: Vec<Item>,
-    offsets: Vec<u32>,
+struct DetailColumns {
+    creator: Vec<u32>,
+    template: Vec<u32>,
+    brand: Vec<u32>,
+    content_kind: Vec<u8>,
+    action: Vec<u8>,
+    user_tier: Vec<u8>,
+    country: Vec<[u8; 2]>,
+}
+
+impl DetailColumns {
+    fn take(c: &mut EventColumns) -> DetailColumns {
+        DetailColumns {
+            creator: std::mem::take(&mut c.creator),
+            template: std::mem::take(&mut c.template),
+            brand: std::mem::take(&mut c.brand),
+            content_kind: std::mem::take(&mut c.content_kind),
+            action: std::mem::take(&mut c.action),
+            user_tier: std::mem::take(&mut c.user_tier),
+            country: std::mem::take(&mut c.country),
+        }
+    }
+}
+
+/// The details of a table's records by global row, while their rows are
+/// sorted.
+struct Ties {
+    /// Global row of each chunk's first row, plus the total at the end.
+    starts: Vec<u32>,
+    chunks: Vec<DetailColumns>,
+}
+
+impl Ties {
+    fn details(&self, at: u32) -> Details {
+        let chunk = self.starts.partition_point(|&s| s <= at) - 1;
+        let (c, r) = (&self.chunks[chunk], (at - self.starts[chunk]) as usize);
+        Details {
+            creator: c.creator[r],
+            template: c.template[r],
+            brand: c.brand[r],
+            codes: [c.content_kind[r], c.action[r], c.user_tier[r]],
+            country: c.country[r],
+        }
+    }
 }
 
 /// Makes the entries of every valid record of `table` (shard `shard` of
 /// `shards`; its string ids in byte order and hashed by `hasher`) in index
-/// order, a bucket of the key space at a time, handing each bucket to `sink`
-/// in ascending order while the next one is sorted. The records are read
-/// once, in order, and each chunk of the table is dropped as soon as its
-/// entries are made, so that the entries take the place of the records in
-/// memory.
-pub fn build<E: Send>(
+/// order, each with its record's details, a bucket of the key space at a
+/// time, handing each bucket to `sink` in ascending order while the next one
+/// is sorted. Each chunk of the table is dropped as soon as its entries are
+/// made, all but the columns of the details.
+pub fn build<E: Send + From<IndexError>>(
     table: Table,
     hasher: &FieldHasher,
     shard: u32,
     shards: u32,
     sink: &mut (dyn FnMut(Sorted) -> Result<(), E> + Send),
 ) -> Result<(), E> {
-    let buckets = (table.len() as u64).div_ceil(BUCKET_ROWS).max(1) as usize;
+    sort_rows(
+        table,
+        hasher,
+        shard,
+        shards,
+        BUCKET_ROWS,
+        &|rows, _, ties| rows.iter().map(|r| r.item(ties)).collect(),
+        &mut |pieces| sink(Sorted { pieces }),
+    )
+}
+
+/// Writes the entries of every valid record of `table` (shard `shard` of
+/// `shards`; its string ids in byte order and hashed by `hasher`) into
+/// `writer`, dropping each chunk of the table as soon as its entries are
+/// made. Their columns are laid out while they are sorted, on every core,
+/// so that the writer only appends them.
+pub fn write_index(
+    table: Table,
+    hasher: &FieldHasher,
+    shard: u32,
+    shards: u32,
+    writer: &mut IndexWriter,
+) -> Result<(), IndexError> {
+    write_rows(table, hasher, shard, shards, BUCKET_ROWS, writer)
+}
+
+/// [`write_index`], sorting about `bucket_rows` rows at a time.
+fn write_rows(
+    table: Table,
+    hasher: &FieldHasher,
+    shard: u32,
+    shards: u32,
+    bucket_rows: u64,
+    writer: &mut IndexWriter,
+) -> Result<(), IndexError> {
+    sort_rows(
+        table,
+        hasher,
+        shard,
+        shards,
+        bucket_rows,
+        &|rows, events, _| Piece {
+            columns: Columns::of(rows),
+            events,
+            disorder: None,
+        },
+        &mut |pieces| pieces.iter().try_for_each(|p| writer.push_piece(p)),
+    )
+}
+
+/// The rows of every valid record of `table` in index order, a bucket of
+/// the key space (about `bucket_rows` rows) at a time: each of its parts
+/// sorted, then turned into a `T` by `finish` (on every core, given the
+/// part's rows and how many events they hold), and the bucket's parts handed
+/// to `sink` in order while the next bucket is sorted. Each chunk of the
+/// table is dropped as soon as its rows are made, all but the columns of
+/// the details. Records of other shards are refused before anything is
+/// sorted.
+fn sort_rows<T: Send, E: Send + From<IndexError>>(
+    table: Table,
+    hasher: &FieldHasher,
+    shard: u32,
+    shards: u32,
+    bucket_rows: u64,
+    finish: &(dyn Fn(&[Row], u64, &Ties) -> T + Sync),
+    sink: &mut (dyn FnMut(Vec<T>) -> Result<(), E> + Send),
+) -> Result<(), E> {
+    let buckets = (table.len() as u64).div_ceil(bucket_rows.max(1)).max(1) as usize;
     let parts = Parts::new(shard, shards, buckets);
-    let mut made: Vec<Vec<Bucket>> = table
-        .chunks
+    let Table { chunks, starts, .. } = table;
+    let (made, details): (Vec<(Vec<Bucket>, u64)>, Vec<DetailColumns>) = chunks
         .into_par_iter()
-        .map(|c| make(&c, hasher, &parts, buckets))
-        .collect();
+        .zip(starts.par_iter())
+        .map(|(mut c, &start)| {
+            let made = make(&c, start, hasher, &parts, buckets);
+            (made, DetailColumns::take(&mut c))
+        })
+        .unzip();
+    let foreign: u64 = made.iter().map(|(_, foreign)| foreign).sum();
+    if foreign > 0 {
+        return Err(IndexError::Order(format!(
+            "{foreign} of the records of shard {shard} of {shards} belong to other shards"
+        ))
+        .into());
+    }
+    let mut made: Vec<Vec<Bucket>> = made.into_iter().map(|(made, _)| made).collect();
+    let ties = Ties {
+        starts,
+        chunks: details,
+    };
     let order = SurvivorOrder::default();
-    let mut current = Some(sort_bucket(&mut made, 0, &order));
+    let sort = |made: &mut [Vec<Bucket>], b| sort_bucket(made, b, &parts, &order, &ties, finish);
+    let mut current = Some(sort(&mut made, 0));
     for b in 0..buckets {
         let pieces = current.take().unwrap_or_default();
         let (next, done) = rayon::join(
-            || (b + 1 < buckets).then(|| sort_bucket(&mut made, b + 1, &order)),
-            || sink(Sorted { pieces }),
+            || (b + 1 < buckets).then(|| sort(&mut made, b + 1)),
+            || sink(pieces),
         );
         done?;
         current = next;
@@ -496,56 +711,88 @@ pub fn build<E: Send>(
     Ok(())
 }
 
-/// One chunk's items, by bucket, each bucket put in the order of its parts
-/// (a counting sort of a bucket's share of one chunk: it fits the core's
-/// cache).
-fn make(c: &EventColumns, hasher: &FieldHasher, parts: &Parts, buckets: usize) -> Vec<Bucket> {
-    let share = c.len() / buckets;
-    let mut unsorted: Vec<Vec<Item>> = (0..buckets)
-        .map(|_| Vec::with_capacity(share + share / 8 + 16))
+/// One chunk's rows of one bucket, in the order of its parts, and where
+/// each part's rows start (`offsets[p]..offsets[p + 1]`).
+#[derive(Default)]
+struct Bucket {
+    rows: Vec<Packed>,
+    offsets: Vec<u32>,
+}
+
+/// One chunk's rows by bucket, each bucket in the order of its parts (a
+/// counting sort: the shard hashes first, to count each part's rows), and
+/// how many of its records belong to other shards (left out). `start` is
+/// the chunk's first global row.
+fn make(
+    c: &EventColumns,
+    start: u32,
+    hasher: &FieldHasher,
+    parts: &Parts,
+    buckets: usize,
+) -> (Vec<Bucket>, u64) {
+    let his: Vec<u64> = (0..c.len())
+        .map(|r| xxh3_64_with_seed(c.event_id(r), SHARD_SEED))
         .collect();
-    for r in 0..c.len() {
-        let (id_hash, id_hash_low) = id_key(c.event_id(r));
-        let item = Item {
-            id_hash,
-            id_hash_low,
+    // Rows of each part.
+    let mut counts = vec![0u32; buckets * FANOUT];
+    let mut foreign = 0;
+    for &hi in &his {
+        match parts.of(hi) {
+            Some(part) => counts[part] += 1,
+            None => foreign += 1,
+        }
+    }
+    // In a loop of their own: the strings' hashes are looked up all over
+    // memory, and a short loop lets more of those lookups run at once.
+    let fields: Vec<u64> = (0..c.len()).map(|r| hasher.hash(c, r)).collect();
+    // By bucket first, each bucket's rows appended in order (a few places
+    // written at once), then each bucket by part, within the core's cache.
+    let mut by_bucket: Vec<Vec<Packed>> = counts
+        .chunks(FANOUT)
+        .map(|counts| Vec::with_capacity(counts.iter().sum::<u32>() as usize))
+        .collect();
+    for (r, (&hi, &fields)) in his.iter().zip(&fields).enumerate() {
+        let Some(part) = parts.of(hi) else {
+            continue;
+        };
+        let row = Row {
+            id_hash: hi,
+            id_hash_low: xxh3_64_with_seed(c.event_id(r), ID_LOW_SEED),
             occurred_at: c.occurred_at[r],
             ingested_at: c.ingested_at[r],
-            fields: hasher.hash(c, r),
+            fields,
             source: c.source,
-            creator: c.creator[r],
-            template: c.template[r],
-            brand: c.brand[r],
-            codes: [c.content_kind[r], c.action[r], c.user_tier[r]],
-            country: c.country[r],
+            at: start + r as u32,
         };
-        unsorted[parts.of(id_hash) / FANOUT].push(item);
+        by_bucket[part / FANOUT].push(row.pack());
     }
-    unsorted
+    let made = by_bucket
         .into_iter()
+        .zip(counts.chunks(FANOUT))
         .enumerate()
-        .map(|(b, items)| {
-            let part = |item: &Item| parts.of(item.id_hash) - b * FANOUT;
-            let mut offsets = vec![0u32; FANOUT + 1];
-            for item in &items {
-                offsets[part(item) + 1] += 1;
+        .map(|(b, (rows, counts))| {
+            let mut offsets = Vec::with_capacity(FANOUT + 1);
+            let mut at = 0u32;
+            offsets.push(at);
+            for &n in counts {
+                at += n;
+                offsets.push(at);
             }
-            for p in 0..FANOUT {
-                offsets[p + 1] += offsets[p];
-            }
-            let mut next = offsets.clone();
-            let mut sorted = vec![Item::default(); items.len()];
-            for item in items {
-                let slot = &mut next[part(&item)];
-                sorted[*slot as usize] = item;
+            let mut next = offsets[..FANOUT].to_vec();
+            let mut sorted = vec![[0; 6]; rows.len()];
+            // Every row here is of this shard, in bucket `b`.
+            for (row, part) in rows.iter().filter_map(|r| Some((r, parts.of(r[0])?))) {
+                let slot = &mut next[part - b * FANOUT];
+                sorted[*slot as usize] = *row;
                 *slot += 1;
             }
             Bucket {
-                items: sorted,
+                rows: sorted,
                 offsets,
             }
         })
-        .collect()
+        .collect();
+    (made, foreign)
 }
 
 /// Where a key falls: buckets of the key space of one shard, each cut into
@@ -567,49 +814,117 @@ impl Parts {
     }
 
     /// The part of a key, counted from the shard's first (`bucket *
-    /// FANOUT + part`). A record outside the shard lands in the first or last
-    /// part; the writer's order check then names it.
-    fn of(&self, id_hash: u64) -> usize {
+    /// FANOUT + part`), or `None` for a key of another shard.
+    fn of(&self, id_hash: u64) -> Option<usize> {
         let part = ((u128::from(id_hash) * self.fine) >> 64) as u64;
-        part.saturating_sub(self.first).min(self.last) as usize
+        let part = part.checked_sub(self.first)?;
+        (part <= self.last).then_some(part as usize)
+    }
+
+    /// Where a key falls within its part, from 0 to 2⁶⁴: in the order of the
+    /// keys of one part.
+    fn fraction(&self, id_hash: u64) -> u64 {
+        (u128::from(id_hash) * self.fine) as u64
     }
 }
 
-/// Bucket `b`'s items of every chunk in index order: each of its parts
-/// gathered from the chunks and sorted on its own (in the core's cache), in
-/// parallel. The chunks' items of the bucket are dropped then.
-fn sort_bucket(made: &mut [Vec<Bucket>], b: usize, order: &SurvivorOrder) -> Vec<Vec<Item>> {
+/// Bucket `b`'s rows of every chunk in index order: each of its parts
+/// gathered from the chunks, sorted on its own (in the core's cache) and
+/// finished, in parallel. The chunks' rows of the bucket are dropped then.
+fn sort_bucket<T: Send>(
+    made: &mut [Vec<Bucket>],
+    b: usize,
+    parts: &Parts,
+    order: &SurvivorOrder,
+    ties: &Ties,
+    finish: &(dyn Fn(&[Row], u64, &Ties) -> T + Sync),
+) -> Vec<T> {
+    let chunks: &[Vec<Bucket>] = made;
     let pieces = (0..FANOUT)
         .into_par_iter()
-        .map(|p| {
-            let range = |m: &Bucket| m.offsets[p] as usize..m.offsets[p + 1] as usize;
-            let n = made.iter().map(|m| range(&m[b]).len()).sum();
-            let mut piece = Vec::with_capacity(n);
-            for m in made.iter() {
-                piece.extend_from_slice(&m[b].items[range(&m[b])]);
-            }
-            piece.sort_unstable_by_key(Item::key);
-            // The records of one event (few, and rare) in the survivor
-            // rule's order.
-            let mut at = 0;
-            while at < piece.len() {
-                let key = piece[at].key();
-                let mut end = at + 1;
-                while end < piece.len() && piece[end].key() == key {
-                    end += 1;
-                }
-                if end - at > 1 {
-                    piece[at..end].sort_by(|a, b| order.items(a, b));
-                }
-                at = end;
-            }
-            piece
+        .map_init(PartRoom::default, |room, p| {
+            let sources: Vec<&[Packed]> = chunks
+                .iter()
+                .map(|m| &m[b].rows[m[b].offsets[p] as usize..m[b].offsets[p + 1] as usize])
+                .filter(|rows| !rows.is_empty())
+                .collect();
+            let (rows, events) = sort_part(&sources, parts, order, ties, room);
+            finish(rows, events, ties)
         })
         .collect();
     for m in made.iter_mut() {
         m[b] = Bucket::default();
     }
     pieces
+}
+
+/// The rows of one part in index order, and how many events they hold. The
+/// keys are hashes, spread evenly over the part's range, so a counting sort
+/// on the next bits of the key, about one slot per row, puts nearly every
+/// row in its place as it is gathered; only the few rows that share a slot
+/// are left to sort. The records of one event then go in the survivor
+/// rule's order.
+fn sort_part<'r>(
+    sources: &[&[Packed]],
+    parts: &Parts,
+    order: &SurvivorOrder,
+    ties: &Ties,
+    room: &'r mut PartRoom,
+) -> (&'r [Row], u64) {
+    let n: usize = sources.iter().map(|rows| rows.len()).sum();
+    let bits = n.next_power_of_two().trailing_zeros().max(1);
+    let slot = |r: &Packed| (parts.fraction(r[0]) >> (64 - bits)) as usize;
+    // Where each slot's rows start, then where its next row goes.
+    let next = &mut room.slots;
+    next.clear();
+    next.resize((1 << bits) + 1, 0);
+    for rows in sources {
+        for r in *rows {
+            next[slot(r) + 1] += 1;
+        }
+    }
+    let mut sum = 0;
+    for at in next.iter_mut() {
+        sum += *at;
+        *at = sum;
+    }
+    room.starts.clone_from(next);
+    if room.rows.len() < n {
+        room.rows.resize(n, Row::default());
+    }
+    let piece = &mut room.rows[..n];
+    for rows in sources {
+        for r in *rows {
+            let at = &mut next[slot(r)];
+            piece[*at as usize] = Row::unpack(r);
+            *at += 1;
+        }
+    }
+    // Rows of one key share a slot.
+    let mut events = n as u64;
+    for s in room.starts.windows(2) {
+        let shared = &mut piece[s[0] as usize..s[1] as usize];
+        if shared.len() < 2 {
+            continue;
+        }
+        shared.sort_unstable_by_key(Row::key);
+        for event in shared.chunk_by_mut(|a, b| a.key() == b.key()) {
+            if event.len() > 1 {
+                events -= event.len() as u64 - 1;
+                event.sort_by(|a, b| order.rows(a, b, ties));
+            }
+        }
+    }
+    (piece, events)
+}
+
+/// Room a thread reuses from part to part while it sorts them, so that it
+/// is neither allocated nor cleared for each part.
+#[derive(Default)]
+struct PartRoom {
+    slots: Vec<u32>,
+    starts: Vec<u32>,
+    rows: Vec<Row>,
 }
 
 /// The records of one shard, kept after dedup until they are written into
@@ -636,13 +951,7 @@ impl Records {
     /// Writes the records' entries into `writer`, dropping the records as
     /// it goes.
     pub fn write(self, writer: &mut IndexWriter) -> Result<(), IndexError> {
-        build(
-            self.table,
-            &self.hasher,
-            self.shard,
-            self.shards,
-            &mut |sorted| writer.push(sorted.entries()),
-        )
+        write_index(self.table, &self.hasher, self.shard, self.shards, writer)
     }
 }
 
@@ -658,7 +967,9 @@ impl Part {
     pub fn write(self, writer: &mut IndexWriter) -> Result<(), IndexError> {
         match self {
             Part::Records(records) => records.write(writer),
-            Part::File(path) => read_file(&path, &mut |entries| writer.push(entries)),
+            Part::File(path) => {
+                read_columns(&path, &mut |columns| writer.push_piece(&Piece::of(columns)))
+            }
         }
     }
 }
@@ -764,11 +1075,159 @@ impl Write for Hashing {
     }
 }
 
+/// The buffer in front of an index file: it gathers the small pieces of
+/// the IPC format (headers, padding), while a column's values, bigger than
+/// this, go straight from the batch to the file.
+const FILE_BUFFER: usize = 64 << 10;
+
 struct Open {
     number: u32,
     path: PathBuf,
     writer: FileWriter<BufWriter<Hashing>>,
     rows: u64,
+}
+
+/// Index rows in index order, column by column, as a batch of an index
+/// file holds them.
+#[derive(Debug, Default)]
+struct Columns {
+    id_hash: Vec<u64>,
+    id_hash_low: Vec<u64>,
+    occurred_at: Vec<i64>,
+    ingested_at: Vec<i64>,
+    fields: Vec<u64>,
+    source: Vec<u32>,
+}
+
+impl Columns {
+    fn with_capacity(rows: usize) -> Columns {
+        Columns {
+            id_hash: Vec::with_capacity(rows),
+            id_hash_low: Vec::with_capacity(rows),
+            occurred_at: Vec::with_capacity(rows),
+            ingested_at: Vec::with_capacity(rows),
+            fields: Vec::with_capacity(rows),
+            source: Vec::with_capacity(rows),
+        }
+    }
+
+    /// The columns of sorted rows.
+    fn of(rows: &[Row]) -> Columns {
+        Columns {
+            id_hash: rows.iter().map(|r| r.id_hash).collect(),
+            id_hash_low: rows.iter().map(|r| r.id_hash_low).collect(),
+            occurred_at: rows.iter().map(|r| r.occurred_at).collect(),
+            ingested_at: rows.iter().map(|r| r.ingested_at).collect(),
+            fields: rows.iter().map(|r| r.fields).collect(),
+            source: rows.iter().map(|r| r.source).collect(),
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.id_hash.len()
+    }
+
+    fn is_empty(&self) -> bool {
+        self.id_hash.is_empty()
+    }
+
+    fn push(&mut self, e: &Entry) {
+        self.id_hash.push(e.id_hash);
+        self.id_hash_low.push(e.id_hash_low);
+        self.occurred_at.push(e.occurred_at);
+        self.ingested_at.push(e.ingested_at);
+        self.fields.push(e.fields);
+        self.source.push(e.source);
+    }
+
+    /// Appends rows `range` of `other`.
+    fn extend(&mut self, other: &Columns, range: std::ops::Range<usize>) {
+        self.id_hash
+            .extend_from_slice(&other.id_hash[range.clone()]);
+        self.id_hash_low
+            .extend_from_slice(&other.id_hash_low[range.clone()]);
+        self.occurred_at
+            .extend_from_slice(&other.occurred_at[range.clone()]);
+        self.ingested_at
+            .extend_from_slice(&other.ingested_at[range.clone()]);
+        self.fields.extend_from_slice(&other.fields[range.clone()]);
+        self.source.extend_from_slice(&other.source[range]);
+    }
+
+    fn entry(&self, i: usize) -> Entry {
+        Entry {
+            id_hash: self.id_hash[i],
+            id_hash_low: self.id_hash_low[i],
+            occurred_at: self.occurred_at[i],
+            ingested_at: self.ingested_at[i],
+            fields: self.fields[i],
+            source: self.source[i],
+        }
+    }
+
+    /// The columns as a batch of an index file (they are moved, not copied).
+    fn batch(self, schema: SchemaRef) -> Result<RecordBatch, arrow::error::ArrowError> {
+        let columns: Vec<ArrayRef> = vec![
+            Arc::new(UInt64Array::from(self.id_hash)),
+            Arc::new(UInt64Array::from(self.id_hash_low)),
+            Arc::new(Int64Array::from(self.occurred_at)),
+            Arc::new(Int64Array::from(self.ingested_at)),
+            Arc::new(UInt64Array::from(self.fields)),
+            Arc::new(UInt32Array::from(self.source)),
+        ];
+        RecordBatch::try_new(schema, columns)
+    }
+}
+
+/// Index rows in columns, with how many events (distinct keys) they hold
+/// and where they first break the key order, if anywhere: what the writer
+/// checks, found apart from it (rows sorted here come with both, counted
+/// while they were sorted, on every core).
+struct Piece {
+    columns: Columns,
+    events: u64,
+    /// A key that comes after a greater one, and that one.
+    disorder: Option<((u64, u64), (u64, u64))>,
+}
+
+impl Piece {
+    /// Rows from elsewhere, checked one by one.
+    fn of(columns: Columns) -> Piece {
+        let mut events = 0;
+        let mut disorder = None;
+        let mut last = None;
+        for key in columns
+            .id_hash
+            .iter()
+            .copied()
+            .zip(columns.id_hash_low.iter().copied())
+        {
+            match last {
+                Some(last) if key < last => {
+                    disorder.get_or_insert((key, last));
+                }
+                Some(last) if key == last => {}
+                _ => events += 1,
+            }
+            last = Some(key);
+        }
+        Piece {
+            columns,
+            events,
+            disorder,
+        }
+    }
+
+    fn key(&self, i: usize) -> (u64, u64) {
+        (self.columns.id_hash[i], self.columns.id_hash_low[i])
+    }
+}
+
+fn disorder(key: (u64, u64), last: (u64, u64)) -> IndexError {
+    IndexError::Order(format!(
+        "key {:016x}{:016x} comes after {:016x}{:016x}",
+        key.0, key.1, last.0, last.1
+    ))
 }
 
 /// Writes entries, pushed in index order, into index files: each entry into
@@ -779,7 +1238,7 @@ pub struct IndexWriter {
     paths: Vec<PathBuf>,
     open: Option<Open>,
     next: u32,
-    batch: Vec<Entry>,
+    batch: Columns,
     done: Vec<IndexFile>,
     last: Option<(u64, u64)>,
     records: u64,
@@ -820,7 +1279,7 @@ impl IndexWriter {
             paths,
             open: None,
             next: 0,
-            batch: Vec::with_capacity(BATCH_ROWS),
+            batch: Columns::default(),
             done: Vec::new(),
             last: None,
             records: 0,
@@ -834,30 +1293,58 @@ impl IndexWriter {
 
     /// Appends entries, which must come after everything pushed before.
     pub fn push(&mut self, entries: impl IntoIterator<Item = Entry>) -> Result<(), IndexError> {
+        let mut columns = Columns::default();
         for e in entries {
-            let key = e.key();
-            match self.last {
-                Some(last) if key < last => {
-                    return Err(IndexError::Order(format!(
-                        "key {:016x}{:016x} comes after {:016x}{:016x}",
-                        key.0, key.1, last.0, last.1
-                    )));
-                }
-                Some(last) if key == last => {}
-                _ => self.events += 1,
+            columns.push(&e);
+            if columns.len() == BATCH_ROWS {
+                self.push_piece(&Piece::of(std::mem::take(&mut columns)))?;
             }
-            self.last = Some(key);
-            let file = file_of(e.id_hash, self.files());
+        }
+        self.push_piece(&Piece::of(columns))
+    }
+
+    /// Appends rows, which must come after everything pushed before, to the
+    /// batches of their files.
+    fn push_piece(&mut self, piece: &Piece) -> Result<(), IndexError> {
+        let columns = &piece.columns;
+        if columns.is_empty() {
+            return Ok(());
+        }
+        if let Some((key, last)) = piece.disorder {
+            return Err(disorder(key, last));
+        }
+        let first = piece.key(0);
+        let mut events = piece.events;
+        match self.last {
+            Some(last) if first < last => return Err(disorder(first, last)),
+            Some(last) if first == last => events -= 1,
+            _ => {}
+        }
+        self.events += events;
+        self.last = Some(piece.key(columns.len() - 1));
+        let files = self.files();
+        let mut at = 0;
+        while at < columns.len() {
+            let file = file_of(columns.id_hash[at], files);
             while self.open.as_ref().is_none_or(|o| o.number < file) {
                 self.close()?;
                 self.open_next()?;
             }
-            self.batch.push(e);
-            self.records += 1;
-            if self.batch.len() == BATCH_ROWS {
-                self.flush()?;
+            // The keys are in order: this file's rows come first.
+            let end = at + columns.id_hash[at..].partition_point(|&hi| file_of(hi, files) <= file);
+            while at < end {
+                if self.batch.is_empty() {
+                    self.batch = Columns::with_capacity(BATCH_ROWS);
+                }
+                let take = (end - at).min(BATCH_ROWS - self.batch.len());
+                self.batch.extend(columns, at..at + take);
+                at += take;
+                if self.batch.len() == BATCH_ROWS {
+                    self.flush()?;
+                }
             }
         }
+        self.records += columns.len() as u64;
         Ok(())
     }
 
@@ -866,7 +1353,7 @@ impl IndexWriter {
         let path = self.paths[number as usize].clone();
         let file = File::create(&path).map_err(|e| io(&path, e))?;
         let out = BufWriter::with_capacity(
-            1 << 20,
+            FILE_BUFFER,
             Hashing {
                 out: file,
                 hasher: blake3::Hasher::new(),
@@ -897,11 +1384,12 @@ impl IndexWriter {
         if self.batch.is_empty() {
             return Ok(());
         }
-        let batch =
-            batch(&self.batch, open.writer.schema().clone()).map_err(|e| io(&open.path, e))?;
+        let rows = self.batch.len() as u64;
+        let batch = std::mem::take(&mut self.batch)
+            .batch(open.writer.schema().clone())
+            .map_err(|e| io(&open.path, e))?;
         open.writer.write(&batch).map_err(|e| io(&open.path, e))?;
-        open.rows += self.batch.len() as u64;
-        self.batch.clear();
+        open.rows += rows;
         Ok(())
     }
 
@@ -938,35 +1426,21 @@ impl IndexWriter {
     }
 }
 
-fn batch(entries: &[Entry], schema: SchemaRef) -> Result<RecordBatch, arrow::error::ArrowError> {
-    let columns: Vec<ArrayRef> = vec![
-        Arc::new(UInt64Array::from_iter_values(
-            entries.iter().map(|e| e.id_hash),
-        )),
-        Arc::new(UInt64Array::from_iter_values(
-            entries.iter().map(|e| e.id_hash_low),
-        )),
-        Arc::new(Int64Array::from_iter_values(
-            entries.iter().map(|e| e.occurred_at),
-        )),
-        Arc::new(Int64Array::from_iter_values(
-            entries.iter().map(|e| e.ingested_at),
-        )),
-        Arc::new(UInt64Array::from_iter_values(
-            entries.iter().map(|e| e.fields),
-        )),
-        Arc::new(UInt32Array::from_iter_values(
-            entries.iter().map(|e| e.source),
-        )),
-    ];
-    RecordBatch::try_new(schema, columns)
-}
-
 /// Reads an index file (or a reduce task's part of the index), handing each
 /// batch's entries to `each`, in order.
 pub fn read_file(
     path: &Path,
     each: &mut dyn FnMut(Vec<Entry>) -> Result<(), IndexError>,
+) -> Result<(), IndexError> {
+    read_columns(path, &mut |columns| {
+        each((0..columns.len()).map(|i| columns.entry(i)).collect())
+    })
+}
+
+/// Reads an index file, handing each batch's columns to `each`, in order.
+fn read_columns(
+    path: &Path,
+    each: &mut dyn FnMut(Columns) -> Result<(), IndexError>,
 ) -> Result<(), IndexError> {
     let file = File::open(path).map_err(|e| io(path, e))?;
     let reader = FileReader::try_new(BufReader::with_capacity(1 << 20, file), None)
@@ -986,23 +1460,32 @@ pub fn read_file(
         if batch.columns().iter().any(|c| c.null_count() > 0) {
             return Err(damaged(path, "a column has nulls"));
         }
-        let hi = batch.column(0).as_primitive::<UInt64Type>().values();
-        let lo = batch.column(1).as_primitive::<UInt64Type>().values();
-        let occurred = batch.column(2).as_primitive::<Int64Type>().values();
-        let ingested = batch.column(3).as_primitive::<Int64Type>().values();
-        let fields = batch.column(4).as_primitive::<UInt64Type>().values();
-        let source = batch.column(5).as_primitive::<UInt32Type>().values();
-        let entries = (0..batch.num_rows())
-            .map(|i| Entry {
-                id_hash: hi[i],
-                id_hash_low: lo[i],
-                occurred_at: occurred[i],
-                ingested_at: ingested[i],
-                fields: fields[i],
-                source: source[i],
-            })
-            .collect();
-        each(entries)?;
+        let u64s = |i: usize| {
+            batch
+                .column(i)
+                .as_primitive::<UInt64Type>()
+                .values()
+                .to_vec()
+        };
+        let i64s = |i: usize| {
+            batch
+                .column(i)
+                .as_primitive::<Int64Type>()
+                .values()
+                .to_vec()
+        };
+        each(Columns {
+            id_hash: u64s(0),
+            id_hash_low: u64s(1),
+            occurred_at: i64s(2),
+            ingested_at: i64s(3),
+            fields: u64s(4),
+            source: batch
+                .column(5)
+                .as_primitive::<UInt32Type>()
+                .values()
+                .to_vec(),
+        })?;
     }
     Ok(())
 }
@@ -1201,7 +1684,7 @@ mod tests {
         let mut entries = Vec::new();
         build(t, &hasher, 0, 1, &mut |s: Sorted| {
             entries.extend(s.entries());
-            Ok::<_, ()>(())
+            Ok::<_, IndexError>(())
         })
         .unwrap();
         assert!(entries.windows(2).all(|w| w[0].key() <= w[1].key()));
@@ -1270,6 +1753,351 @@ mod tests {
         writer.push(sorted[10..11].iter().copied()).unwrap();
         assert!(matches!(
             writer.push(sorted[5..6].iter().copied()),
+            Err(IndexError::Order(_))
+        ));
+    }
+    /// The bytes of index files for fixed entries, as index format 1 has
+    /// always written them: a change here is a new index format version.
+    #[test]
+    fn index_files_keep_their_bytes() {
+        let mut sorted: Vec<Entry> = (0..600_000u64)
+            .map(|i| {
+                let (hi, lo) = id_key(format!("ev-{}", i / 2).as_bytes());
+                Entry {
+                    id_hash: hi,
+                    id_hash_low: lo,
+                    occurred_at: 1_777_636_800_000 + (i % 97) as i64 * 3_600_000,
+                    ingested_at: 1_777_640_000_000 + i as i64,
+                    fields: i.wrapping_mul(0x9E37_79B9_7F4A_7C15),
+                    source: (i % 5) as u32,
+                }
+            })
+            .collect();
+        sorted.sort_by_key(|e| (e.key(), e.ingested_at));
+        let dir = tempfile::tempdir().unwrap();
+        let mut writer =
+            IndexWriter::to_paths((0..4).map(|j| dir.path().join(file_name(j))).collect());
+        writer.push(sorted.iter().copied()).unwrap();
+        let (files, records, events) = writer.finish().unwrap();
+        assert_eq!((records, events), (600_000, 300_000));
+        let got: Vec<(u64, u64, &str)> = files
+            .iter()
+            .map(|f| (f.rows, f.bytes, f.blake3.as_str()))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                (
+                    150_110,
+                    6_607_506,
+                    "125c36488c58cd1239cc8af16946af01e4d5be0e8187b816d2faf342b5d6e4c1"
+                ),
+                (
+                    149_794,
+                    6_593_810,
+                    "3269727ca6807a5216e3f7afb64ce74bce1b1856ff776ec52fa5e556848c799b"
+                ),
+                (
+                    150_428,
+                    6_621_586,
+                    "7b78ebde4c84e7448b9ff43023d8c677581e01524456fbc6ef7996046bbccab7"
+                ),
+                (
+                    149_668,
+                    6_588_178,
+                    "e32b01e731d42b6a62901dd2c17663c785ea99134d3f0ea17cfc9ebfd6ca742c"
+                ),
+            ]
+        );
+    }
+
+    /// A record with owned strings, for tables built in tests.
+    #[derive(Clone)]
+    struct Owned {
+        id: String,
+        occurred: i64,
+        ingested: i64,
+        creator: String,
+        template: String,
+        brand: Option<String>,
+        codes: [usize; 3],
+        country: &'static str,
+    }
+
+    impl Owned {
+        fn values(&self) -> [Value<'_>; 10] {
+            [
+                Value::Str(&self.id),
+                Value::Int(self.occurred),
+                Value::Int(self.ingested),
+                Value::Str(&self.creator),
+                Value::Str(&self.template),
+                self.brand.as_deref().map_or(Value::Null, Value::Str),
+                Value::Str(CONTENT_KINDS[self.codes[0]]),
+                Value::Str(ACTIONS[self.codes[1]]),
+                Value::Str(USER_TIERS[self.codes[2]]),
+                Value::Str(self.country),
+            ]
+        }
+
+        fn record(&self) -> Record {
+            Record {
+                occurred_at: self.occurred,
+                ingested_at: self.ingested,
+                creator: self.creator.clone(),
+                template: self.template.clone(),
+                brand: self.brand.clone(),
+                codes: self.codes.map(|c| c as u8),
+                country: self.country.as_bytes().try_into().unwrap(),
+            }
+        }
+    }
+
+    /// A fixed stream of numbers (SplitMix64).
+    struct Numbers(u64);
+
+    impl Numbers {
+        fn below(&mut self, n: u64) -> u64 {
+            self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+            let mut z = self.0;
+            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+            (z ^ (z >> 31)) % n
+        }
+    }
+
+    /// The records of `events` events in `files` files: one to four records
+    /// each, sent again as they are, or changed in a field with the same
+    /// timestamps, or with other timestamps.
+    fn mixed(events: usize, files: usize) -> Vec<Vec<Owned>> {
+        let mut n = Numbers(7);
+        let mut out = vec![Vec::new(); files];
+        for i in 0..events {
+            let base = Owned {
+                id: format!("ev-{i}"),
+                occurred: 1_777_636_800_000 + n.below(3) as i64 * 86_400_000,
+                ingested: 1_777_640_000_000 + n.below(4) as i64,
+                creator: format!("cr-{}", n.below(5)),
+                template: format!("tpl-{}", n.below(5)),
+                brand: (n.below(3) > 0).then(|| format!("b-{}", n.below(3))),
+                codes: [
+                    n.below(5) as usize,
+                    n.below(4) as usize,
+                    n.below(4) as usize,
+                ],
+                country: ["US", "DE", "FR"][n.below(3) as usize],
+            };
+            for _ in 0..1 + n.below(4) {
+                let mut copy = base.clone();
+                match n.below(5) {
+                    0 => copy.template = format!("tpl-{}", n.below(5)),
+                    1 => copy.brand = None,
+                    2 => copy.codes[n.below(3) as usize] = n.below(4) as usize,
+                    3 => copy.ingested += n.below(3) as i64 - 1,
+                    _ => {}
+                }
+                out[n.below(files as u64) as usize].push(copy);
+            }
+        }
+        out
+    }
+
+    /// A table of `files` (file `f` is input `f`), each file read in two
+    /// chunks with interners of their own.
+    fn table_of(files: &[Vec<Owned>]) -> Table {
+        let mut chunks = Vec::new();
+        let mut interners = Vec::new();
+        for (source, records) in files.iter().enumerate() {
+            let half = records.len() / 2;
+            for (seq, part) in [&records[..half], &records[half..]].into_iter().enumerate() {
+                let mut events = EventColumns::new();
+                let mut strings = Interner::new();
+                for r in part {
+                    events.push(&r.values(), &mut strings).unwrap();
+                }
+                events.source = source as u32;
+                chunks.push(Chunk {
+                    source: source as u32,
+                    seq: seq as u32,
+                    records: part.len() as u64,
+                    interner: interners.len(),
+                    events,
+                    quarantine: Vec::new(),
+                });
+                interners.push(strings);
+            }
+        }
+        merge(chunks, interners).unwrap().0
+    }
+
+    /// The index files of `entries`, sorted here the plain way: by key,
+    /// then by the survivor rule (records equal on both timestamps and
+    /// `fields` taken for one), then by input file.
+    fn reference(files: &[Vec<Owned>], dir: &Path) -> (Vec<IndexFile>, u64, u64) {
+        let order = SurvivorOrder::default();
+        let mut rows: Vec<(Entry, Record)> = files
+            .iter()
+            .enumerate()
+            .flat_map(|(source, records)| {
+                records.iter().map(move |r| {
+                    let record = r.record();
+                    let (id_hash, id_hash_low) = id_key(r.id.as_bytes());
+                    let entry = Entry {
+                        id_hash,
+                        id_hash_low,
+                        occurred_at: r.occurred,
+                        ingested_at: r.ingested,
+                        fields: record.fields_hash(),
+                        source: source as u32,
+                    };
+                    (entry, record)
+                })
+            })
+            .collect();
+        rows.sort_by(|(a, ra), (b, rb)| {
+            a.key()
+                .cmp(&b.key())
+                .then_with(|| {
+                    if (a.ingested_at, a.occurred_at, a.fields)
+                        == (b.ingested_at, b.occurred_at, b.fields)
+                    {
+                        Ordering::Equal
+                    } else {
+                        order.records(ra, rb)
+                    }
+                })
+                .then(a.source.cmp(&b.source))
+        });
+        let mut writer = four_files(dir);
+        writer.push(rows.iter().map(|(e, _)| *e)).unwrap();
+        writer.finish().unwrap()
+    }
+
+    /// A writer of an index in four files.
+    fn four_files(dir: &Path) -> IndexWriter {
+        std::fs::create_dir_all(dir).unwrap();
+        IndexWriter::to_paths((0..4).map(|j| dir.join(file_name(j))).collect())
+    }
+
+    /// The index written from a table, whole or shard by shard, in buckets
+    /// of any size, directly or through a reduce task's file, is the same
+    /// bytes as the entries sorted the plain way.
+    #[test]
+    fn every_way_of_writing_the_index_gives_the_same_bytes() {
+        // About 5,000 records in 3 input files.
+        let files = mixed(2_000, 3);
+        let dir = tempfile::tempdir().unwrap();
+        let expected = reference(&files, &dir.path().join("reference"));
+        for bucket_rows in [1, 97, 1 << 19] {
+            let path = dir.path().join(format!("whole-{bucket_rows}"));
+            let mut writer = four_files(&path);
+            let table = table_of(&files);
+            let hasher = FieldHasher::new(&table.strings);
+            write_rows(table, &hasher, 0, 1, bucket_rows, &mut writer).unwrap();
+            assert_eq!(writer.finish().unwrap(), expected, "{bucket_rows}");
+        }
+        for shards in [2u32, 5] {
+            let by_shard = |k: u32| -> Vec<Vec<Owned>> {
+                files
+                    .iter()
+                    .map(|f| {
+                        f.iter()
+                            .filter(|r| crate::shard::shard_of(r.id.as_bytes(), shards) == k)
+                            .cloned()
+                            .collect()
+                    })
+                    .collect()
+            };
+            let path = dir.path().join(format!("shards-{shards}"));
+            let mut writer = four_files(&path);
+            for k in 0..shards {
+                let table = table_of(&by_shard(k));
+                let hasher = FieldHasher::new(&table.strings);
+                // Through a file, as a reduce task hands its part over.
+                let part = path.join(format!("part-{k}.arrow"));
+                let mut single = IndexWriter::single(&part);
+                write_rows(table, &hasher, k, shards, 61, &mut single).unwrap();
+                single.finish().unwrap();
+                Part::File(part).write(&mut writer).unwrap();
+            }
+            assert_eq!(writer.finish().unwrap(), expected, "{shards} shards");
+        }
+    }
+
+    /// Rows that crowd a few slots of a part come out sorted all the same.
+    #[test]
+    fn crowded_parts_are_sorted() {
+        let order = SurvivorOrder::default();
+        let rows = 3_000u32;
+        let ties = Ties {
+            starts: vec![0, rows],
+            chunks: vec![DetailColumns {
+                creator: vec![0; rows as usize],
+                template: vec![0; rows as usize],
+                brand: vec![NO_BRAND; rows as usize],
+                content_kind: vec![0; rows as usize],
+                action: vec![0; rows as usize],
+                user_tier: vec![0; rows as usize],
+                country: vec![*b"US"; rows as usize],
+            }],
+        };
+        let parts = Parts::new(0, 1, 1);
+        let mut n = Numbers(3);
+        // One key, then keys from 40 values, all in part 3.
+        for values in [1, 40] {
+            let keys: Vec<u64> = (0..values).map(|_| (3 << 56) | n.below(1 << 56)).collect();
+            let made: Vec<Packed> = (0..rows)
+                .map(|at| {
+                    Row {
+                        id_hash: keys[n.below(values) as usize],
+                        id_hash_low: n.below(500),
+                        ingested_at: n.below(3) as i64,
+                        source: n.below(4) as u32,
+                        at,
+                        ..Row::default()
+                    }
+                    .pack()
+                })
+                .collect();
+            let (a, b) = made.split_at(1_000);
+            let mut room = PartRoom::default();
+            let (sorted, events) = sort_part(&[a, b], &parts, &order, &ties, &mut room);
+            let key = |r: &Row| (r.id_hash, r.id_hash_low, r.ingested_at, r.source);
+            let mut expected: Vec<_> = made.iter().map(|w| key(&Row::unpack(w))).collect();
+            expected.sort();
+            assert_eq!(sorted.iter().map(key).collect::<Vec<_>>(), expected);
+            let mut keys: Vec<_> = expected.iter().map(|k| (k.0, k.1)).collect();
+            keys.dedup();
+            assert_eq!(events, keys.len() as u64);
+        }
+    }
+
+    /// Rows out of order, within what is pushed or after what was pushed
+    /// before, are refused.
+    #[test]
+    fn rows_out_of_order_are_refused() {
+        let entry = |hi: u64| Entry {
+            id_hash: hi,
+            ..Entry::default()
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let mut writer = IndexWriter::single(&dir.path().join("a.arrow"));
+        assert!(matches!(
+            writer.push([entry(2), entry(1)]),
+            Err(IndexError::Order(_))
+        ));
+        let mut writer = IndexWriter::single(&dir.path().join("b.arrow"));
+        writer.push([entry(1), entry(2), entry(2)]).unwrap();
+        writer.push([entry(2), entry(3)]).unwrap();
+        assert!(matches!(writer.push([entry(1)]), Err(IndexError::Order(_))));
+        let (_, records, events) = writer.finish().unwrap();
+        assert_eq!((records, events), (5, 3));
+        // Records of other shards among a shard's.
+        let table = table_of(&mixed(500, 2));
+        let hasher = FieldHasher::new(&table.strings);
+        let mut writer = IndexWriter::single(&dir.path().join("c.arrow"));
+        assert!(matches!(
+            write_rows(table, &hasher, 1, 3, 1 << 19, &mut writer),
             Err(IndexError::Order(_))
         ));
     }
