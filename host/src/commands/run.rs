@@ -1,5 +1,6 @@
 //! `tally run`: the pipeline, end to end.
 
+use super::status::plural;
 use anyhow::Context;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -333,12 +334,12 @@ fn render_plan(plan: &Plan, dry_run: bool) -> String {
     let events: Option<u64> = plan.days.iter().map(|d| d.events).sum();
     text.push_str(&format!(
         "  {} to write{}, {} left as they are\n",
-        count(plan.days.len() as u64, "day", "days"),
+        plural(plan.days.len() as u64, "day", "days"),
         events.map_or_else(String::new, |e| format!(
             " ({})",
-            count(e, "event", "events")
+            plural(e, "event", "events")
         )),
-        count(plan.fresh_days as u64, "fresh day", "fresh days"),
+        plural(plan.fresh_days as u64, "fresh day", "fresh days"),
     ));
     for day in &plan.days {
         let state = match (day.stale, day.published) {
@@ -348,7 +349,7 @@ fn render_plan(plan: &Plan, dry_run: bool) -> String {
             (_, false) => "unpublished",
         };
         let events = day.events.map_or_else(String::new, |e| {
-            format!(", {}", count(e, "event", "events"))
+            format!(", {}", plural(e, "event", "events"))
         });
         text.push_str(&format!("  {}  {state}{events}\n", day.day));
         super::status::tree(&mut text, &day.causes);
@@ -363,7 +364,7 @@ fn render_plan(plan: &Plan, dry_run: bool) -> String {
     } else {
         text.push_str(&format!(
             "  {}:\n",
-            count(plan.commits.len() as u64, "commit", "commits")
+            plural(plan.commits.len() as u64, "commit", "commits")
         ));
     }
     for c in &plan.commits {
@@ -371,13 +372,13 @@ fn render_plan(plan: &Plan, dry_run: bool) -> String {
             "    {}..{} ({})\n",
             c.from,
             c.to,
-            count(c.days as u64, "day", "days")
+            plural(c.days as u64, "day", "days")
         ));
     }
     if plan.writes() {
         text.push_str(&format!(
             "  reads every input file: {} ({} bytes)\n",
-            count(plan.input_files as u64, "file", "files"),
+            plural(plan.input_files as u64, "file", "files"),
             tally::report::thousands(plan.input_bytes)
         ));
     }
@@ -391,7 +392,7 @@ fn render_plan(plan: &Plan, dry_run: bool) -> String {
             InputChange::Removed => "removed",
         };
         let records = input.valid_records.map_or_else(String::new, |n| {
-            format!(", {}", count(n, "valid record", "valid records"))
+            format!(", {}", plural(n, "valid record", "valid records"))
         });
         text.push_str(&format!(
             "    {}  {change}{records}\n",
@@ -399,14 +400,6 @@ fn render_plan(plan: &Plan, dry_run: bool) -> String {
         ));
     }
     text
-}
-
-fn count(n: u64, one: &str, many: &str) -> String {
-    format!(
-        "{} {}",
-        tally::report::thousands(n),
-        if n == 1 { one } else { many }
-    )
 }
 
 /// Ends a run (`tally run`, `tally commit`): its JSON report goes to `file`

@@ -74,7 +74,8 @@ fn short(hash: &str) -> &str {
     hash.get(..12).unwrap_or(hash)
 }
 
-fn plural(n: u64, one: &str, many: &str) -> String {
+/// `n` (with thousands separators) and the noun for it.
+pub(super) fn plural(n: u64, one: &str, many: &str) -> String {
     format!("{} {}", thousands(n), if n == 1 { one } else { many })
 }
 
