@@ -38,6 +38,15 @@ pub fn tally_binary() -> PathBuf {
     root().join("target/release/tally")
 }
 
+/// A number from the environment variable `name`, or `default` when it is
+/// unset or not a number.
+pub fn env_number<T: std::str::FromStr>(name: &str, default: T) -> T {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
 /// A reference rule built by `make rules`.
 pub fn rule(name: &str) -> PathBuf {
     let path = root().join("target/rules").join(format!("{name}.wasm"));

@@ -14,7 +14,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Instant;
 use tally::generate::Format;
-use tally_benches::{events, root, rule, tally_binary};
+use tally_benches::{env_number, events, root, rule, tally_binary};
 
 /// Runs `tally` with `args`, output discarded; returns the wall time in seconds.
 fn timed(tally: &Path, args: &[&OsStr]) -> f64 {
@@ -40,15 +40,8 @@ fn main() {
     if !std::env::args().any(|a| a == "--bench") {
         return;
     }
-    let count: u64 = std::env::var("TALLY_BENCH_EVENTS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(10_000_000);
-    let runs: usize = std::env::var("TALLY_BENCH_RUNS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(3)
-        .max(1);
+    let count: u64 = env_number("TALLY_BENCH_EVENTS", 10_000_000);
+    let runs: usize = env_number("TALLY_BENCH_RUNS", 3usize).max(1);
     let tally = tally_binary();
     let v1 = rule("creator-pay-v1");
     let v2 = rule("creator-pay-v2");

@@ -12,22 +12,15 @@
 use std::process::{Command, Stdio};
 use std::time::Instant;
 use tally::generate::Format;
-use tally_benches::{events, root, rule, tally_binary};
+use tally_benches::{env_number, events, root, rule, tally_binary};
 
 fn main() {
     if !std::env::args().any(|a| a == "--bench") {
         return;
     }
-    let count: u64 = std::env::var("TALLY_BENCH_EVENTS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(100_000_000);
+    let count: u64 = env_number("TALLY_BENCH_EVENTS", 100_000_000);
     let limit = std::env::var("TALLY_BENCH_MEMORY_LIMIT").unwrap_or_else(|_| "2GiB".into());
-    let runs: usize = std::env::var("TALLY_BENCH_RUNS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(1)
-        .max(1);
+    let runs: usize = env_number("TALLY_BENCH_RUNS", 1usize).max(1);
     let tally = tally_binary();
     let input = events(count, Format::Parquet);
     let out = root().join("target/bench-data/out-scale");

@@ -103,7 +103,13 @@ pub struct Plan {
     /// Every input file and what happened to it since the last commit
     /// (empty without an index).
     pub inputs: Vec<InputStatus>,
-    /// The input files a run reads: all of them, whenever it writes anything.
+    /// Whether the run reads only the new input files and adds their events
+    /// to the published rows ([`crate::incremental`]).
+    pub incremental: bool,
+    /// Why it does or does not, in a sentence.
+    pub reads: String,
+    /// The input files a run reads (all of them, unless incremental), and
+    /// their bytes.
     pub input_files: usize,
     pub input_bytes: u64,
     /// The input files read to make this plan, and why.
@@ -128,6 +134,7 @@ fn within(window: Option<(i32, i32)>, day: i32) -> bool {
 /// files with their sizes.
 pub fn plan(
     status: Option<&StatusReport>,
+    late: Option<&crate::status::Late>,
     window: Option<(i32, i32)>,
     options: BackfillOptions,
     inputs: &[(String, u64)],
@@ -227,7 +234,7 @@ pub fn plan(
             })
             .collect(),
     };
-    Plan {
+    let mut plan = Plan {
         scope,
         reason,
         window: crate::report::window_text(window),
@@ -237,10 +244,29 @@ pub fn plan(
         commits,
         index: status.and_then(|s| s.index.clone()),
         inputs: status.map(|s| s.inputs.clone()).unwrap_or_default(),
+        incremental: false,
+        reads: "every input file is read".to_string(),
         input_files: inputs.len(),
         input_bytes: inputs.iter().map(|(_, size)| size).sum(),
         files_read: status.map(|s| s.files_read.clone()).unwrap_or_default(),
+    };
+    if scope == Scope::Stale && !plan.days.is_empty() {
+        match crate::incremental::blocker(&plan, late) {
+            None => {
+                let new: Vec<usize> = late.map(|l| l.new_files.clone()).unwrap_or_default();
+                plan.incremental = true;
+                plan.reads = "only the new input files are read: every stale day is stale only because they add events to it".to_string();
+                plan.input_files = new.len();
+                plan.input_bytes = new
+                    .iter()
+                    .filter_map(|&at| inputs.get(at))
+                    .map(|(_, size)| size)
+                    .sum();
+            }
+            Some(why) => plan.reads = format!("every input file is read: {why}"),
+        }
     }
+    plan
 }
 
 fn first_or(days: &BTreeSet<i32>, none: &str) -> String {
@@ -303,6 +329,7 @@ pub fn run(
     options: &RunOptions,
     rule: Rule,
     plan: &Plan,
+    late: Option<&crate::status::Late>,
     chunk_days: Option<u32>,
     committed: &mut dyn FnMut(&RunReport),
 ) -> Result<Vec<RunReport>, BackfillError> {
@@ -321,8 +348,9 @@ pub fn run(
         },
         Scope::All | Scope::AllUnknown => options.days,
     };
-    let mut computed = pipeline::with_threads(options.threads, || {
-        pipeline::compute_with(
+    let mut computed = pipeline::with_threads(options.threads, || match late {
+        Some(late) if plan.incremental => crate::incremental::compute(options, rule, plan, late),
+        _ => pipeline::compute_with(
             &options.inputs,
             &options.read,
             rule,
@@ -331,7 +359,7 @@ pub fn run(
             options.progress,
             &options.spill,
             true,
-        )
+        ),
     })?;
     let published: BTreeSet<i32> =
         crate::commit::existing(&crate::commit::resolve(&options.out).map_err(RunError::from)?)

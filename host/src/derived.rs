@@ -14,7 +14,7 @@
 //! [`Rollup`] (and, for a table built from a derived one, another source).
 
 use crate::commit::{self, CommitError};
-use crate::reconcile::{Change, Published, ReconcileCounts, ReconcileError};
+use crate::reconcile::{Change, ReconcileCounts, ReconcileError};
 use arrow::array::{ArrayRef, AsArray, Int64Array, StringArray};
 use arrow::datatypes::{DataType, Field, Int64Type, Schema};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
@@ -207,26 +207,7 @@ pub fn build(
         creator: creator.to_string(),
     };
     for day in days {
-        let rows = Published::read(&day.path)?;
-        for i in 0..rows.len() {
-            let (row, _) = rows.row(i);
-            let sum = match sums.get_mut(row.creator) {
-                Some(sum) => sum,
-                None => sums.entry(row.creator.to_string()).or_default(),
-            };
-            sum.0 = sum
-                .0
-                .checked_add(row.events)
-                .ok_or_else(|| overflow(row.creator))?;
-            sum.1 = sum
-                .1
-                .checked_add(row.payable_events)
-                .ok_or_else(|| overflow(row.creator))?;
-            sum.2 = sum
-                .2
-                .checked_add(row.amount_micros)
-                .ok_or_else(|| overflow(row.creator))?;
-        }
+        add_day(&day.path, &mut sums, &overflow)?;
     }
 
     // Reconcile: creators published before and absent now are written as zeros.
@@ -306,6 +287,93 @@ pub fn build(
         days: days.iter().map(|d| d.source.clone()).collect(),
         reconcile: counts,
     })
+}
+
+/// Adds a day partition's figures to `sums`, per creator. Reads only the
+/// creator and figure columns; a day's rows are sorted by creator, so each
+/// creator's rows are summed as one run and looked up once.
+fn add_day(
+    path: &Path,
+    sums: &mut BTreeMap<String, Figures>,
+    overflow: &dyn Fn(&str) -> DerivedError,
+) -> Result<(), DerivedError> {
+    let fail = |message: String| DerivedError::Unreadable {
+        path: path.to_path_buf(),
+        message,
+    };
+    let file = std::fs::File::open(path).map_err(|e| fail(e.to_string()))?;
+    let builder =
+        ParquetRecordBatchReaderBuilder::try_new(file).map_err(|e| fail(e.to_string()))?;
+    let mask = parquet::arrow::ProjectionMask::columns(
+        builder.parquet_schema(),
+        ["creator_id", "events", "payable_events", "amount_micros"],
+    );
+    let reader = builder
+        .with_projection(mask)
+        .build()
+        .map_err(|e| fail(e.to_string()))?;
+    let mut add = |creator: &str, figures: Figures| -> Result<(), DerivedError> {
+        let sum = match sums.get_mut(creator) {
+            Some(sum) => sum,
+            None => sums.entry(creator.to_string()).or_default(),
+        };
+        sum.0 = sum
+            .0
+            .checked_add(figures.0)
+            .ok_or_else(|| overflow(creator))?;
+        sum.1 = sum
+            .1
+            .checked_add(figures.1)
+            .ok_or_else(|| overflow(creator))?;
+        sum.2 = sum
+            .2
+            .checked_add(figures.2)
+            .ok_or_else(|| overflow(creator))?;
+        Ok(())
+    };
+    for batch in reader {
+        let batch = batch.map_err(|e| fail(e.to_string()))?;
+        let column = |name: &str| {
+            batch
+                .column_by_name(name)
+                .filter(|c| c.null_count() == 0)
+                .ok_or_else(|| fail(format!("no column {name} without nulls")))
+        };
+        let creators = column("creator_id")?
+            .as_string_opt::<i32>()
+            .ok_or_else(|| fail("column creator_id is not utf8".to_string()))?;
+        let number = |name: &str| -> Result<&Int64Array, DerivedError> {
+            column(name)?
+                .as_primitive_opt::<Int64Type>()
+                .ok_or_else(|| fail(format!("column {name} is not int64")))
+        };
+        let (events, payable, amount) = (
+            number("events")?,
+            number("payable_events")?,
+            number("amount_micros")?,
+        );
+        let mut run: Option<(&str, Figures)> = None;
+        for i in 0..batch.num_rows() {
+            let creator = creators.value(i);
+            let row = (events.value(i), payable.value(i), amount.value(i));
+            match &mut run {
+                Some((current, sum)) if *current == creator => {
+                    sum.0 = sum.0.checked_add(row.0).ok_or_else(|| overflow(creator))?;
+                    sum.1 = sum.1.checked_add(row.1).ok_or_else(|| overflow(creator))?;
+                    sum.2 = sum.2.checked_add(row.2).ok_or_else(|| overflow(creator))?;
+                }
+                _ => {
+                    if let Some((current, sum)) = run.replace((creator, row)) {
+                        add(current, sum)?;
+                    }
+                }
+            }
+        }
+        if let Some((current, sum)) = run {
+            add(current, sum)?;
+        }
+    }
+    Ok(())
 }
 
 fn columns(rows: &[(&str, Figures)]) -> Vec<ArrayRef> {

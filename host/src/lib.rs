@@ -52,6 +52,7 @@ pub mod derived;
 pub mod event;
 pub mod explain;
 pub mod generate;
+pub mod incremental;
 pub mod ingest;
 pub mod intern;
 pub mod layout;

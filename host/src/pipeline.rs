@@ -116,7 +116,7 @@ impl RunError {
 }
 
 /// A run id: the start time and a random suffix.
-fn run_id() -> String {
+pub fn run_id() -> String {
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap_or_default();
@@ -296,9 +296,20 @@ pub fn find_inputs(inputs: &[PathBuf]) -> Result<Found, RunError> {
     let files = ingest::discover(inputs)?;
     let hashes = ingest::hash_files(&files)?;
     let fingerprint = ingest::fingerprint(&files, &hashes);
-    let inputs = files
+    let inputs = input_summaries(&files, &hashes);
+    Ok(Found {
+        run_id: run_id(),
+        files,
+        inputs,
+        fingerprint,
+    })
+}
+
+/// What a run report and the lineage say of each input file.
+pub fn input_summaries(files: &[ingest::InputFile], hashes: &[blake3::Hash]) -> Vec<InputSummary> {
+    files
         .iter()
-        .zip(&hashes)
+        .zip(hashes)
         .map(|(f, h)| InputSummary {
             // Absolute, so `tally verify` finds the inputs from anywhere.
             path: std::fs::canonicalize(&f.path)
@@ -309,13 +320,7 @@ pub fn find_inputs(inputs: &[PathBuf]) -> Result<Found, RunError> {
             size: f.size,
             blake3: h.to_hex().to_string(),
         })
-        .collect();
-    Ok(Found {
-        run_id: run_id(),
-        files,
-        inputs,
-        fingerprint,
-    })
+        .collect()
 }
 
 /// Counts the quarantined records, by reason.
@@ -581,7 +586,7 @@ pub fn finish_index(
     files: &[ingest::InputFile],
     unique: u64,
 ) -> Result<survivors::Built, RunError> {
-    let (written, records, events) = writer.finish()?;
+    let (written, records, events, days) = writer.finish_counted()?;
     if events != unique {
         return Err(RunError::Invariant(format!(
             "events in the survivor index = unique events: {events} = {unique}"
@@ -596,6 +601,8 @@ pub fn finish_index(
             .iter()
             .map(|f| survivors::modified_ns(f.modified))
             .collect(),
+        days: Some(days),
+        base: None,
     })
 }
 

@@ -41,6 +41,9 @@ pub struct StatusOptions {
     /// Hash every input file the index recorded, even those whose size and
     /// modification time are as recorded.
     pub checksum: bool,
+    /// Read the whole survivor index, even when looking up the new records'
+    /// events would do: slower, the same report (a cross-check).
+    pub full_scan: bool,
 }
 
 /// Why the status of an output could not be told.
@@ -211,6 +214,34 @@ pub struct IndexUsed {
     pub records: u64,
     pub events: u64,
     pub files: usize,
+    /// Layers added by incremental commits.
+    pub layers: usize,
+    /// How it was read: `lookup` (only the events of new records, when no
+    /// recorded file changed or went and the index counts every day's
+    /// events) or `whole`.
+    pub read: &'static str,
+}
+
+/// What an incremental recompute ([`crate::incremental`]) needs of a status
+/// that looked up only the new records' events.
+#[derive(Debug, Clone)]
+pub struct Late {
+    /// The commit whose index it is, and the index.
+    pub commit: u64,
+    pub manifest: survivors::Manifest,
+    /// Each recorded input file's position among the inputs now.
+    pub positions: Vec<usize>,
+    /// Each input's content blake3 now (hex), in input order.
+    pub blake3: Vec<String>,
+    /// The new input files: their positions, in order.
+    pub new_files: Vec<usize>,
+    /// The events of new records the index knows, with their recorded
+    /// survivor (its source: its file's position among the inputs).
+    pub known: HashMap<survivors::Key, Entry>,
+    /// Events whose survivor a recompute takes from another record than
+    /// the recorded one, or whose new records tie with a recorded one on
+    /// both timestamps: an incremental recompute needs none.
+    pub moved: u64,
 }
 
 /// What `tally status` found.
@@ -274,6 +305,8 @@ struct Recount {
     moves: BTreeMap<(i32, Move, usize), (u64, BTreeSet<i32>)>,
     /// Per (day, gone file): the day's events whose survivor was there.
     gone: BTreeMap<(i32, usize), u64>,
+    /// Events whose survivor moves to another record.
+    displaced: u64,
 }
 
 impl Recount {
@@ -285,6 +318,9 @@ impl Recount {
     /// Counts one event: its survivor before (day, file id) and after (day,
     /// position of a present file).
     fn event(&mut self, before: Option<(i32, usize)>, after: Option<(i32, usize)>) {
+        if before.is_some() && before != after {
+            self.displaced += 1;
+        }
         if let Some((day, file)) = after {
             *self
                 .provenance
@@ -339,6 +375,14 @@ struct NewRecords {
 
 /// Tells which partitions of `options.out` a full recompute would change.
 pub fn status(options: &StatusOptions) -> Result<StatusReport, StatusError> {
+    status_for_run(options).map(|(report, _)| report)
+}
+
+/// [`status`], and when it looked up only the new records' events, what an
+/// incremental recompute needs.
+pub fn status_for_run(
+    options: &StatusOptions,
+) -> Result<(StatusReport, Option<Late>), StatusError> {
     let out = &options.out;
     let partitions = lineage::partitions(out, None)?;
     let months = lineage::derived(out, &derived::MONTHLY)?;
@@ -354,7 +398,8 @@ pub fn status(options: &StatusOptions) -> Result<StatusReport, StatusError> {
     let mut recount = Recount::default();
     let mut inputs = Vec::new();
     let mut files: Vec<FileInfo> = Vec::new();
-    if let Some((_, manifest)) = &index {
+    let mut late = None;
+    if let Some((commit, manifest)) = &index {
         let (places, new_files) = classify_inputs(
             &found,
             manifest,
@@ -364,7 +409,46 @@ pub fn status(options: &StatusOptions) -> Result<StatusReport, StatusError> {
         )?;
         let (new, valid) = read_new(&found, &new_files, manifest.max_line_bytes, &mut files_read)?;
         let mut ties = Vec::new();
-        merge_index(out, manifest, &places, &new, &mut recount, &mut ties)?;
+        let lookup = !options.full_scan
+            && manifest.days.is_some()
+            && places.iter().all(|p| matches!(p, Place::Present(_)));
+        if lookup {
+            let (known, tied) = lookup_index(
+                out,
+                options.checksum,
+                manifest,
+                &places,
+                &new,
+                &mut recount,
+                &mut ties,
+            )?;
+            let new_files = files
+                .iter()
+                .enumerate()
+                .filter(|(_, f)| f.change == InputChange::New)
+                .map(|(at, _)| at)
+                .collect();
+            late = Some(Late {
+                commit: *commit,
+                manifest: manifest.clone(),
+                positions: places
+                    .iter()
+                    .map(|p| match p {
+                        Place::Present(at) | Place::Gone(at) => *at,
+                    })
+                    .collect(),
+                blake3: found
+                    .iter()
+                    .enumerate()
+                    .map(|(at, _)| files[at].blake3.clone())
+                    .collect(),
+                new_files,
+                known,
+                moved: tied,
+            });
+        } else {
+            merge_index(out, manifest, &places, &new, &mut recount, &mut ties)?;
+        }
         settle_ties(
             &found,
             &files,
@@ -374,6 +458,9 @@ pub fn status(options: &StatusOptions) -> Result<StatusReport, StatusError> {
             &mut recount,
             &mut files_read,
         )?;
+        if let Some(late) = &mut late {
+            late.moved += recount.displaced;
+        }
         for (i, f) in files.iter().enumerate() {
             let recorded = manifest.inputs.iter().find(|r| r.path == f.path);
             inputs.push(InputStatus {
@@ -408,7 +495,8 @@ pub fn status(options: &StatusOptions) -> Result<StatusReport, StatusError> {
     let derived = period_statuses(&partitions, &months, &days, &events);
     let stale_days = days.iter().filter(|d| d.stale).count();
     let stale_periods = derived.iter().filter(|p| p.stale).count();
-    Ok(StatusReport {
+    let read = if late.is_some() { "lookup" } else { "whole" };
+    let report = StatusReport {
         out: out.display().to_string(),
         rule_hash: options.rule_hash.clone(),
         compute_version: COMPUTE_VERSION,
@@ -420,12 +508,15 @@ pub fn status(options: &StatusOptions) -> Result<StatusReport, StatusError> {
             records: m.records,
             events: m.events,
             files: m.files.len(),
+            layers: m.layers.len(),
+            read,
         }),
         inputs,
         files_read,
         days,
         derived,
-    })
+    };
+    Ok((report, late))
 }
 
 fn absolute(path: &Path) -> String {
@@ -652,35 +743,18 @@ fn merge_index(
     let dir = survivors::dir(out);
     let mut at = 0;
     let mut records = 0u64;
-    for file in &manifest.files {
-        let path = dir.join(&file.file);
-        let actual = {
-            let mut hasher = blake3::Hasher::new();
-            hasher.update_mmap(&path).map_err(|e| IndexError::Io {
-                path: path.clone(),
-                message: e.to_string(),
-            })?;
-            hasher.finalize().to_hex().to_string()
-        };
-        if actual != file.blake3 {
-            return Err(IndexError::Damaged {
-                path,
-                message: format!("blake3 {actual}, recorded {}", file.blake3),
-            }
-            .into());
-        }
-        let mut old = Vec::with_capacity(file.rows as usize);
-        survivors::read_file(&path, &mut |entries| {
-            old.extend(entries);
-            Ok(())
-        })?;
+    let mut result = Ok(());
+    survivors::read_merged(out, manifest, &mut |old| {
         records += old.len() as u64;
         if old.iter().any(|e| e.source as usize >= places.len()) {
-            return Err(IndexError::Damaged {
-                path,
+            result = Err(IndexError::Damaged {
+                path: dir.clone(),
                 message: "a row names an input file the manifest does not list".to_string(),
-            }
-            .into());
+            });
+            return Ok(());
+        }
+        if result.is_err() {
+            return Ok(());
         }
         let mut i = 0;
         while i < old.len() {
@@ -699,7 +773,9 @@ fn merge_index(
             event(key, &old[i..end], new, from, at, places, recount, ties);
             i = end;
         }
-    }
+        Ok(())
+    })?;
+    result?;
     if records != manifest.records {
         return Err(IndexError::Damaged {
             path: survivors::manifest_path(out),
@@ -713,6 +789,94 @@ fn merge_index(
     let start = at;
     new_only(new, start, new.entries.len(), recount);
     Ok(())
+}
+
+/// Looks up in the index only the events of the new records, starting from
+/// the index's count of every day's events: for outputs whose recorded
+/// files are all there as recorded. Returns the events it found with their
+/// recorded survivors, and how many events have a new record that ties
+/// with a recorded one on both timestamps.
+fn lookup_index(
+    out: &Path,
+    checksum: bool,
+    manifest: &survivors::Manifest,
+    places: &[Place],
+    new: &NewRecords,
+    recount: &mut Recount,
+    ties: &mut Vec<Tie>,
+) -> Result<(HashMap<survivors::Key, Entry>, u64), StatusError> {
+    let damaged = |message: String| IndexError::Damaged {
+        path: survivors::manifest_path(out),
+        message,
+    };
+    let position = |source: usize| match places.get(source) {
+        Some(Place::Present(at)) => Ok(*at),
+        _ => Err(damaged(format!(
+            "it names input file {source}, which it does not list"
+        ))),
+    };
+    for (day, sources) in manifest.days.iter().flatten() {
+        let day = parse_day(day).ok_or_else(|| damaged(format!("bad day {day}")))?;
+        for (&source, &events) in sources {
+            if events > 0 {
+                *recount
+                    .provenance
+                    .entry(day)
+                    .or_default()
+                    .entry(position(source as usize)?)
+                    .or_default() += events;
+            }
+        }
+    }
+    let mut keys: Vec<(u64, u64)> = new.entries.iter().map(Entry::key).collect();
+    keys.dedup();
+    let groups = survivors::lookup(out, manifest, &keys, checksum)?;
+    let mut known = HashMap::with_capacity(groups.len());
+    let mut tied = 0;
+    let mut i = 0;
+    while i < new.entries.len() {
+        let key = new.entries[i].key();
+        let end = i + new.entries[i..].partition_point(|x| x.key() == key);
+        match groups.get(&key) {
+            None => new_only(new, i, end, recount),
+            Some(old) => {
+                let survivor = old[0];
+                let at = position(survivor.source as usize)?;
+                for e in old {
+                    position(e.source as usize)?;
+                }
+                // The index counted the recorded survivor: taken back, then
+                // counted where a recompute puts it.
+                let day = survivor.day();
+                if let Some(sources) = recount.provenance.get_mut(&day) {
+                    if let Some(n) = sources.get_mut(&at) {
+                        *n = n.saturating_sub(1);
+                        if *n == 0 {
+                            sources.remove(&at);
+                        }
+                    }
+                    if sources.is_empty() {
+                        recount.provenance.remove(&day);
+                    }
+                }
+                let ties_on_time = new.entries[i..end].iter().any(|n| {
+                    old.iter()
+                        .any(|o| (o.ingested_at, o.occurred_at) == (n.ingested_at, n.occurred_at))
+                });
+                tied += u64::from(ties_on_time);
+                known.insert(
+                    key,
+                    Entry {
+                        source: at as u32,
+                        ..survivor
+                    },
+                );
+                event(key, old, new, i, end, places, recount, ties);
+            }
+        }
+        i = end;
+    }
+    Ok((known, tied))
 }
 
 /// Events of the new records in `new.entries[from..to]` that the index does

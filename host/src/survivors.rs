@@ -38,7 +38,7 @@
 
 use crate::commit::{self, CommitError};
 use crate::dedup::Table;
-use crate::event::{ACTIONS, CONTENT_KINDS, USER_TIERS, day_of};
+use crate::event::{ACTIONS, CONTENT_KINDS, USER_TIERS, day_of, format_day};
 use crate::intern::Interner;
 use crate::report::InputSummary;
 use crate::shard::{SHARD_FORMAT_VERSION, SHARD_SEED};
@@ -122,6 +122,9 @@ pub fn manifest_path(out: &Path) -> PathBuf {
 pub fn file_name(j: u32) -> String {
     format!("shard-{j}.arrow")
 }
+
+/// An event's 128-bit key: its shard hash, then a second hash.
+pub type Key = (u64, u64);
 
 /// The 128-bit key of an `event_id`: its shard hash, then a second hash.
 #[inline]
@@ -1010,7 +1013,29 @@ pub struct Manifest {
     pub inputs: Vec<IndexedInput>,
     /// The index files, `shard-0.arrow` to `shard-(M-1).arrow`.
     pub files: Vec<IndexFile>,
+    /// Layers added by incremental commits since `files` were written
+    /// (`layer-K.arrow`, oldest first): each one file of every valid record
+    /// of the input files that commit added, sorted like an index file.
+    /// Present only in index format 2.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub layers: Vec<IndexFile>,
+    /// Per day (`YYYY-MM-DD`), per input file (its position in `inputs`):
+    /// the events whose survivor is in that file. Absent when the commit
+    /// that wrote the index did not count every event's day (a run limited
+    /// to some days); `tally status` then reads the whole index.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub days: Option<Days>,
 }
+
+/// Per day, per input file: events whose survivor is there.
+pub type Days = std::collections::BTreeMap<String, std::collections::BTreeMap<u32, u64>>;
+
+/// The version of a manifest with layers.
+pub const LAYERED_FORMAT_VERSION: u32 = 2;
+
+/// At most this many layers: an incremental commit that would add more
+/// recomputes from every input instead, which writes a fresh index.
+pub const MAX_LAYERS: usize = 16;
 
 /// What the commit log says of the index a commit wrote, so that an index
 /// left by another commit is never taken for this one's.
@@ -1243,6 +1268,57 @@ pub struct IndexWriter {
     last: Option<(u64, u64)>,
     records: u64,
     events: u64,
+    days: DayCounts,
+}
+
+/// Events per day and input file, counted from each event's first record
+/// (its survivor) as entries are written.
+#[derive(Debug, Default)]
+struct DayCounts {
+    /// The day of `per_day[0]`.
+    first: i32,
+    /// Per day from `first`, per input file: events.
+    per_day: Vec<Vec<u64>>,
+}
+
+impl DayCounts {
+    fn add(&mut self, day: i32, source: u32) {
+        if self.per_day.is_empty() {
+            self.first = day;
+        }
+        if day < self.first {
+            let shift = (self.first - day) as usize;
+            self.per_day
+                .splice(0..0, std::iter::repeat_with(Vec::new).take(shift));
+            self.first = day;
+        }
+        let d = (day - self.first) as usize;
+        if d >= self.per_day.len() {
+            self.per_day.resize_with(d + 1, Vec::new);
+        }
+        let sources = &mut self.per_day[d];
+        let s = source as usize;
+        if s >= sources.len() {
+            sources.resize(s + 1, 0);
+        }
+        sources[s] += 1;
+    }
+
+    fn days(&self) -> Days {
+        let mut days = Days::new();
+        for (d, sources) in self.per_day.iter().enumerate() {
+            let counted: std::collections::BTreeMap<u32, u64> = sources
+                .iter()
+                .enumerate()
+                .filter(|(_, n)| **n > 0)
+                .map(|(s, n)| (s as u32, *n))
+                .collect();
+            if !counted.is_empty() {
+                days.insert(format_day(self.first + d as i32), counted);
+            }
+        }
+        days
+    }
 }
 
 /// An index written into a directory, not yet installed in a commit.
@@ -1255,6 +1331,25 @@ pub struct Built {
     /// Each input file's modification time when the run found it
     /// ([`modified_ns`]), in input order.
     pub modified: Vec<Option<i64>>,
+    /// Per day, per input file: the events whose survivor is there, when
+    /// the run counted them all.
+    pub days: Option<Days>,
+    /// For a layer added to a published index: that index. `files` is then
+    /// the one layer file, `records` its rows and `events` the events of the
+    /// whole index.
+    pub base: Option<Base>,
+}
+
+/// The published index a layer is added to.
+#[derive(Debug, Clone)]
+pub struct Base {
+    /// Its directory (`OUT/_tally/survivors`).
+    pub dir: PathBuf,
+    pub manifest: Manifest,
+    /// The input files of the index with the layer: the recorded ones in
+    /// their recorded order (their paths and times as found now), then the
+    /// new ones.
+    pub inputs: Vec<IndexedInput>,
 }
 
 impl IndexWriter {
@@ -1284,6 +1379,7 @@ impl IndexWriter {
             last: None,
             records: 0,
             events: 0,
+            days: DayCounts::default(),
         }
     }
 
@@ -1321,6 +1417,17 @@ impl IndexWriter {
             _ => {}
         }
         self.events += events;
+        // Each event's first record is its survivor: counted by its day
+        // and file.
+        let mut previous = self.last;
+        for i in 0..columns.len() {
+            let key = piece.key(i);
+            if previous != Some(key) {
+                self.days
+                    .add(day_of(columns.occurred_at[i]), columns.source[i]);
+                previous = Some(key);
+            }
+        }
         self.last = Some(piece.key(columns.len() - 1));
         let files = self.files();
         let mut at = 0;
@@ -1416,13 +1523,20 @@ impl IndexWriter {
 
     /// Writes what is buffered and every file not written yet (empty), and
     /// says what was written.
-    pub fn finish(mut self) -> Result<(Vec<IndexFile>, u64, u64), IndexError> {
+    pub fn finish(self) -> Result<(Vec<IndexFile>, u64, u64), IndexError> {
+        self.finish_counted()
+            .map(|(files, records, events, _)| (files, records, events))
+    }
+
+    /// [`IndexWriter::finish`], with the events of each day per input file.
+    pub fn finish_counted(mut self) -> Result<(Vec<IndexFile>, u64, u64, Days), IndexError> {
         self.close()?;
         while self.next < self.files() {
             self.open_next()?;
             self.close()?;
         }
-        Ok((self.done, self.records, self.events))
+        let days = self.days.days();
+        Ok((self.done, self.records, self.events, days))
     }
 }
 
@@ -1492,7 +1606,9 @@ fn read_columns(
 
 /// Installs a built index in a staged output: moves its files into
 /// `_tally/survivors/` and writes the manifest naming `inputs` (the run's,
-/// in input order). Returns what the commit log records of it.
+/// in input order). A layer ([`Built::base`]) is installed with
+/// the files of the index it is added to, linked. Returns what the commit
+/// log records of it.
 pub fn install(
     built: &Built,
     inputs: &[InputSummary],
@@ -1500,46 +1616,615 @@ pub fn install(
     staging: &Path,
 ) -> Result<IndexSummary, CommitError> {
     let target = dir(staging);
-    std::fs::create_dir_all(&target).map_err(|source| CommitError::Io {
-        path: target.clone(),
+    let fail = |path: &Path, source: std::io::Error| CommitError::Io {
+        path: path.to_path_buf(),
         source,
-    })?;
+    };
+    std::fs::create_dir_all(&target).map_err(|e| fail(&target, e))?;
     for f in &built.files {
         let (from, to) = (built.dir.join(&f.file), target.join(&f.file));
         // A rename where the work directory is on the output's file system,
         // else a copy.
         if std::fs::rename(&from, &to).is_err() {
-            std::fs::copy(&from, &to).map_err(|source| CommitError::Io {
-                path: to.clone(),
-                source,
-            })?;
+            std::fs::copy(&from, &to).map_err(|e| fail(&to, e))?;
         }
     }
-    let manifest = Manifest {
-        index_format: INDEX_FORMAT_VERSION,
-        shard_format: SHARD_FORMAT_VERSION,
-        records: built.records,
-        events: built.events,
-        max_line_bytes: max_line_bytes as u64,
-        inputs: inputs
-            .iter()
-            .enumerate()
-            .map(|(i, input)| IndexedInput {
-                path: input.path.clone(),
-                blake3: input.blake3.clone(),
-                size: input.size,
-                modified_ns: built.modified.get(i).copied().flatten(),
-            })
-            .collect(),
-        files: built.files.clone(),
+    let days = built.days.clone();
+    let manifest = match &built.base {
+        None => Manifest {
+            index_format: INDEX_FORMAT_VERSION,
+            shard_format: SHARD_FORMAT_VERSION,
+            records: built.records,
+            events: built.events,
+            max_line_bytes: max_line_bytes as u64,
+            inputs: inputs
+                .iter()
+                .enumerate()
+                .map(|(i, input)| IndexedInput {
+                    path: input.path.clone(),
+                    blake3: input.blake3.clone(),
+                    size: input.size,
+                    modified_ns: built.modified.get(i).copied().flatten(),
+                })
+                .collect(),
+            files: built.files.clone(),
+            layers: Vec::new(),
+            days,
+        },
+        Some(base) => {
+            let published = &base.manifest;
+            for f in published.files.iter().chain(&published.layers) {
+                let (from, to) = (base.dir.join(&f.file), target.join(&f.file));
+                if std::fs::hard_link(&from, &to).is_err() {
+                    std::fs::copy(&from, &to).map_err(|e| fail(&to, e))?;
+                }
+            }
+            Manifest {
+                index_format: LAYERED_FORMAT_VERSION,
+                shard_format: SHARD_FORMAT_VERSION,
+                records: published.records + built.records,
+                events: built.events,
+                max_line_bytes: published.max_line_bytes.max(max_line_bytes as u64),
+                inputs: base.inputs.clone(),
+                files: published.files.clone(),
+                layers: published
+                    .layers
+                    .iter()
+                    .chain(&built.files)
+                    .cloned()
+                    .collect(),
+                days,
+            }
+        }
     };
     let text = serde_json::to_string_pretty(&manifest).expect("manifests serialize") + "\n";
     commit::write_file(&manifest_path(staging), text.as_bytes())?;
     Ok(IndexSummary {
         manifest_blake3: blake3::hash(text.as_bytes()).to_hex().to_string(),
-        records: built.records,
-        events: built.events,
+        records: manifest.records,
+        events: manifest.events,
     })
+}
+
+/// The name of the `k`th layer file (from 1).
+pub fn layer_name(k: usize) -> String {
+    format!("layer-{k}.arrow")
+}
+
+/// An index file read into memory, its batches decoded in place.
+struct Loaded {
+    batches: Vec<RecordBatch>,
+    /// The first row of each batch, and the total rows last.
+    starts: Vec<usize>,
+    /// Each batch's key columns, and its last key.
+    high: Vec<arrow::buffer::ScalarBuffer<u64>>,
+    low: Vec<arrow::buffer::ScalarBuffer<u64>>,
+    last: Vec<(u64, u64)>,
+}
+
+impl Loaded {
+    /// Reads `file` of the index in `dir`, checking its size and rows, and
+    /// with `verify` its blake3, against the manifest's record of it.
+    fn read(dir: &Path, file: &IndexFile, verify: bool) -> Result<Loaded, IndexError> {
+        let path = dir.join(&file.file);
+        let bytes = std::fs::read(&path).map_err(|e| io(&path, e))?;
+        if bytes.len() as u64 != file.bytes {
+            return Err(damaged(
+                &path,
+                format!("{} bytes, recorded {}", bytes.len(), file.bytes),
+            ));
+        }
+        if verify {
+            let actual = blake3::Hasher::new()
+                .update_rayon(&bytes)
+                .finalize()
+                .to_hex()
+                .to_string();
+            if actual != file.blake3 {
+                return Err(damaged(
+                    &path,
+                    format!("blake3 {actual}, recorded {}", file.blake3),
+                ));
+            }
+        }
+        let buffer = arrow::buffer::Buffer::from_vec(bytes);
+        let batches = decode(&buffer).map_err(|e| damaged(&path, e))?;
+        let mut starts = vec![0];
+        let (mut high, mut low, mut last) = (Vec::new(), Vec::new(), Vec::new());
+        for b in &batches {
+            if b.columns().iter().any(|c| c.null_count() > 0) {
+                return Err(damaged(&path, "a column has nulls"));
+            }
+            starts.push(starts.last().copied().unwrap_or(0) + b.num_rows());
+            let h = b.column(0).as_primitive::<UInt64Type>().values().clone();
+            let l = b.column(1).as_primitive::<UInt64Type>().values().clone();
+            if let (Some(&x), Some(&y)) = (h.last(), l.last()) {
+                last.push((x, y));
+                high.push(h);
+                low.push(l);
+            } else {
+                return Err(damaged(&path, "an empty batch"));
+            }
+        }
+        if starts.last().copied().unwrap_or(0) as u64 != file.rows {
+            return Err(damaged(
+                &path,
+                format!("not the {} rows recorded", file.rows),
+            ));
+        }
+        Ok(Loaded {
+            batches,
+            starts,
+            high,
+            low,
+            last,
+        })
+    }
+
+    fn rows(&self) -> usize {
+        self.starts.last().copied().unwrap_or(0)
+    }
+
+    /// Row `r` of batch `b`.
+    fn entry_at(&self, b: usize, r: usize) -> Entry {
+        let batch = &self.batches[b];
+        let u64s = |c: usize| batch.column(c).as_primitive::<UInt64Type>().value(r);
+        let i64s = |c: usize| batch.column(c).as_primitive::<Int64Type>().value(r);
+        Entry {
+            id_hash: self.high[b][r],
+            id_hash_low: self.low[b][r],
+            occurred_at: i64s(2),
+            ingested_at: i64s(3),
+            fields: u64s(4),
+            source: batch.column(5).as_primitive::<UInt32Type>().value(r),
+        }
+    }
+
+    /// Every row, in order.
+    fn entries(&self) -> Vec<Entry> {
+        let mut out = Vec::with_capacity(self.rows());
+        for b in 0..self.batches.len() {
+            out.extend((0..self.batches[b].num_rows()).map(|r| self.entry_at(b, r)));
+        }
+        out
+    }
+
+    /// The rows of `key`, in the file's order.
+    fn find(&self, key: (u64, u64)) -> Vec<Entry> {
+        let mut found = Vec::new();
+        let mut b = self.last.partition_point(|&k| k < key);
+        if b == self.batches.len() {
+            return found;
+        }
+        let (high, low) = (&self.high[b], &self.low[b]);
+        let (mut lo, mut hi) = (0, high.len());
+        while lo < hi {
+            let mid = lo + (hi - lo) / 2;
+            if (high[mid], low[mid]) < key {
+                lo = mid + 1;
+            } else {
+                hi = mid;
+            }
+        }
+        let mut r = lo;
+        // The rows of one key may run on into the next batches.
+        while b < self.batches.len() {
+            if r == self.high[b].len() {
+                b += 1;
+                r = 0;
+                continue;
+            }
+            if (self.high[b][r], self.low[b][r]) != key {
+                break;
+            }
+            found.push(self.entry_at(b, r));
+            r += 1;
+        }
+        found
+    }
+}
+
+/// Where one batch of an index file lies: its rows and the byte range of
+/// each column's values.
+struct BatchAt {
+    rows: usize,
+    /// Per column: the file offset and length of its values.
+    values: [(u64, usize); 6],
+}
+
+/// An index file looked up through its key column: the `id_hash` column
+/// is read batch by batch, and the other columns only for the rows of the
+/// keys looked up (whole batches where many keys fall).
+struct Keys {
+    file: File,
+    path: PathBuf,
+    batches: Vec<BatchAt>,
+}
+
+/// Above this many rows found in one batch, its columns are read whole.
+const ROWS_READ_ONE_BY_ONE: usize = 256;
+
+impl Keys {
+    fn open(dir: &Path, file: &IndexFile) -> Result<Keys, IndexError> {
+        use std::os::unix::fs::FileExt;
+        let path = dir.join(&file.file);
+        let opened = File::open(&path).map_err(|e| io(&path, e))?;
+        let len = opened.metadata().map_err(|e| io(&path, e))?.len();
+        if len != file.bytes {
+            return Err(damaged(
+                &path,
+                format!("{len} bytes, recorded {}", file.bytes),
+            ));
+        }
+        let read_at = |offset: u64, bytes: usize| -> Result<Vec<u8>, IndexError> {
+            let mut buf = vec![0u8; bytes];
+            opened
+                .read_exact_at(&mut buf, offset)
+                .map_err(|e| damaged(&path, format!("at byte {offset}: {e}")))?;
+            Ok(buf)
+        };
+        let len = usize::try_from(len).map_err(|e| damaged(&path, e))?;
+        if len < 10 {
+            return Err(damaged(&path, "too short for an Arrow IPC file"));
+        }
+        let trailer: [u8; 10] = read_at((len - 10) as u64, 10)?
+            .try_into()
+            .map_err(|_| damaged(&path, "no trailer"))?;
+        let footer_len =
+            arrow::ipc::reader::read_footer_length(trailer).map_err(|e| damaged(&path, e))?;
+        let footer_at = (len - 10)
+            .checked_sub(footer_len)
+            .ok_or_else(|| damaged(&path, "the footer runs past the file's start"))?;
+        let footer_bytes = read_at(footer_at as u64, footer_len)?;
+        let footer = arrow::ipc::root_as_footer(&footer_bytes).map_err(|e| damaged(&path, e))?;
+        let schema = arrow::ipc::convert::try_fb_to_schema(
+            footer.schema().ok_or_else(|| damaged(&path, "no schema"))?,
+        )
+        .map_err(|e| damaged(&path, e))?;
+        if schema.fields() != self::schema(0, 1).fields() {
+            return Err(damaged(
+                &path,
+                format!("not an index file of index format {INDEX_FORMAT_VERSION}"),
+            ));
+        }
+        let widths = [8usize, 8, 8, 8, 8, 4];
+        let mut batches = Vec::new();
+        let mut rows = 0u64;
+        for block in footer.recordBatches().into_iter().flatten() {
+            let bad =
+                |what: &str| damaged(&path, format!("batch at byte {}: {what}", block.offset()));
+            let offset = u64::try_from(block.offset()).map_err(|_| bad("a negative offset"))?;
+            let meta_len =
+                usize::try_from(block.metaDataLength()).map_err(|_| bad("a negative length"))?;
+            let body_len =
+                u64::try_from(block.bodyLength()).map_err(|_| bad("a negative length"))?;
+            let body = offset + meta_len as u64;
+            if body + body_len > footer_at as u64 || meta_len < 8 {
+                return Err(bad("runs past the file's end"));
+            }
+            let meta = read_at(offset, meta_len)?;
+            // A continuation marker, the metadata's length, the metadata.
+            let start = if meta[..4] == [0xff; 4] { 8 } else { 4 };
+            let message =
+                arrow::ipc::root_as_message(&meta[start..]).map_err(|e| bad(&e.to_string()))?;
+            let header = message
+                .header_as_record_batch()
+                .ok_or_else(|| bad("not a record batch"))?;
+            if header.compression().is_some() {
+                return Err(bad("compressed"));
+            }
+            let n = usize::try_from(header.length()).map_err(|_| bad("a negative row count"))?;
+            if header
+                .nodes()
+                .into_iter()
+                .flatten()
+                .any(|node| node.null_count() != 0)
+            {
+                return Err(bad("a column has nulls"));
+            }
+            let buffers: Vec<(u64, u64)> = header
+                .buffers()
+                .into_iter()
+                .flatten()
+                .map(|b| (b.offset() as u64, b.length() as u64))
+                .collect();
+            if buffers.len() != 12 {
+                return Err(bad("not six columns"));
+            }
+            let mut values = [(0u64, 0usize); 6];
+            for (c, width) in widths.iter().enumerate() {
+                let (at, length) = buffers[2 * c + 1];
+                if length < (n * width) as u64 || at + length > body_len {
+                    return Err(bad("a column shorter than its rows"));
+                }
+                values[c] = (body + at, n * width);
+            }
+            batches.push(BatchAt { rows: n, values });
+            rows += n as u64;
+        }
+        if rows != file.rows {
+            return Err(damaged(
+                &path,
+                format!("not the {} rows recorded", file.rows),
+            ));
+        }
+        Ok(Keys {
+            file: opened,
+            path,
+            batches,
+        })
+    }
+
+    /// Rows `rows` of column `c` of batch `b`, each widened to 64 bits.
+    fn column(
+        &self,
+        b: usize,
+        c: usize,
+        rows: std::ops::Range<usize>,
+        into: &mut Vec<u8>,
+    ) -> Result<Vec<u64>, IndexError> {
+        use std::os::unix::fs::FileExt;
+        let width = if c == 5 { 4 } else { 8 };
+        let (at, _) = self.batches[b].values[c];
+        into.resize(rows.len() * width, 0);
+        self.file
+            .read_exact_at(into, at + (rows.start * width) as u64)
+            .map_err(|e| io(&self.path, e))?;
+        Ok(into
+            .chunks_exact(width)
+            .map(|w| {
+                let mut word = [0u8; 8];
+                word[..width].copy_from_slice(w);
+                u64::from_le_bytes(word)
+            })
+            .collect())
+    }
+
+    /// Rows `rows` of batch `b`, whose `id_hash` values are `high`.
+    fn entries(
+        &self,
+        b: usize,
+        rows: std::ops::Range<usize>,
+        high: &[u64],
+        buffer: &mut Vec<u8>,
+    ) -> Result<Vec<Entry>, IndexError> {
+        let columns: Vec<Vec<u64>> = (1..6)
+            .map(|c| self.column(b, c, rows.clone(), buffer))
+            .collect::<Result<_, _>>()?;
+        Ok(rows
+            .enumerate()
+            .map(|(i, r)| Entry {
+                id_hash: high[r],
+                id_hash_low: columns[0][i],
+                occurred_at: columns[1][i] as i64,
+                ingested_at: columns[2][i] as i64,
+                fields: columns[3][i],
+                source: columns[4][i] as u32,
+            })
+            .collect())
+    }
+
+    /// Every event of `keys` (sorted) in this file, with its rows: the key
+    /// column is walked once beside the keys.
+    fn find(
+        &self,
+        keys: &[Key],
+        found: &mut std::collections::HashMap<Key, Vec<Entry>>,
+    ) -> Result<(), IndexError> {
+        let wanted: std::collections::HashSet<Key> = keys.iter().copied().collect();
+        let mut highs: Vec<u64> = keys.iter().map(|k| k.0).collect();
+        highs.dedup();
+        let (mut bytes, mut buffer) = (Vec::new(), Vec::new());
+        let mut k = 0;
+        for (b, batch) in self.batches.iter().enumerate() {
+            if k == highs.len() {
+                break;
+            }
+            let high = self.column(b, 0, 0..batch.rows, &mut bytes)?;
+            // The runs of rows whose `id_hash` is a key's; a run that ends
+            // the batch may go on in the next one, so its key stays.
+            let mut runs: Vec<std::ops::Range<usize>> = Vec::new();
+            let mut i = 0;
+            while i < high.len() && k < highs.len() {
+                match high[i].cmp(&highs[k]) {
+                    Ordering::Less => i += 1,
+                    Ordering::Greater => k += 1,
+                    Ordering::Equal => {
+                        let from = i;
+                        while i < high.len() && high[i] == highs[k] {
+                            i += 1;
+                        }
+                        runs.push(from..i);
+                        if i < high.len() {
+                            k += 1;
+                        }
+                    }
+                }
+            }
+            let total: usize = runs.iter().map(|r| r.len()).sum();
+            if total == 0 {
+                continue;
+            }
+            let entries: Vec<Entry> = if total > ROWS_READ_ONE_BY_ONE {
+                let all = self.entries(b, 0..batch.rows, &high, &mut buffer)?;
+                runs.iter().flat_map(|r| all[r.clone()].to_vec()).collect()
+            } else {
+                let mut out = Vec::with_capacity(total);
+                for r in runs {
+                    out.extend(self.entries(b, r, &high, &mut buffer)?);
+                }
+                out
+            };
+            for e in entries {
+                if wanted.contains(&e.key()) {
+                    found.entry(e.key()).or_default().push(e);
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The record batches of an index file held in `buffer`, without copying.
+fn decode(buffer: &arrow::buffer::Buffer) -> Result<Vec<RecordBatch>, String> {
+    use arrow::ipc::reader::{FileDecoder, read_footer_length};
+    let len = buffer.len();
+    if len < 10 {
+        return Err("too short for an Arrow IPC file".to_string());
+    }
+    let trailer: [u8; 10] = buffer[len - 10..].try_into().map_err(|_| "no trailer")?;
+    let footer_len = read_footer_length(trailer).map_err(|e| e.to_string())?;
+    let footer_at = (len - 10)
+        .checked_sub(footer_len)
+        .ok_or("the footer runs past the file's start")?;
+    let footer =
+        arrow::ipc::root_as_footer(&buffer[footer_at..len - 10]).map_err(|e| e.to_string())?;
+    let schema = arrow::ipc::convert::try_fb_to_schema(footer.schema().ok_or("no schema")?)
+        .map_err(|e| e.to_string())?;
+    let expected = self::schema(0, 1);
+    if schema.fields() != expected.fields() {
+        return Err(format!(
+            "not an index file of index format {INDEX_FORMAT_VERSION}"
+        ));
+    }
+    let decoder = FileDecoder::new(Arc::new(schema), footer.version());
+    let mut batches = Vec::new();
+    for block in footer.recordBatches().into_iter().flatten() {
+        let block_len = block.bodyLength() as usize + block.metaDataLength() as usize;
+        let offset = usize::try_from(block.offset()).map_err(|e| e.to_string())?;
+        if offset
+            .checked_add(block_len)
+            .is_none_or(|end| end > footer_at)
+        {
+            return Err("a batch runs past the file's end".to_string());
+        }
+        let data = buffer.slice_with_length(offset, block_len);
+        if let Some(batch) = decoder
+            .read_record_batch(block, &data)
+            .map_err(|e| e.to_string())?
+        {
+            batches.push(batch);
+        }
+    }
+    Ok(batches)
+}
+
+/// Stable-merges the records of one event from several files of an index
+/// (each in survivor order) into survivor order. Records of one event in
+/// two files never tie on both timestamps: a layer is added only when none
+/// of its records does with a recorded one.
+fn merge_group(group: &mut [Entry]) {
+    group.sort_by_key(|e| (e.ingested_at, e.occurred_at));
+}
+
+/// Every event of `keys` (sorted, distinct) that the index in `out`
+/// described by `manifest` knows, with its records in survivor order.
+/// Reads only the index files that hold one of the keys; checks their
+/// sizes and rows, and with `verify` their blake3 (layers always).
+pub fn lookup(
+    out: &Path,
+    manifest: &Manifest,
+    keys: &[(u64, u64)],
+    verify: bool,
+) -> Result<std::collections::HashMap<Key, Vec<Entry>>, IndexError> {
+    let dir = dir(out);
+    let files = manifest.files.len() as u32;
+    let mut found: std::collections::HashMap<Key, Vec<Entry>> = std::collections::HashMap::new();
+    let mut at = 0;
+    for (j, file) in manifest.files.iter().enumerate() {
+        let from = at;
+        while at < keys.len() && file_of(keys[at].0, files) == j as u32 {
+            at += 1;
+        }
+        if from == at {
+            continue;
+        }
+        if verify {
+            let loaded = Loaded::read(&dir, file, true)?;
+            for &key in &keys[from..at] {
+                let rows = loaded.find(key);
+                if !rows.is_empty() {
+                    found.insert(key, rows);
+                }
+            }
+        } else {
+            Keys::open(&dir, file)?.find(&keys[from..at], &mut found)?;
+        }
+    }
+    for layer in &manifest.layers {
+        let loaded = Loaded::read(&dir, layer, true)?;
+        for &key in keys {
+            let rows = loaded.find(key);
+            if !rows.is_empty() {
+                let group = found.entry(key).or_default();
+                group.extend(rows);
+                merge_group(group);
+            }
+        }
+    }
+    Ok(found)
+}
+
+/// Reads the whole index in `out` described by `manifest`, its layers
+/// merged in, handing each index file's entries (in index order) to
+/// `each`. Checks every file against the manifest.
+pub fn read_merged(
+    out: &Path,
+    manifest: &Manifest,
+    each: &mut dyn FnMut(Vec<Entry>) -> Result<(), IndexError>,
+) -> Result<(), IndexError> {
+    let dir = dir(out);
+    let mut layered: Vec<Entry> = Vec::new();
+    for layer in &manifest.layers {
+        layered.extend(Loaded::read(&dir, layer, true)?.entries());
+    }
+    // Stable: a layer's records of one event keep their order.
+    layered.sort_by_key(|e| (e.key(), e.ingested_at, e.occurred_at));
+    let files = manifest.files.len() as u32;
+    let mut at = 0;
+    for (j, file) in manifest.files.iter().enumerate() {
+        let base = Loaded::read(&dir, file, true)?.entries();
+        let from = at;
+        while at < layered.len() && file_of(layered[at].id_hash, files) == j as u32 {
+            at += 1;
+        }
+        let layer = &layered[from..at];
+        if layer.is_empty() {
+            each(base)?;
+            continue;
+        }
+        let mut merged = Vec::with_capacity(base.len() + layer.len());
+        let (mut b, mut l) = (0, 0);
+        while b < base.len() || l < layer.len() {
+            let key = match (base.get(b), layer.get(l)) {
+                (Some(x), Some(y)) => x.key().min(y.key()),
+                (Some(x), None) => x.key(),
+                (None, Some(y)) => y.key(),
+                (None, None) => break,
+            };
+            let start = merged.len();
+            while b < base.len() && base[b].key() == key {
+                merged.push(base[b]);
+                b += 1;
+            }
+            let only_base = l >= layer.len() || layer[l].key() != key;
+            while l < layer.len() && layer[l].key() == key {
+                merged.push(layer[l]);
+                l += 1;
+            }
+            if !only_base {
+                merge_group(&mut merged[start..]);
+            }
+        }
+        each(merged)?;
+    }
+    if at != layered.len() {
+        return Err(damaged(
+            &dir.join(layer_name(1)),
+            "a layer holds a key outside every index file",
+        ));
+    }
+    Ok(())
 }
 
 /// The index of an output and the blake3 of its manifest, or `None` when
@@ -1552,11 +2237,13 @@ pub fn read_manifest(out: &Path) -> Result<Option<(Manifest, String)>, IndexErro
         Err(e) => return Err(io(&path, e)),
     };
     let manifest: Manifest = serde_json::from_slice(&text).map_err(|e| damaged(&path, e))?;
-    if manifest.index_format != INDEX_FORMAT_VERSION {
+    if manifest.index_format != INDEX_FORMAT_VERSION
+        && manifest.index_format != LAYERED_FORMAT_VERSION
+    {
         return Err(damaged(
             &path,
             format!(
-                "index format {}; this Tally reads index format {INDEX_FORMAT_VERSION}",
+                "index format {}; this Tally reads index formats {INDEX_FORMAT_VERSION} and {LAYERED_FORMAT_VERSION}",
                 manifest.index_format
             ),
         ));
@@ -1756,6 +2443,90 @@ mod tests {
             Err(IndexError::Order(_))
         ));
     }
+    /// Looking keys up, reading only the key columns or the whole file,
+    /// finds every record of an event, even one whose records run on from
+    /// one batch into the next, and nothing for an absent key; a layer's
+    /// records are merged in by their timestamps; and the days counted while
+    /// writing are the survivors'.
+    #[test]
+    fn lookups_find_every_record_across_batches_and_layers() {
+        let out = tempfile::tempdir().unwrap();
+        let dir = dir(out.path());
+        std::fs::create_dir_all(&dir).unwrap();
+        // Three records an event, keys in order: rows 65,535 to 65,537 are
+        // one event's, across the first two batches.
+        let entries: Vec<Entry> = (0..70_000u64)
+            .map(|i| Entry {
+                id_hash: (i / 3) << 40,
+                id_hash_low: 7,
+                occurred_at: 1_777_636_800_000 + (i % 3) as i64 * 86_400_000,
+                ingested_at: 1_777_640_000_000 + (i % 3) as i64 * 10,
+                fields: i,
+                source: (i % 2) as u32,
+            })
+            .collect();
+        let mut writer = IndexWriter::create(&dir, entries.len() as u64).unwrap();
+        writer.push(entries.iter().copied()).unwrap();
+        let (files, records, events, days) = writer.finish_counted().unwrap();
+        assert_eq!(files.len(), 1);
+        // Each event's survivor is its first record: day 0 of the three.
+        let survivors = events;
+        assert_eq!(
+            days.values().flat_map(|s| s.values()).sum::<u64>(),
+            survivors
+        );
+        assert_eq!(days.len(), 1, "{days:?}");
+        // A layer: one more record of event 21,845, ingested in between.
+        let straddling = (21_845u64 << 40, 7);
+        let layer_entry = Entry {
+            id_hash: straddling.0,
+            id_hash_low: 7,
+            occurred_at: 1_777_636_800_000,
+            ingested_at: 1_777_640_000_000 + 15,
+            fields: 1,
+            source: 2,
+        };
+        let mut layer = IndexWriter::single(&dir.join(layer_name(1)));
+        layer.push([layer_entry]).unwrap();
+        let (layers, ..) = layer.finish().unwrap();
+        let manifest = Manifest {
+            index_format: LAYERED_FORMAT_VERSION,
+            shard_format: SHARD_FORMAT_VERSION,
+            records: records + 1,
+            events,
+            max_line_bytes: 0,
+            inputs: Vec::new(),
+            files,
+            layers,
+            days: Some(days),
+        };
+        let keys = [
+            (0, 7),
+            (5 << 40, 8),
+            straddling,
+            (23_333 << 40, 7),
+            (u64::MAX, 0),
+        ];
+        let quick = lookup(out.path(), &manifest, &keys, false).unwrap();
+        let whole = lookup(out.path(), &manifest, &keys, true).unwrap();
+        assert_eq!(quick, whole);
+        assert_eq!(quick.len(), 3, "absent keys are not found");
+        assert_eq!(quick[&(0, 7)], entries[0..3].to_vec());
+        assert_eq!(quick[&(23_333 << 40, 7)], entries[69_999..70_000].to_vec());
+        let mut expected = entries[65_535..65_538].to_vec();
+        expected.insert(2, layer_entry);
+        assert_eq!(quick[&straddling], expected, "merged by timestamps");
+        // The whole index, layers merged in, as status reads it.
+        let mut merged = Vec::new();
+        read_merged(out.path(), &manifest, &mut |batch| {
+            merged.extend(batch);
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(merged.len(), 70_001);
+        assert_eq!(merged[65_535..65_539], expected[..]);
+    }
+
     /// The bytes of index files for fixed entries, as index format 1 has
     /// always written them: a change here is a new index format version.
     #[test]

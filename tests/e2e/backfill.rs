@@ -15,7 +15,7 @@ use std::process::{Command, Stdio};
 
 /// `tally run` with `inputs`, `rule`, `out`, `--quiet --json` and `extra`:
 /// the exit code and the printed JSON report.
-fn backfill(inputs: &[&Path], rule: &Path, out: &Path, extra: &[&str]) -> (i32, Value) {
+pub(crate) fn backfill(inputs: &[&Path], rule: &Path, out: &Path, extra: &[&str]) -> (i32, Value) {
     let mut args = vec![
         "run",
         "--rule",
@@ -39,7 +39,7 @@ fn backfill(inputs: &[&Path], rule: &Path, out: &Path, extra: &[&str]) -> (i32, 
 }
 
 /// The survivor index's files, by name.
-fn index(out: &Path) -> BTreeMap<String, Vec<u8>> {
+pub(crate) fn index(out: &Path) -> BTreeMap<String, Vec<u8>> {
     common::snapshot(out)
         .into_iter()
         .filter(|(name, _)| name.starts_with("_tally/survivors/"))
@@ -47,7 +47,7 @@ fn index(out: &Path) -> BTreeMap<String, Vec<u8>> {
 }
 
 /// The commits of an output's log, oldest first.
-fn log(out: &Path) -> Vec<Value> {
+pub(crate) fn log(out: &Path) -> Vec<Value> {
     let text = common::tally_ok(&["log", s(out), "--json"]);
     let log: Value = serde_json::from_str(&text).unwrap();
     let mut commits = log["commits"].as_array().unwrap().clone();
@@ -74,7 +74,7 @@ fn day_commits(out: &Path) -> BTreeMap<String, u64> {
 
 /// A full recompute over `inputs` with `rule`, into a copy of the base
 /// output named `name`.
-fn full(base: &Base, name: &str, inputs: &[&Path], rule: &Path) -> PathBuf {
+pub(crate) fn full(base: &Base, name: &str, inputs: &[&Path], rule: &Path) -> PathBuf {
     let copy = base.path(name);
     common::copy_tree(&base.out, &copy, &|_| false);
     crate::support::run(inputs, rule, &copy, &[]);

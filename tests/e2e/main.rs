@@ -13,6 +13,7 @@ mod determinism;
 mod docs;
 mod explain;
 mod html;
+mod incremental;
 mod ingest_limits;
 mod json_reports;
 mod layout;

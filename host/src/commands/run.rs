@@ -57,6 +57,8 @@ pub struct Args {
     /// inputs), and the days that have events but no partition yet; fresh
     /// days keep their bytes and their commit. Nothing stale: nothing is
     /// written. The written partitions are those a full recompute writes.
+    /// When new input files only add events, only they are read and their
+    /// events are added to the published rows.
     #[arg(long)]
     stale_only: bool,
     /// Commit the days in windows of at most N days, each its own commit
@@ -215,25 +217,31 @@ fn backfill(args: Args) -> anyhow::Result<ExitCode> {
     };
     let outcome = (|| -> anyhow::Result<()> {
         let (options, rule) = load(args, &mut result.rule)?;
-        let status = if tally::layout::is_output(&options.out) {
-            Some(
-                tally::status::status(&StatusOptions {
-                    out: options.out.clone(),
-                    inputs: options.inputs.clone(),
-                    rule_hash: rule.hash.to_hex().to_string(),
-                    checksum,
-                })
-                .context("telling which days are stale")?,
-            )
+        let (status, late) = if tally::layout::is_output(&options.out) {
+            let (status, late) = tally::status::status_for_run(&StatusOptions {
+                out: options.out.clone(),
+                inputs: options.inputs.clone(),
+                rule_hash: rule.hash.to_hex().to_string(),
+                checksum,
+                full_scan: false,
+            })
+            .context("telling which days are stale")?;
+            (Some(status), late)
         } else {
-            None
+            (None, None)
         };
         let files = tally::ingest::discover(&options.inputs)?;
         let sizes: Vec<(String, u64)> = files
             .iter()
             .map(|f| (f.path.display().to_string(), f.size))
             .collect();
-        let plan = tally::backfill::plan(status.as_ref(), options.days, backfill, &sizes);
+        let plan = tally::backfill::plan(
+            status.as_ref(),
+            late.as_ref(),
+            options.days,
+            backfill,
+            &sizes,
+        );
         if !json && !dry_run {
             eprint!("{}", render_plan(&plan, false));
         }
@@ -242,18 +250,25 @@ fn backfill(args: Args) -> anyhow::Result<ExitCode> {
             return Ok(());
         }
         let had_output = tally::layout::is_output(&options.out);
-        let ran = tally::backfill::run(&options, rule, &plan, backfill.chunk_days, &mut |report| {
-            if !json {
-                eprintln!(
-                    "committed {}: days {}",
-                    report.commit,
-                    report
-                        .window
-                        .as_ref()
-                        .map_or_else(|| "all".to_string(), |(from, to)| format!("{from}..{to}"))
-                );
-            }
-        });
+        let ran = tally::backfill::run(
+            &options,
+            rule,
+            &plan,
+            late.as_ref(),
+            backfill.chunk_days,
+            &mut |report| {
+                if !json {
+                    eprintln!(
+                        "committed {}: days {}",
+                        report.commit,
+                        report.window.as_ref().map_or_else(
+                            || "all".to_string(),
+                            |(from, to)| format!("{from}..{to}")
+                        )
+                    );
+                }
+            },
+        );
         match ran {
             Ok(reports) => {
                 result.commits = reports;
@@ -377,10 +392,19 @@ fn render_plan(plan: &Plan, dry_run: bool) -> String {
     }
     if plan.writes() {
         text.push_str(&format!(
-            "  reads every input file: {} ({} bytes)\n",
+            "  {}: {} ({} bytes)\n",
+            if plan.incremental {
+                "reads only the new input files, adding their events to the published rows"
+            } else {
+                "reads every input file"
+            },
             plural(plan.input_files as u64, "file", "files"),
             tally::report::thousands(plan.input_bytes)
         ));
+        if !plan.incremental && plan.scope == tally::backfill::Scope::Stale {
+            let why = plan.reads.strip_prefix("every input file is read: ");
+            text.push_str(&format!("    ({})\n", why.unwrap_or(&plan.reads)));
+        }
     }
     // The inputs that changed since the last commit: what makes days stale.
     for input in &plan.inputs {

@@ -41,6 +41,10 @@ pub struct Args {
     /// modification time are as recorded.
     #[arg(long)]
     checksum: bool,
+    /// Read the whole survivor index even when looking up the events of the
+    /// new input files' records would do: slower, the same report.
+    #[arg(long)]
+    full_scan: bool,
     /// Print JSON instead of text.
     #[arg(long)]
     json: bool,
@@ -54,6 +58,7 @@ pub fn execute(args: Args) -> anyhow::Result<ExitCode> {
         inputs: args.inputs,
         rule_hash: rule.hash.to_hex().to_string(),
         checksum: args.checksum,
+        full_scan: args.full_scan,
     })?;
     if args.json {
         super::print(&serde_json::to_string_pretty(&StatusJson {

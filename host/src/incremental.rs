@@ -1,0 +1,414 @@
+//! Incremental recompute: late input files applied to the published days
+//! without reading the input files the output already recorded.
+//!
+//! When every stale day is stale only because new input files add events
+//! to it ([`crate::status`] says `new-events` and nothing else), a day's
+//! rows after a full recompute are its published rows plus the rows of the
+//! new events: every other event keeps its survivor, so its verdict and
+//! its row are as published (with the same rule and compute version).
+//! `tally run --stale-only` then reads only the new files, classifies their
+//! new events, adds their rows to the published ones, and commits exactly
+//! what a full recompute of all the inputs would write for those days,
+//! byte for byte. The survivor index gains a layer holding the new files'
+//! records ([`crate::survivors`]), so nothing of the index is rewritten.
+//!
+//! It applies only when nothing else changed: a new record that displaces
+//! a recorded survivor (or ties with a recorded record on both timestamps),
+//! a changed or removed file, another rule or compute version, an index
+//! without its per-day counts or with [`survivors::MAX_LAYERS`] layers
+//! already: each makes the run recompute from every input, as before, which
+//! also writes a fresh index without layers.
+
+use crate::aggregate::{Aggregate, Contribution, Row};
+use crate::backfill::Plan;
+use crate::commit;
+use crate::event::{day_of, format_day, parse_day};
+use crate::ingest;
+use crate::intern::Interner;
+use crate::layout;
+use crate::pipeline::{self, Computed, Found, RunError, RunOptions};
+use crate::reconcile::Published;
+use crate::rule::Rule;
+use crate::shard::WorkDir;
+use crate::status::{Cause, Late};
+use crate::survivors::{self, FieldHasher, IndexedInput};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+/// Why the run cannot apply the new files to the published days, or `None`
+/// when it can.
+pub fn blocker(plan: &Plan, late: Option<&Late>) -> Option<String> {
+    let Some(late) = late else {
+        return Some(
+            "the survivor index was read whole (a recorded file changed or went, or the index does not count each day's events)"
+                .to_string(),
+        );
+    };
+    if late.new_files.is_empty() {
+        return Some("no input file is new".to_string());
+    }
+    if late.moved > 0 {
+        return Some(format!(
+            "{} event(s) of the new files displace or tie with a recorded record",
+            late.moved
+        ));
+    }
+    if late.manifest.layers.len() >= survivors::MAX_LAYERS {
+        return Some(format!(
+            "the survivor index has {} layers already",
+            late.manifest.layers.len()
+        ));
+    }
+    let new_records: u64 = plan
+        .inputs
+        .iter()
+        .filter_map(|i| i.valid_records)
+        .sum::<u64>()
+        + late.manifest.layers.iter().map(|l| l.rows).sum::<u64>();
+    let base: u64 = late.manifest.files.iter().map(|f| f.rows).sum();
+    if new_records > base / 4 {
+        return Some(
+            "the index's layers would hold more than a quarter of its records".to_string(),
+        );
+    }
+    for day in &plan.days {
+        if let Some(cause) = day
+            .causes
+            .iter()
+            .find(|c| !matches!(c, Cause::NewEvents { .. }))
+        {
+            return Some(format!(
+                "{} is stale for another reason than new events ({})",
+                day.day,
+                serde_json::to_value(cause)
+                    .ok()
+                    .and_then(|v| v["kind"].as_str().map(str::to_string))
+                    .unwrap_or_default()
+            ));
+        }
+    }
+    None
+}
+
+fn invariant(message: String) -> RunError {
+    RunError::Invariant(message)
+}
+
+/// Reads the new files of `late`, classifies their new events of the days
+/// `plan` writes and adds their rows to the published ones: the
+/// computation a commit of those days takes, with the index layer of the
+/// new files.
+pub fn compute(
+    options: &RunOptions,
+    rule: Rule,
+    plan: &Plan,
+    late: &Late,
+) -> Result<Computed, RunError> {
+    let days: BTreeSet<i32> = plan.days.iter().filter_map(|d| parse_day(&d.day)).collect();
+    let files = ingest::discover(&options.inputs)?;
+    if files.len() != late.blake3.len() {
+        return Err(invariant(
+            "the input files changed while the run was planned".to_string(),
+        ));
+    }
+    let hashes: Vec<blake3::Hash> = late
+        .blake3
+        .iter()
+        .map(blake3::Hash::from_hex)
+        .collect::<Result<_, _>>()
+        .map_err(|e| invariant(format!("an input's blake3: {e}")))?;
+    let inputs = pipeline::input_summaries(&files, &hashes);
+    let fingerprint = ingest::fingerprint(&files, &hashes);
+    let run_id = pipeline::run_id();
+
+    // The new files alone: read, validated and deduplicated among themselves.
+    let found = Found {
+        run_id: run_id.clone(),
+        files: late.new_files.iter().map(|&at| files[at].clone()).collect(),
+        inputs: late
+            .new_files
+            .iter()
+            .map(|&at| inputs[at].clone())
+            .collect(),
+        fingerprint,
+    };
+    let mut prepared = pipeline::prepare_found(found, &options.read, None, options.progress)?;
+    for c in &mut prepared.deduped.table.chunks {
+        c.source = late.new_files[c.source as usize] as u32;
+    }
+    for q in &mut prepared.quarantine {
+        q.source = late.new_files[q.source as usize] as u32;
+    }
+    let mut counts = prepared.counts.clone();
+    let mut timings = prepared.timings.clone();
+
+    // Events the index knows keep their recorded survivor: the new records
+    // of them are duplicates, conflicting when they differ from it.
+    let deduped = &mut prepared.deduped;
+    let hasher = FieldHasher::new(&deduped.table.strings);
+    let survivor_of: HashMap<u32, ()> = deduped.survivors.iter().map(|&g| (g, ())).collect();
+    // Per known event: (new records differing from the new survivor, new
+    // records differing from the recorded one).
+    let mut known: HashMap<survivors::Key, (u64, u64)> = HashMap::new();
+    // Per known event, its new records: `occurred_at`, fields hash, and
+    // whether dedup kept it among the new records.
+    type NewRecord = (i64, u64, bool);
+    let mut groups: HashMap<survivors::Key, Vec<NewRecord>> = HashMap::new();
+    let mut g = 0u32;
+    for c in &deduped.table.chunks {
+        for r in 0..c.len() {
+            let key = survivors::id_key(c.event_id(r));
+            if late.known.contains_key(&key) {
+                groups.entry(key).or_default().push((
+                    c.occurred_at[r],
+                    hasher.hash(c, r),
+                    survivor_of.contains_key(&g),
+                ));
+            }
+            g += 1;
+        }
+    }
+    for (key, records) in &groups {
+        let recorded = late.known[key];
+        let new_survivor = records
+            .iter()
+            .find(|r| r.2)
+            .map(|r| (r.0, r.1))
+            .ok_or_else(|| invariant("an event of the new files has no survivor".to_string()))?;
+        let differ = |a: (i64, u64)| records.iter().filter(|r| (r.0, r.1) != a).count() as u64;
+        known.insert(
+            *key,
+            (
+                differ(new_survivor),
+                differ((recorded.occurred_at, recorded.fields)),
+            ),
+        );
+    }
+    for (late_conflicts, recorded_conflicts) in known.values() {
+        counts.conflicts = counts.conflicts - late_conflicts + recorded_conflicts;
+        counts.duplicates += 1;
+        counts.unique -= 1;
+        counts.classified -= 1;
+    }
+    // The new events, per day and file (all days: the index counts them).
+    let mut new_events: BTreeMap<(i32, u32), u64> = BTreeMap::new();
+    let table = &deduped.table;
+    let kept: Vec<u32> = deduped
+        .survivors
+        .iter()
+        .copied()
+        .zip(table.rows(&deduped.survivors))
+        .filter(|(_, (c, r))| !known.contains_key(&survivors::id_key(c.event_id(*r))))
+        .map(|(g, (c, r))| {
+            *new_events
+                .entry((day_of(c.occurred_at[r]), c.source))
+                .or_default() += 1;
+            g
+        })
+        .collect();
+    let in_days: Vec<u32> = kept
+        .iter()
+        .copied()
+        .zip(table.rows(&kept))
+        .filter(|(_, (c, r))| days.contains(&day_of(c.occurred_at[*r])))
+        .map(|(g, _)| g)
+        .collect();
+    counts.outside_window += (kept.len() - in_days.len()) as u64;
+    counts.classified -= (kept.len() - in_days.len()) as u64;
+    let unique_new = kept.len() as u64;
+    deduped.survivors = in_days;
+
+    let (_, delta) = pipeline::classify_and_sum(
+        deduped,
+        &mut counts,
+        &rule,
+        options.batch_size,
+        options.progress,
+        &mut timings,
+    )
+    .map_err(|e| e.naming_inputs(&commit::sources(&files)))?;
+    let checks = pipeline::check_counts(&counts, &delta.rows)?;
+
+    // The days' rows: published plus new.
+    let out = commit::resolve(&options.out)?;
+    let existing = commit::existing(&out)?;
+    // Each row keyed by string ids of one interner, then put in byte order
+    // and summed.
+    let mut interner = Interner::new();
+    let mut rows: Vec<Row> = Vec::new();
+    for &day in &days {
+        let Some(dir) = existing.days.get(&day) else {
+            continue;
+        };
+        let published = Published::read(&dir.join(layout::PART_FILE))?;
+        rows.reserve(published.len());
+        for i in 0..published.len() {
+            let (row, _) = published.row(i);
+            if row.events <= 0 {
+                // Zeroed rows are the commit's to write again.
+                continue;
+            }
+            rows.push(Row {
+                day,
+                creator: interner.intern(row.creator),
+                template: interner.intern(row.template),
+                events: row.events as u64,
+                payable_events: row.payable_events.max(0) as u64,
+                amount_micros: row.amount_micros,
+            });
+        }
+    }
+    let strings = &deduped.table.strings;
+    for r in &delta.rows {
+        rows.push(Row {
+            creator: interner.intern(strings.get(r.creator)),
+            template: interner.intern(strings.get(r.template)),
+            ..*r
+        });
+    }
+    let (interner, remap) = interner.sorted();
+    for r in &mut rows {
+        r.creator = remap[r.creator as usize];
+        r.template = remap[r.template as usize];
+    }
+    rows.sort_unstable_by_key(|r| (r.day, r.creator, r.template));
+    let mut summed: Vec<Row> = Vec::with_capacity(rows.len());
+    for r in rows {
+        match summed.last_mut() {
+            Some(last)
+                if (last.day, last.creator, last.template) == (r.day, r.creator, r.template) =>
+            {
+                last.events += r.events;
+                last.payable_events += r.payable_events;
+                last.amount_micros = last
+                    .amount_micros
+                    .checked_add(r.amount_micros)
+                    .ok_or_else(|| invariant("a row's amount overflows".to_string()))?;
+            }
+            _ => summed.push(r),
+        }
+    }
+    let rows = summed;
+
+    // Where the days' events come from: the index's count, and the new.
+    let recorded = late.manifest.inputs.len();
+    let mut provenance: BTreeMap<(i32, u32), u64> = BTreeMap::new();
+    let mut index_days = late.manifest.days.clone().unwrap_or_default();
+    for (day, sources) in late.manifest.days.iter().flatten() {
+        let Some(d) = parse_day(day).filter(|d| days.contains(d)) else {
+            continue;
+        };
+        for (&source, &events) in sources {
+            let at = late.positions[source as usize] as u32;
+            *provenance.entry((d, at)).or_default() += events;
+        }
+    }
+    // A new file's position among the inputs, and in the index's inputs.
+    let numbered: HashMap<u32, u32> = late
+        .new_files
+        .iter()
+        .enumerate()
+        .map(|(k, &at)| (at as u32, (recorded + k) as u32))
+        .collect();
+    for (&(day, at), &events) in &new_events {
+        if days.contains(&day) {
+            *provenance.entry((day, at)).or_default() += events;
+        }
+        *index_days
+            .entry(format_day(day))
+            .or_default()
+            .entry(numbered[&at])
+            .or_default() += events;
+    }
+    let provenance: Vec<Contribution> = provenance
+        .into_iter()
+        .map(|((day, source), events)| Contribution {
+            day,
+            source,
+            events,
+        })
+        .collect();
+    let aggregate = Aggregate {
+        rows,
+        events: delta.events,
+        payable_events: delta.payable_events,
+        amount_micros: delta.amount_micros,
+        by_reason: delta.by_reason,
+        provenance,
+    };
+
+    // The index layer: every valid record of the new files.
+    let t = std::time::Instant::now();
+    let parent = options
+        .spill
+        .work_dir
+        .clone()
+        .unwrap_or_else(std::env::temp_dir);
+    let work = WorkDir::create(&parent, &run_id)?;
+    let dir = work.path().join("index");
+    std::fs::create_dir_all(&dir).map_err(|source| {
+        RunError::Commit(commit::CommitError::Io {
+            path: dir.clone(),
+            source,
+        })
+    })?;
+    let mut table = prepared.deduped.table;
+    for c in &mut table.chunks {
+        c.source = numbered[&c.source];
+    }
+    let table_strings = std::mem::take(&mut table.strings);
+    let hasher = FieldHasher::new(&table_strings);
+    let layer = dir.join(survivors::layer_name(late.manifest.layers.len() + 1));
+    let mut writer = survivors::IndexWriter::single(&layer);
+    survivors::write_index(table, &hasher, 0, 1, &mut writer)?;
+    let (written, records, _) = writer.finish()?;
+    let index_inputs: Vec<IndexedInput> = late
+        .manifest
+        .inputs
+        .iter()
+        .zip(&late.positions)
+        .map(|(r, &at)| (r.blake3.clone(), at))
+        .chain(
+            late.new_files
+                .iter()
+                .map(|&at| (inputs[at].blake3.clone(), at)),
+        )
+        .map(|(blake3, at)| IndexedInput {
+            path: inputs[at].path.clone(),
+            blake3,
+            size: files[at].size,
+            modified_ns: survivors::modified_ns(files[at].modified),
+        })
+        .collect();
+    let built = survivors::Built {
+        dir,
+        files: written,
+        records,
+        events: late.manifest.events + unique_new,
+        modified: Vec::new(),
+        days: Some(index_days),
+        base: Some(survivors::Base {
+            dir: survivors::dir(&out),
+            manifest: late.manifest.clone(),
+            inputs: index_inputs,
+        }),
+    };
+    timings.dedup += t.elapsed().as_secs_f64();
+
+    Ok(Computed {
+        read: options.read,
+        run_id,
+        rule,
+        files,
+        inputs,
+        fingerprint,
+        strings: interner,
+        aggregate,
+        quarantine: commit::Quarantine::Records(prepared.quarantine),
+        counts,
+        checks,
+        timings,
+        work: Some(work),
+        shards: 1,
+        index: Some(built),
+    })
+}

@@ -1,0 +1,240 @@
+//! Incremental recompute: `tally run --stale-only` applies late input files
+//! to the published days without reading the recorded inputs, when the late
+//! files only add events, and `tally status` looks up only their events in
+//! the survivor index. The truth is a full recompute of a copy of the
+//! output: the partitions must be its bytes, and status must say what it
+//! says when it reads the whole index (`--full-scan`).
+
+use crate::backfill::{backfill, full, index};
+use crate::common::{self, s};
+use crate::model::Event;
+use crate::status::{self, Base, base, noon, partitions, write_events};
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+
+/// `tally status`, once looking the new records up and once reading the
+/// whole index: both must say the same. Returns the exit code and report.
+fn status_both_ways(base: &Base, inputs: &[&Path]) -> (i32, Value) {
+    let (code, looked_up) = status::status(&base.out, inputs, &base.rule, &[]);
+    let (full_code, whole) = status::status(&base.out, inputs, &base.rule, &["--full-scan"]);
+    assert_eq!(whole["index"]["read"], "whole");
+    let strip = |report: &Value| {
+        let mut report = report.clone();
+        report["index"]["read"] = Value::Null;
+        report["files_read"] = Value::Null;
+        report
+    };
+    assert_eq!(
+        strip(&looked_up),
+        strip(&whole),
+        "lookup and full scan agree"
+    );
+    assert_eq!(code, full_code);
+    (code, looked_up)
+}
+
+/// A late file of new events on `days`, `n` a day, with `prefix` ids.
+fn new_events(base: &Base, prefix: &str, days: &[&str], n: i64) -> Vec<Event> {
+    let template = base.on_day("2026-05-07", 1)[0].0.clone();
+    days.iter()
+        .flat_map(|day| {
+            let template = template.clone();
+            (0..n).map(move |i| Event {
+                event_id: format!("{prefix}-{day}-{i:03}"),
+                occurred_ms: noon(day) + i,
+                ingested_ms: noon("2026-06-10") + i,
+                creator_id: format!("late-creator-{}", i % 3),
+                ..template.clone()
+            })
+        })
+        .collect()
+}
+
+fn write(base: &Base, name: &str, events: &[Event]) -> PathBuf {
+    let path = base.path(&format!("{name}/late.jsonl"));
+    write_events(&path, events);
+    path.parent().unwrap().to_path_buf()
+}
+
+#[test]
+fn late_files_are_added_to_the_published_days_without_reading_the_recorded_inputs() {
+    let base = base();
+    // New events on two published days and on an unpublished one, and
+    // re-sends of published events ingested later: duplicates, one in three
+    // of them conflicting.
+    let mut late = new_events(&base, "a", &["2026-05-03", "2026-05-21", "2026-06-04"], 12);
+    let resent = base.on_day("2026-05-11", 9);
+    for (i, (e, _)) in resent.iter().enumerate() {
+        late.push(Event {
+            ingested_ms: e.ingested_ms + 3_600_000,
+            template_id: if i % 3 == 0 {
+                format!("{}-changed", e.template_id)
+            } else {
+                e.template_id.clone()
+            },
+            ..e.clone()
+        });
+    }
+    // One broken line: quarantined by the incremental run.
+    let first = write(&base, "late-a", &late);
+    let file = first.join("late.jsonl");
+    let mut text = std::fs::read_to_string(&file).unwrap();
+    text.push_str("{\"event_id\": \"broken\"}\n");
+    std::fs::write(&file, text).unwrap();
+    let inputs = [base.input.as_path(), first.as_path()];
+
+    let (code, report) = status_both_ways(&base, &inputs);
+    assert_eq!(code, 3);
+    assert_eq!(report["index"]["read"], "lookup");
+    let stale = status::stale(&report);
+    assert_eq!(
+        stale,
+        [
+            "daily/day=2026-05-03",
+            "daily/day=2026-05-21",
+            "daily/day=2026-06-04",
+            "monthly/month=2026-05",
+            "monthly/month=2026-06"
+        ]
+        .map(String::from)
+        .into(),
+        "the re-sends change nothing"
+    );
+    // Status read only the late file's records.
+    for read in report["files_read"].as_array().unwrap() {
+        assert!(read["path"].as_str().unwrap().contains("late-a"), "{read}");
+    }
+
+    let truth = full(&base, "full-a", &inputs, &base.rule);
+    let (code, run) = backfill(&inputs, &base.rule, &base.out, &["--stale-only"]);
+    assert_eq!(code, 0, "{run:#}");
+    assert_eq!(run["plan"]["incremental"], true, "{:#}", run["plan"]);
+    assert_eq!(run["plan"]["input_files"], 1);
+    let counts = &run["commits"][0]["counts"];
+    assert_eq!(
+        counts["records"],
+        late.len() + 1,
+        "only the late file is read"
+    );
+    assert_eq!(counts["quarantined"], 1);
+    assert_eq!(counts["duplicates"], resent.len());
+    assert_eq!(counts["conflicts"], resent.len().div_ceil(3));
+    assert_eq!(counts["unique"], 36);
+    assert_eq!(
+        partitions(&base.out),
+        partitions(&truth),
+        "daily and monthly bytes"
+    );
+    let quarantine = common::snapshot(&base.out)
+        .into_iter()
+        .filter(|(name, _)| name.contains("quarantine"))
+        .count();
+    assert!(quarantine > 0);
+    let (code, after) = status_both_ways(&base, &inputs);
+    assert_eq!(code, 0, "fresh after: {after:#}");
+    assert_eq!(after["index"]["layers"], 1);
+    assert_eq!(after["index"]["events"], {
+        let (_, t) = status::status(&truth, &inputs, &base.rule, &[]);
+        t["index"]["events"].clone()
+    });
+
+    // A second late file: a second layer; still the bytes of a full
+    // recompute, and a commit per window with --chunk-days.
+    let second = write(
+        &base,
+        "late-b",
+        &new_events(&base, "b", &["2026-05-05", "2026-05-06", "2026-05-25"], 5),
+    );
+    let inputs = [base.input.as_path(), first.as_path(), second.as_path()];
+    let truth = full(&base, "full-b", &inputs, &base.rule);
+    let (code, run) = backfill(
+        &inputs,
+        &base.rule,
+        &base.out,
+        &["--stale-only", "--chunk-days", "2"],
+    );
+    assert_eq!(code, 0, "{run:#}");
+    assert_eq!(run["plan"]["incremental"], true);
+    assert_eq!(
+        run["commits"].as_array().unwrap().len(),
+        2,
+        "05-05..06, then 05-25"
+    );
+    assert_eq!(partitions(&base.out), partitions(&truth));
+    let (code, after) = status_both_ways(&base, &inputs);
+    assert_eq!(code, 0, "fresh after: {after:#}");
+    assert_eq!(after["index"]["layers"], 2);
+
+    // An earlier re-ingest that moves an event to another day needs the
+    // recorded record: every input is read, and the index is written anew.
+    let (moved, _) = base.on_day("2026-05-14", 1)[0].clone();
+    let third = write(
+        &base,
+        "late-c",
+        &[Event {
+            ingested_ms: moved.ingested_ms - 60_000,
+            occurred_ms: noon("2026-05-20"),
+            ..moved
+        }],
+    );
+    let inputs = [
+        base.input.as_path(),
+        first.as_path(),
+        second.as_path(),
+        third.as_path(),
+    ];
+    let truth = full(&base, "full-c", &inputs, &base.rule);
+    let (code, run) = backfill(&inputs, &base.rule, &base.out, &["--stale-only"]);
+    assert_eq!(code, 0, "{run:#}");
+    assert_eq!(run["plan"]["incremental"], false);
+    assert!(
+        run["plan"]["reads"].as_str().unwrap().contains("displace"),
+        "{}",
+        run["plan"]["reads"]
+    );
+    assert_eq!(partitions(&base.out), partitions(&truth));
+    let (code, after) = status_both_ways(&base, &inputs);
+    assert_eq!(code, 0);
+    assert_eq!(after["index"]["layers"], 0);
+    assert_eq!(index(&base.out), index(&truth), "a fresh index");
+
+    // Another rule: every day stale with cause "rule", read in full.
+    let v2 = common::rule("creator-pay-v2");
+    let truth = full(&base, "full-v2", &inputs, &v2);
+    let (code, run) = backfill(&inputs, &v2, &base.out, &["--stale-only"]);
+    assert_eq!(code, 0, "{run:#}");
+    assert_eq!(run["plan"]["incremental"], false);
+    assert_eq!(partitions(&base.out), partitions(&truth));
+}
+
+#[test]
+fn a_damaged_index_layer_is_refused_by_name() {
+    let base = base();
+    let first = write(&base, "late-a", &new_events(&base, "a", &["2026-05-03"], 4));
+    let inputs = [base.input.as_path(), first.as_path()];
+    let (code, run) = backfill(&inputs, &base.rule, &base.out, &["--stale-only"]);
+    assert_eq!(code, 0, "{run:#}");
+    assert_eq!(run["plan"]["incremental"], true);
+    let layer = base.out.join("_tally/survivors/layer-1.arrow");
+    let mut bytes = std::fs::read(&layer).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0xff;
+    std::fs::write(&layer, bytes).unwrap();
+    let output = common::tally(&[
+        "status",
+        "--out",
+        s(&base.out),
+        "--rule",
+        s(&base.rule),
+        "--input",
+        s(inputs[0]),
+        "--input",
+        s(inputs[1]),
+    ]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("layer-1.arrow") && stderr.contains("damaged"),
+        "{stderr}"
+    );
+}
