@@ -94,6 +94,10 @@ def sql_list(values):
     return "(" + ", ".join(sql_str(v) for v in values) + ")"
 
 
+def sql_array(values):
+    return "[" + ", ".join(sql_str(v) for v in values) + "]"
+
+
 def quote(name):
     return '"' + name.replace('"', '""') + '"'
 
@@ -131,7 +135,7 @@ def checked_view(con, files):
     """Creates the view `checked`: every input row, its file and row index,
     its contract fields (timestamps as UTC epoch milliseconds) and `reason`,
     null for a valid row."""
-    source = f"read_parquet({sql_list(files)}, filename = true, file_row_number = true)"
+    source = f"read_parquet({sql_array(files)}, filename = true, file_row_number = true)"
     kinds = column_kinds(con, source)
 
     projections = []
@@ -289,7 +293,7 @@ def run(input_dir, out_dir, threads):
     wall = time.perf_counter() - start
 
     (records,) = con.execute(
-        f"SELECT sum(num_rows) FROM parquet_file_metadata({sql_list(files)})"
+        f"SELECT sum(num_rows) FROM parquet_file_metadata({sql_array(files)})"
     ).fetchall()[0]
     summary = {
         "records": int(records),
