@@ -439,6 +439,10 @@ fn commit_window(
         Some(built) if !last => Some(linked(built, number)?),
         built => built.cloned(),
     };
+    // The `number`th commit of an incremental run builds on the one before.
+    if let Some(base) = computed.index.as_mut().and_then(|b| b.base.as_mut()) {
+        base.commit += number as u64;
+    }
     let whole = (i32::MIN, i32::MAX);
     let options = RunOptions {
         days: (window != whole).then_some(window),

@@ -231,6 +231,12 @@ pub fn compute(
     // The days' rows: published plus new.
     let out = commit::resolve(&options.out)?;
     let existing = commit::existing(&out)?;
+    if existing.last_commit != late.commit {
+        return Err(RunError::MovedOn {
+            built_on: late.commit,
+            now: existing.last_commit,
+        });
+    }
     // Each row keyed by string ids of one interner, then put in byte order
     // and summed.
     let mut interner = Interner::new();
@@ -387,6 +393,7 @@ pub fn compute(
         modified: Vec::new(),
         days: Some(index_days),
         base: Some(survivors::Base {
+            commit: late.commit,
             dir: survivors::dir(&out),
             manifest: late.manifest.clone(),
             inputs: index_inputs,

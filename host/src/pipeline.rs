@@ -96,6 +96,12 @@ pub enum RunError {
     /// The counts do not add up: a bug, never bad input.
     #[error("invariant broken, nothing committed: {0}")]
     Invariant(String),
+    /// An incremental computation builds on a commit that is no longer the
+    /// output's last.
+    #[error(
+        "the output's last commit is {now}, not {built_on} as when this run read it (another run committed meanwhile); nothing committed: run again"
+    )]
+    MovedOn { built_on: u64, now: u64 },
     /// A rule could not be fetched (for example from the registry).
     #[error("{0}")]
     RuleUnavailable(String),
@@ -821,6 +827,16 @@ fn commit_output(
     let out = &commit::resolve(&options.out)?;
     let _lock = commit::lock(out)?;
     let existing = commit::existing(out)?;
+    // A layer of the survivor index adds to the index of the commit it was
+    // computed from, and the rows of an incremental run to its partitions.
+    if let Some(base) = computed.index.as_ref().and_then(|b| b.base.as_ref())
+        && base.commit != existing.last_commit
+    {
+        return Err(RunError::MovedOn {
+            built_on: base.commit,
+            now: existing.last_commit,
+        });
+    }
     let number = existing.last_commit + 1;
     let staging = commit::stage(out, &computed.run_id)?;
     let lineage = computed.lineage();

@@ -1343,6 +1343,8 @@ pub struct Built {
 /// The published index a layer is added to.
 #[derive(Debug, Clone)]
 pub struct Base {
+    /// The commit that wrote it: the layer goes only onto that commit.
+    pub commit: u64,
     /// Its directory (`OUT/_tally/survivors`).
     pub dir: PathBuf,
     pub manifest: Manifest,

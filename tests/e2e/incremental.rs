@@ -164,6 +164,17 @@ fn late_files_are_added_to_the_published_days_without_reading_the_recorded_input
     let (code, after) = status_both_ways(&base, &inputs);
     assert_eq!(code, 0, "fresh after: {after:#}");
     assert_eq!(after["index"]["layers"], 2);
+    // Every partition recomputes from the inputs its lineage names.
+    let registry = base.path("registry");
+    common::tally_ok(&["rule", "publish", s(&base.rule), "--registry", s(&registry)]);
+    let verified =
+        common::tally_ok(&["verify", s(&base.out), "--registry", s(&registry), "--json"]);
+    let verified: Value = serde_json::from_str(&verified).unwrap();
+    let checked = verified["partitions"].as_array().unwrap();
+    assert!(checked.len() > 30);
+    for p in checked {
+        assert_eq!(p["identical"], true, "{p}");
+    }
 
     // An earlier re-ingest that moves an event to another day needs the
     // recorded record: every input is read, and the index is written anew.
