@@ -105,6 +105,41 @@ fn late_files_are_added_to_the_published_days_without_reading_the_recorded_input
         assert!(read["path"].as_str().unwrap().contains("late-a"), "{read}");
     }
 
+    // Stale: exit code 3.
+    let text = common::tally(&[
+        "status",
+        "--out",
+        s(&base.out),
+        "--rule",
+        s(&base.rule),
+        "--input",
+        s(inputs[0]),
+        "--input",
+        s(inputs[1]),
+    ]);
+    assert_eq!(text.status.code(), Some(3));
+    let text = String::from_utf8_lossy(&text.stdout);
+    assert!(text.contains("the new records' events looked up"), "{text}");
+    let plan = common::tally_ok(&[
+        "run",
+        "--stale-only",
+        "--dry-run",
+        "--rule",
+        s(&base.rule),
+        "--out",
+        s(&base.out),
+        "--input",
+        s(inputs[0]),
+        "--input",
+        s(inputs[1]),
+    ]);
+    assert!(
+        plan.contains(
+            "reads only the new input files, adding their events to the published rows: 1 file"
+        ),
+        "{plan}"
+    );
+
     let truth = full(&base, "full-a", &inputs, &base.rule);
     let (code, run) = backfill(&inputs, &base.rule, &base.out, &["--stale-only"]);
     assert_eq!(code, 0, "{run:#}");

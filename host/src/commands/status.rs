@@ -236,8 +236,16 @@ fn render(report: &StatusReport, rule: &str) -> String {
         text.push_str(&format!("  {}  {note}\n", input.path));
     }
     if let Some(index) = &report.index {
+        let layers = match index.layers {
+            0 => String::new(),
+            n => format!(", {}", plural(n as u64, "layer", "layers")),
+        };
+        let read = match index.read {
+            "lookup" => "; the new records' events looked up",
+            _ => "; read whole",
+        };
         text.push_str(&format!(
-            "survivor index of commit {}: {} of {}\n",
+            "survivor index of commit {}: {} of {}{layers}{read}\n",
             index.commit,
             plural(index.records, "record", "records"),
             plural(index.events, "event", "events")
