@@ -108,6 +108,9 @@ pub struct Plan {
     pub incremental: bool,
     /// Why it does or does not, in a sentence.
     pub reads: String,
+    /// For an incremental run: the recorded survivors the new files'
+    /// records displace (their files are read too).
+    pub displaced: usize,
     /// The input files a run reads (all of them, unless incremental), and
     /// their bytes.
     pub input_files: usize,
@@ -246,6 +249,7 @@ pub fn plan(
         inputs: status.map(|s| s.inputs.clone()).unwrap_or_default(),
         incremental: false,
         reads: "every input file is read".to_string(),
+        displaced: 0,
         input_files: inputs.len(),
         input_bytes: inputs.iter().map(|(_, size)| size).sum(),
         files_read: status.map(|s| s.files_read.clone()).unwrap_or_default(),
@@ -253,9 +257,23 @@ pub fn plan(
     if scope == Scope::Stale && !plan.days.is_empty() {
         match crate::incremental::blocker(&plan, late) {
             None => {
-                let new: Vec<usize> = late.map(|l| l.new_files.clone()).unwrap_or_default();
+                let new: Vec<usize> = late
+                    .map(|l| {
+                        let mut read = l.new_files.clone();
+                        read.extend(l.displaced_files());
+                        read
+                    })
+                    .unwrap_or_default();
+                let displaced = late.map_or(0, |l| l.displaced.len());
                 plan.incremental = true;
-                plan.reads = "only the new input files are read: every stale day is stale only because they add events to it".to_string();
+                plan.displaced = displaced;
+                plan.reads = if displaced == 0 {
+                    "only the new input files are read: every stale day is stale only because they add events to it".to_string()
+                } else {
+                    format!(
+                        "only the new input files are read, and the files of the {displaced} recorded survivor(s) their records displace"
+                    )
+                };
                 plan.input_files = new.len();
                 plan.input_bytes = new
                     .iter()

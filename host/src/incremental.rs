@@ -1,23 +1,30 @@
 //! Incremental recompute: late input files applied to the published days
 //! without reading the input files the output already recorded.
 //!
-//! When every stale day is stale only because new input files add events
-//! to it ([`crate::status`] says `new-events` and nothing else), a day's
-//! rows after a full recompute are its published rows plus the rows of the
-//! new events: every other event keeps its survivor, so its verdict and
-//! its row are as published (with the same rule and compute version).
+//! When every stale day is stale only because of the new input files'
+//! records ([`crate::status`] says `new-events`, `moved-in`, `moved-out`
+//! or `replaced`, nothing else), a day's rows after a full recompute are
+//! its published rows plus the rows of the new events: every other event
+//! keeps its survivor, so its verdict and its row are as published (with
+//! the same rule and compute version).
 //! `tally run --stale-only` then reads only the new files, classifies their
 //! new events, adds their rows to the published ones, and commits exactly
 //! what a full recompute of all the inputs would write for those days,
 //! byte for byte. The survivor index gains a layer holding the new files'
 //! records ([`crate::survivors`]), so nothing of the index is rewritten.
 //!
-//! It applies only when nothing else changed: a new record that displaces
-//! a recorded survivor (or ties with a recorded record on both timestamps),
-//! a changed or removed file, another rule or compute version, an index
-//! without its per-day counts or with [`survivors::MAX_LAYERS`] layers
-//! already: each makes the run recompute from every input, as before, which
-//! also writes a fresh index without layers.
+//! A new record earlier than an event's recorded survivor on both
+//! timestamps displaces it: that recorded record is read back from its
+//! file (only the files holding displaced survivors are read), classified,
+//! and its figures are taken off its day's row, as a full recompute would
+//! no longer count it.
+//!
+//! It applies only when nothing else changed: a new record that ties with
+//! a recorded record on both timestamps, a changed or removed file, another
+//! rule or compute version, an index without its per-day counts or with
+//! [`survivors::MAX_LAYERS`] layers already: each makes the run recompute
+//! from every input, as before, which also writes a fresh index without
+//! layers.
 
 use crate::aggregate::{Aggregate, Contribution, Row};
 use crate::backfill::Plan;
@@ -46,10 +53,10 @@ pub fn blocker(plan: &Plan, late: Option<&Late>) -> Option<String> {
     if late.new_files.is_empty() {
         return Some("no input file is new".to_string());
     }
-    if late.moved > 0 {
+    if late.tied > 0 {
         return Some(format!(
-            "{} event(s) of the new files displace or tie with a recorded record",
-            late.moved
+            "{} event(s) of the new files tie with a recorded record on both timestamps",
+            late.tied
         ));
     }
     if late.manifest.layers.len() >= survivors::MAX_LAYERS {
@@ -71,13 +78,17 @@ pub fn blocker(plan: &Plan, late: Option<&Late>) -> Option<String> {
         );
     }
     for day in &plan.days {
-        if let Some(cause) = day
-            .causes
-            .iter()
-            .find(|c| !matches!(c, Cause::NewEvents { .. }))
-        {
+        if let Some(cause) = day.causes.iter().find(|c| {
+            !matches!(
+                c,
+                Cause::NewEvents { .. }
+                    | Cause::MovedIn { .. }
+                    | Cause::MovedOut { .. }
+                    | Cause::Replaced { .. }
+            )
+        }) {
             return Some(format!(
-                "{} is stale for another reason than new events ({})",
+                "{} is stale for another reason than the new files' events ({})",
                 day.day,
                 serde_json::to_value(cause)
                     .ok()
@@ -157,7 +168,7 @@ pub fn compute(
     for c in &deduped.table.chunks {
         for r in 0..c.len() {
             let key = survivors::id_key(c.event_id(r));
-            if late.known.contains_key(&key) {
+            if late.known.contains_key(&key) && !late.displaced.contains_key(&key) {
                 groups.entry(key).or_default().push((
                     c.occurred_at[r],
                     hasher.hash(c, r),
@@ -227,6 +238,7 @@ pub fn compute(
     )
     .map_err(|e| e.naming_inputs(&commit::sources(&files)))?;
     let checks = pipeline::check_counts(&counts, &delta.rows)?;
+    let gone = displaced_rows(options, &rule, late, &files, &inputs, &run_id)?;
 
     // The days' rows: published plus new.
     let out = commit::resolve(&options.out)?;
@@ -271,6 +283,12 @@ pub fn compute(
             ..*r
         });
     }
+    let taken: Vec<(i32, u32, u32, Figures)> = gone
+        .rows
+        .iter()
+        .filter(|(day, ..)| days.contains(day))
+        .map(|(day, c, t, figures)| (*day, interner.intern(c), interner.intern(t), *figures))
+        .collect();
     let (interner, remap) = interner.sorted();
     for r in &mut rows {
         r.creator = remap[r.creator as usize];
@@ -293,6 +311,37 @@ pub fn compute(
             _ => summed.push(r),
         }
     }
+    // The displaced survivors' figures come off their rows; a row left
+    // with no events is the commit's to zero, as a full recompute's would be.
+    for (day, c, t, (events, payable, amount)) in taken {
+        let key = (day, remap[c as usize], remap[t as usize]);
+        let at = summed
+            .binary_search_by_key(&key, |r| (r.day, r.creator, r.template))
+            .map_err(|_| {
+                invariant(format!(
+                    "a displaced survivor's row of {} is not published",
+                    format_day(day)
+                ))
+            })?;
+        let row = &mut summed[at];
+        row.events = row.events.checked_sub(events).ok_or_else(|| {
+            invariant(format!(
+                "a row of {} has fewer events than its displaced survivors",
+                format_day(day)
+            ))
+        })?;
+        row.payable_events = row.payable_events.checked_sub(payable).ok_or_else(|| {
+            invariant(format!(
+                "a row of {} has fewer payable events than its displaced survivors",
+                format_day(day)
+            ))
+        })?;
+        row.amount_micros = row
+            .amount_micros
+            .checked_sub(amount)
+            .ok_or_else(|| invariant("a row's amount overflows".to_string()))?;
+    }
+    summed.retain(|r| r.events > 0);
     let rows = summed;
 
     // Where the days' events come from: the index's count, and the new.
@@ -325,6 +374,28 @@ pub fn compute(
             .entry(numbered[&at])
             .or_default() += events;
     }
+    for &(day, at, source) in &gone.from {
+        let less = |n: &mut u64| {
+            n.checked_sub(1).ok_or_else(|| {
+                invariant("a displaced survivor the index does not count".to_string())
+            })
+        };
+        if days.contains(&day) {
+            let n = provenance.entry((day, at)).or_default();
+            *n = less(n)?;
+        }
+        let n = index_days
+            .entry(format_day(day))
+            .or_default()
+            .entry(source)
+            .or_default();
+        *n = less(n)?;
+    }
+    provenance.retain(|_, n| *n > 0);
+    for sources in index_days.values_mut() {
+        sources.retain(|_, n| *n > 0);
+    }
+    index_days.retain(|_, sources| !sources.is_empty());
     let provenance: Vec<Contribution> = provenance
         .into_iter()
         .map(|((day, source), events)| Contribution {
@@ -418,4 +489,98 @@ pub fn compute(
         shards: 1,
         index: Some(built),
     })
+}
+
+/// A row's events, payable events and amount.
+type Figures = (u64, u64, i64);
+
+/// The recorded survivors the new files displace, read back from their
+/// files and classified: what they added to their days' rows, to be taken
+/// off.
+#[derive(Default)]
+struct Gone {
+    /// Per row: day, creator, template and figures.
+    rows: Vec<(i32, String, String, Figures)>,
+    /// Per record: its day, its file's position among the inputs and its
+    /// file in the index's numbering.
+    from: Vec<(i32, u32, u32)>,
+}
+
+/// Reads the files of the displaced survivors (only those), finds each
+/// displaced record by its key, timestamps and fields, and classifies them.
+fn displaced_rows(
+    options: &RunOptions,
+    rule: &Rule,
+    late: &Late,
+    files: &[ingest::InputFile],
+    inputs: &[crate::report::InputSummary],
+    run_id: &str,
+) -> Result<Gone, RunError> {
+    let positions = late.displaced_files();
+    if positions.is_empty() {
+        return Ok(Gone::default());
+    }
+    let found = Found {
+        run_id: run_id.to_string(),
+        files: positions.iter().map(|&at| files[at].clone()).collect(),
+        inputs: positions.iter().map(|&at| inputs[at].clone()).collect(),
+        fingerprint: blake3::hash(b""),
+    };
+    let mut prepared = pipeline::prepare_found(found, &options.read, None, false)?;
+    for c in &mut prepared.deduped.table.chunks {
+        c.source = positions[c.source as usize] as u32;
+    }
+    let table = &prepared.deduped.table;
+    let hasher = FieldHasher::new(&table.strings);
+    let mut wanted: HashMap<survivors::Key, survivors::Entry> =
+        late.displaced.keys().map(|k| (*k, late.known[k])).collect();
+    let mut gone = Gone::default();
+    let mut rows = Vec::with_capacity(wanted.len());
+    let mut g = 0u32;
+    for c in &table.chunks {
+        for r in 0..c.len() {
+            let key = survivors::id_key(c.event_id(r));
+            if let Some(e) = wanted.get(&key)
+                && e.source == c.source
+                && (e.ingested_at, e.occurred_at) == (c.ingested_at[r], c.occurred_at[r])
+                && e.fields == hasher.hash(c, r)
+            {
+                gone.from
+                    .push((day_of(e.occurred_at), e.source, late.displaced[&key]));
+                wanted.remove(&key);
+                rows.push(g);
+            }
+            g += 1;
+        }
+    }
+    if let Some(e) = wanted.values().next() {
+        return Err(invariant(format!(
+            "{} no longer holds a record the survivor index recorded from it, though its size and modification time are as recorded: its content changed; rerun with --checksum",
+            inputs[e.source as usize].path
+        )));
+    }
+    rows.sort_unstable();
+    prepared.deduped.survivors = rows;
+    let (_, aggregate) = pipeline::classify_and_sum(
+        &prepared.deduped,
+        &mut crate::report::Counts::default(),
+        rule,
+        options.batch_size,
+        false,
+        &mut crate::report::Timings::default(),
+    )?;
+    let strings = &prepared.deduped.table.strings;
+    gone.rows = aggregate
+        .rows
+        .iter()
+        .map(|r| {
+            (
+                r.day,
+                strings.get(r.creator).to_string(),
+                strings.get(r.template).to_string(),
+                (r.events, r.payable_events, r.amount_micros),
+            )
+        })
+        .collect();
+    Ok(gone)
 }

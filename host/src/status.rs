@@ -238,10 +238,27 @@ pub struct Late {
     /// The events of new records the index knows, with their recorded
     /// survivor (its source: its file's position among the inputs).
     pub known: HashMap<survivors::Key, Entry>,
-    /// Events whose survivor a recompute takes from another record than
-    /// the recorded one, or whose new records tie with a recorded one on
-    /// both timestamps: an incremental recompute needs none.
-    pub moved: u64,
+    /// Of those, the events whose survivor a recompute takes from a new
+    /// record (earlier on both timestamps than the recorded one), with the
+    /// recorded survivor's file in the index's numbering.
+    pub displaced: HashMap<survivors::Key, u32>,
+    /// Events whose new records tie with a recorded one on both timestamps:
+    /// an incremental recompute needs none (its index layer would not tell
+    /// their order).
+    pub tied: u64,
+}
+
+impl Late {
+    /// The positions among the inputs of the files holding displaced
+    /// survivors, in order: read by an incremental recompute.
+    pub fn displaced_files(&self) -> Vec<usize> {
+        let files: BTreeSet<usize> = self
+            .displaced
+            .keys()
+            .map(|k| self.known[k].source as usize)
+            .collect();
+        files.into_iter().collect()
+    }
 }
 
 /// What `tally status` found.
@@ -305,8 +322,6 @@ struct Recount {
     moves: BTreeMap<(i32, Move, usize), (u64, BTreeSet<i32>)>,
     /// Per (day, gone file): the day's events whose survivor was there.
     gone: BTreeMap<(i32, usize), u64>,
-    /// Events whose survivor moves to another record.
-    displaced: u64,
 }
 
 impl Recount {
@@ -318,9 +333,6 @@ impl Recount {
     /// Counts one event: its survivor before (day, file id) and after (day,
     /// position of a present file).
     fn event(&mut self, before: Option<(i32, usize)>, after: Option<(i32, usize)>) {
-        if before.is_some() && before != after {
-            self.displaced += 1;
-        }
         if let Some((day, file)) = after {
             *self
                 .provenance
@@ -413,7 +425,7 @@ pub fn status_for_run(
             && manifest.days.is_some()
             && places.iter().all(|p| matches!(p, Place::Present(_)));
         if lookup {
-            let (known, tied) = lookup_index(
+            let (known, displaced, tied) = lookup_index(
                 out,
                 options.checksum,
                 manifest,
@@ -444,7 +456,8 @@ pub fn status_for_run(
                     .collect(),
                 new_files,
                 known,
-                moved: tied,
+                displaced,
+                tied,
             });
         } else {
             merge_index(out, manifest, &places, &new, &mut recount, &mut ties)?;
@@ -458,9 +471,6 @@ pub fn status_for_run(
             &mut recount,
             &mut files_read,
         )?;
-        if let Some(late) = &mut late {
-            late.moved += recount.displaced;
-        }
         for (i, f) in files.iter().enumerate() {
             let recorded = manifest.inputs.iter().find(|r| r.path == f.path);
             inputs.push(InputStatus {
@@ -791,6 +801,15 @@ fn merge_index(
     Ok(())
 }
 
+/// What a lookup found: the events known to the index with their recorded
+/// survivors, those displaced (with the recorded survivor's file in the
+/// index's numbering), and how many tie.
+type Lookup = (
+    HashMap<survivors::Key, Entry>,
+    HashMap<survivors::Key, u32>,
+    u64,
+);
+
 /// Looks up in the index only the events of the new records, starting from
 /// the index's count of every day's events: for outputs whose recorded
 /// files are all there as recorded. Returns the events it found with their
@@ -804,7 +823,7 @@ fn lookup_index(
     new: &NewRecords,
     recount: &mut Recount,
     ties: &mut Vec<Tie>,
-) -> Result<(HashMap<survivors::Key, Entry>, u64), StatusError> {
+) -> Result<Lookup, StatusError> {
     let damaged = |message: String| IndexError::Damaged {
         path: survivors::manifest_path(out),
         message,
@@ -832,6 +851,7 @@ fn lookup_index(
     keys.dedup();
     let groups = survivors::lookup(out, manifest, &keys, checksum)?;
     let mut known = HashMap::with_capacity(groups.len());
+    let mut displaced = HashMap::new();
     let mut tied = 0;
     let mut i = 0;
     while i < new.entries.len() {
@@ -864,6 +884,15 @@ fn lookup_index(
                         .any(|o| (o.ingested_at, o.occurred_at) == (n.ingested_at, n.occurred_at))
                 });
                 tied += u64::from(ties_on_time);
+                // The new records are in survivor order: the first is the
+                // best; earlier on both timestamps, it displaces.
+                let best = &new.entries[i];
+                if !ties_on_time
+                    && (best.ingested_at, best.occurred_at)
+                        < (survivor.ingested_at, survivor.occurred_at)
+                {
+                    displaced.insert(key, survivor.source);
+                }
                 known.insert(
                     key,
                     Entry {
@@ -876,7 +905,7 @@ fn lookup_index(
         }
         i = end;
     }
-    Ok((known, tied))
+    Ok((known, displaced, tied))
 }
 
 /// Events of the new records in `new.entries[from..to]` that the index does

@@ -190,7 +190,11 @@ fn stale_only_writes_exactly_the_stale_days_and_matches_a_full_recompute() {
         partitions(&truth),
         "daily and monthly bytes"
     );
-    assert_eq!(index(&base.out), index(&truth), "the survivor index");
+    // Incremental: the late file and the file of each displaced survivor
+    // are read; the index gains a layer.
+    assert_eq!(report["plan"]["incremental"], true);
+    assert_eq!(report["plan"]["displaced"], 3);
+    assert!(index(&base.out).contains_key("_tally/survivors/layer-1.arrow"));
     // Fresh days kept their partitions and the commit that wrote them.
     let after = day_commits(&base.out);
     for (day, commit) in &commits_before {
@@ -385,7 +389,13 @@ fn dry_run_says_what_a_run_would_write_and_writes_nothing() {
             { "from": "2026-06-02", "to": "2026-06-02", "days": 1 },
         ])
     );
-    assert_eq!(plan["input_files"], 5);
+    // The late file, and the files of the three survivors it displaces.
+    let displaced: BTreeSet<PathBuf> = base
+        .on_day("2026-05-14", 3)
+        .into_iter()
+        .map(|(_, file)| file)
+        .collect();
+    assert_eq!(plan["input_files"], 1 + displaced.len());
     assert_eq!(
         common::snapshot(&base.out),
         snapshot,
@@ -414,7 +424,7 @@ fn dry_run_says_what_a_run_would_write_and_writes_nothing() {
             "2026-05-20",
             "new events",
             "4 commits",
-            "reads every input file",
+            "reads the new input files and the files of the 3 recorded survivors they displace",
         ],
     );
     assert_eq!(

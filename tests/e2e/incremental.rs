@@ -211,8 +211,9 @@ fn late_files_are_added_to_the_published_days_without_reading_the_recorded_input
         assert_eq!(p["identical"], true, "{p}");
     }
 
-    // An earlier re-ingest that moves an event to another day needs the
-    // recorded record: every input is read, and the index is written anew.
+    // An earlier re-ingest that moves an event to another day displaces its
+    // recorded survivor: the file holding it is read back (and no other
+    // recorded file), its figures come off its day.
     let (moved, _) = base.on_day("2026-05-14", 1)[0].clone();
     let third = write(
         &base,
@@ -230,11 +231,64 @@ fn late_files_are_added_to_the_published_days_without_reading_the_recorded_input
         third.as_path(),
     ];
     let truth = full(&base, "full-c", &inputs, &base.rule);
+    let (code, report) = status_both_ways(&base, &inputs);
+    assert_eq!(code, 3);
+    assert_eq!(
+        status::stale(&report),
+        [
+            "daily/day=2026-05-14",
+            "daily/day=2026-05-20",
+            "monthly/month=2026-05"
+        ]
+        .map(String::from)
+        .into()
+    );
+    let (code, run) = backfill(&inputs, &base.rule, &base.out, &["--stale-only"]);
+    assert_eq!(code, 0, "{run:#}");
+    assert_eq!(run["plan"]["incremental"], true, "{}", run["plan"]["reads"]);
+    assert_eq!(
+        run["plan"]["input_files"], 2,
+        "the new file and the survivor's"
+    );
+    assert!(
+        run["plan"]["reads"]
+            .as_str()
+            .unwrap()
+            .contains("1 recorded survivor"),
+        "{}",
+        run["plan"]["reads"]
+    );
+    assert_eq!(partitions(&base.out), partitions(&truth));
+    let (code, after) = status_both_ways(&base, &inputs);
+    assert_eq!(code, 0, "fresh after: {after:#}");
+    assert_eq!(after["index"]["layers"], 3);
+
+    // A new record that ties with a recorded one on both timestamps (with
+    // other fields): the index layer could not tell their order, so every
+    // input is read and the index is written anew.
+    let (tied, _) = base.on_day("2026-05-16", 1)[0].clone();
+    let fourth = write(
+        &base,
+        "late-d",
+        &[Event {
+            // Sorts first: this record wins the tie.
+            template_id: format!("!{}", tied.template_id),
+            ..tied
+        }],
+    );
+    let inputs = [
+        base.input.as_path(),
+        first.as_path(),
+        second.as_path(),
+        third.as_path(),
+        fourth.as_path(),
+    ];
+    let truth = full(&base, "full-d", &inputs, &base.rule);
     let (code, run) = backfill(&inputs, &base.rule, &base.out, &["--stale-only"]);
     assert_eq!(code, 0, "{run:#}");
     assert_eq!(run["plan"]["incremental"], false);
     assert!(
-        run["plan"]["reads"].as_str().unwrap().contains("displace"),
+        run["plan"]["reads"].as_str().unwrap().contains("tie"),
         "{}",
         run["plan"]["reads"]
     );

@@ -393,10 +393,15 @@ fn render_plan(plan: &Plan, dry_run: bool) -> String {
     if plan.writes() {
         text.push_str(&format!(
             "  {}: {} ({} bytes)\n",
-            if plan.incremental {
-                "reads only the new input files, adding their events to the published rows"
-            } else {
-                "reads every input file"
+            match (plan.incremental, plan.displaced) {
+                (true, 0) =>
+                    "reads only the new input files, adding their events to the published rows"
+                        .to_string(),
+                (true, n) => format!(
+                    "reads the new input files and the files of the {} they displace, adding and taking off their events",
+                    plural(n as u64, "recorded survivor", "recorded survivors")
+                ),
+                (false, _) => "reads every input file".to_string(),
             },
             plural(plan.input_files as u64, "file", "files"),
             tally::report::thousands(plan.input_bytes)
