@@ -195,7 +195,7 @@ pub fn compute(
         );
     }
     for (late_conflicts, recorded_conflicts) in known.values() {
-        counts.conflicts = counts.conflicts - late_conflicts + recorded_conflicts;
+        counts.conflicts = counts.conflicts.saturating_sub(*late_conflicts) + recorded_conflicts;
         counts.duplicates += 1;
         counts.unique -= 1;
         counts.classified -= 1;
