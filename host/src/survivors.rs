@@ -35,6 +35,23 @@
 //! apart by `fields`, a 64-bit hash: records equal on both timestamps and
 //! `fields` are taken for the same record, in the order of their input
 //! files.
+//!
+//! The manifest also counts, per day and input file, the events whose
+//! survivor is there (`days`, counted from each event's first record as the
+//! files are written), so that status can start from those counts and look
+//! up only the events of new records ([`lookup`]: the key column is read
+//! batch by batch, the other columns only where a key matches).
+//!
+//! # Layers (index format 2)
+//!
+//! An incremental commit ([`crate::incremental`]) adds the records of the
+//! input files it read as new to the index of the commit before instead of
+//! rewriting it: one file `layer-K.arrow` of the same schema and order,
+//! listed under `layers` (the manifest then says `"index_format": 2`, and
+//! the new files are appended to `inputs`). A commit adds a layer only when
+//! none of its records ties with a recorded record of the same event on
+//! both timestamps, so readers merge an event's records across files by
+//! `ingested_at`, then `occurred_at` ([`read_merged`], [`lookup`]).
 
 use crate::commit::{self, CommitError};
 use crate::dedup::Table;
