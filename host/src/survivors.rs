@@ -1886,26 +1886,10 @@ impl Keys {
         if len < 10 {
             return Err(damaged(&path, "too short for an Arrow IPC file"));
         }
-        let trailer: [u8; 10] = read_at((len - 10) as u64, 10)?
-            .try_into()
-            .map_err(|_| damaged(&path, "no trailer"))?;
-        let footer_len =
-            arrow::ipc::reader::read_footer_length(trailer).map_err(|e| damaged(&path, e))?;
-        let footer_at = (len - 10)
-            .checked_sub(footer_len)
-            .ok_or_else(|| damaged(&path, "the footer runs past the file's start"))?;
-        let footer_bytes = read_at(footer_at as u64, footer_len)?;
-        let footer = arrow::ipc::root_as_footer(&footer_bytes).map_err(|e| damaged(&path, e))?;
-        let schema = arrow::ipc::convert::try_fb_to_schema(
-            footer.schema().ok_or_else(|| damaged(&path, "no schema"))?,
-        )
-        .map_err(|e| damaged(&path, e))?;
-        if schema.fields() != self::schema(0, 1).fields() {
-            return Err(damaged(
-                &path,
-                format!("not an index file of index format {INDEX_FORMAT_VERSION}"),
-            ));
-        }
+        let trailer = read_at((len - 10) as u64, 10)?;
+        let footer_at = footer_start(len, &trailer).map_err(|e| damaged(&path, e))?;
+        let footer_bytes = read_at(footer_at as u64, len - 10 - footer_at)?;
+        let (footer, _) = index_footer(&footer_bytes).map_err(|e| damaged(&path, e))?;
         let widths = [8usize, 8, 8, 8, 8, 4];
         let mut batches = Vec::new();
         let mut rows = 0u64;
@@ -2084,28 +2068,39 @@ impl Keys {
     }
 }
 
-/// The record batches of an index file held in `buffer`, without copying.
-fn decode(buffer: &arrow::buffer::Buffer) -> Result<Vec<RecordBatch>, String> {
-    use arrow::ipc::reader::{FileDecoder, read_footer_length};
-    let len = buffer.len();
-    if len < 10 {
-        return Err("too short for an Arrow IPC file".to_string());
-    }
-    let trailer: [u8; 10] = buffer[len - 10..].try_into().map_err(|_| "no trailer")?;
-    let footer_len = read_footer_length(trailer).map_err(|e| e.to_string())?;
-    let footer_at = (len - 10)
+/// Where the footer of an Arrow IPC file of `len` bytes starts, from the
+/// file's last 10 bytes.
+fn footer_start(len: usize, trailer: &[u8]) -> Result<usize, String> {
+    let trailer: [u8; 10] = trailer.try_into().map_err(|_| "no trailer")?;
+    let footer_len = arrow::ipc::reader::read_footer_length(trailer).map_err(|e| e.to_string())?;
+    (len - 10)
         .checked_sub(footer_len)
-        .ok_or("the footer runs past the file's start")?;
-    let footer =
-        arrow::ipc::root_as_footer(&buffer[footer_at..len - 10]).map_err(|e| e.to_string())?;
+        .ok_or_else(|| "the footer runs past the file's start".to_string())
+}
+
+/// The footer of an index file and its schema, checked to be an index
+/// file's.
+fn index_footer(bytes: &[u8]) -> Result<(arrow::ipc::Footer<'_>, Schema), String> {
+    let footer = arrow::ipc::root_as_footer(bytes).map_err(|e| e.to_string())?;
     let schema = arrow::ipc::convert::try_fb_to_schema(footer.schema().ok_or("no schema")?)
         .map_err(|e| e.to_string())?;
-    let expected = self::schema(0, 1);
-    if schema.fields() != expected.fields() {
+    if schema.fields() != self::schema(0, 1).fields() {
         return Err(format!(
             "not an index file of index format {INDEX_FORMAT_VERSION}"
         ));
     }
+    Ok((footer, schema))
+}
+
+/// The record batches of an index file held in `buffer`, without copying.
+fn decode(buffer: &arrow::buffer::Buffer) -> Result<Vec<RecordBatch>, String> {
+    use arrow::ipc::reader::FileDecoder;
+    let len = buffer.len();
+    if len < 10 {
+        return Err("too short for an Arrow IPC file".to_string());
+    }
+    let footer_at = footer_start(len, &buffer[len - 10..])?;
+    let (footer, schema) = index_footer(&buffer[footer_at..len - 10])?;
     let decoder = FileDecoder::new(Arc::new(schema), footer.version());
     let mut batches = Vec::new();
     for block in footer.recordBatches().into_iter().flatten() {
