@@ -431,7 +431,7 @@ pub fn encode(
     let batch = RecordBatch::try_new(schema.clone(), columns).map_err(|e| parquet_error(&e))?;
     let props = WriterProperties::builder()
         .set_compression(Compression::ZSTD(
-            ZstdLevel::try_new(3).expect("level 3 is valid"),
+            ZstdLevel::try_new(1).expect("level 1 is valid"),
         ))
         .set_created_by(format!("tally {}", crate::pipeline::VERSION))
         .set_key_value_metadata((!key_values.is_empty()).then(|| key_values.to_vec()))

@@ -14,27 +14,27 @@
 //! records ([`crate::survivors`]), so nothing of the index is rewritten.
 //!
 //! A new record earlier than an event's recorded survivor on both
-//! timestamps displaces it: that recorded record is read back from its
-//! file (only the files holding displaced survivors are read), classified,
-//! and its figures are taken off its day's row, as a full recompute would
-//! no longer count it.
+//! timestamps displaces it, and so does the same record (same timestamps,
+//! same fields) from a file that comes first among the inputs: that
+//! recorded record is read back from its file (only the files holding
+//! displaced survivors are read), classified, and its figures are taken
+//! off its day's row, as a full recompute would no longer count it.
 //!
-//! It applies only when nothing else changed: a new record that ties with
-//! a recorded record on both timestamps, a changed or removed file, another
+//! It applies only when nothing else changed: a new record on a recorded
+//! survivor's timestamps with other fields (a tie the index layer could not
+//! order), a changed or removed file, another
 //! rule or compute version, an index without its per-day counts or with
 //! [`survivors::MAX_LAYERS`] layers already: each makes the run recompute
 //! from every input, as before, which also writes a fresh index without
 //! layers.
 
-use crate::aggregate::{Aggregate, Contribution, Row};
+use crate::aggregate::{Aggregate, Contribution};
 use crate::backfill::Plan;
 use crate::commit;
 use crate::event::{day_of, format_day, parse_day};
 use crate::ingest;
-use crate::intern::Interner;
-use crate::layout;
 use crate::pipeline::{self, Computed, Found, RunError, RunOptions};
-use crate::reconcile::Published;
+use crate::reconcile::Increment;
 use crate::rule::Rule;
 use crate::shard::WorkDir;
 use crate::status::{Cause, Late};
@@ -55,7 +55,7 @@ pub fn blocker(plan: &Plan, late: Option<&Late>) -> Option<String> {
     }
     if late.tied > 0 {
         return Some(format!(
-            "{} event(s) of the new files tie with a recorded record on both timestamps",
+            "{} event(s) of the new files tie with a recorded survivor on both timestamps but differ from it",
             late.tied
         ));
     }
@@ -240,7 +240,9 @@ pub fn compute(
     let checks = pipeline::check_counts(&counts, &delta.rows)?;
     let gone = displaced_rows(options, &rule, late, &files, &inputs, &run_id)?;
 
-    // The days' rows: published plus new.
+    // The days' rows are the published ones plus the new, less the
+    // displaced survivors': the commit adds them up day by day as it
+    // reconciles (and refuses to land on another commit than this one).
     let out = commit::resolve(&options.out)?;
     let existing = commit::existing(&out)?;
     if existing.last_commit != late.commit {
@@ -249,100 +251,25 @@ pub fn compute(
             now: existing.last_commit,
         });
     }
-    // Each row keyed by string ids of one interner, then put in byte order
-    // and summed.
-    let mut interner = Interner::new();
-    let mut rows: Vec<Row> = Vec::new();
-    for &day in &days {
-        let Some(dir) = existing.days.get(&day) else {
+    let mut increment = Increment::default();
+    for (day, creator, template, (events, payable, amount)) in gone.rows {
+        if !days.contains(&day) {
             continue;
-        };
-        let published = Published::read(&dir.join(layout::PART_FILE))?;
-        rows.reserve(published.len());
-        for i in 0..published.len() {
-            let (row, _) = published.row(i);
-            if row.events <= 0 {
-                // Zeroed rows are the commit's to write again.
-                continue;
-            }
-            rows.push(Row {
-                day,
-                creator: interner.intern(row.creator),
-                template: interner.intern(row.template),
-                events: row.events as u64,
-                payable_events: row.payable_events.max(0) as u64,
-                amount_micros: row.amount_micros,
-            });
         }
+        let count = |n: u64| {
+            i64::try_from(n).map_err(|_| invariant("a displaced row's count overflows".to_string()))
+        };
+        increment.taken.entry(day).or_default().push((
+            creator,
+            template,
+            (count(events)?, count(payable)?, amount),
+        ));
     }
-    let strings = &deduped.table.strings;
-    for r in &delta.rows {
-        rows.push(Row {
-            creator: interner.intern(strings.get(r.creator)),
-            template: interner.intern(strings.get(r.template)),
-            ..*r
+    for taken in increment.taken.values_mut() {
+        taken.sort_unstable_by(|a, b| {
+            (a.0.as_bytes(), a.1.as_bytes()).cmp(&(b.0.as_bytes(), b.1.as_bytes()))
         });
     }
-    let taken: Vec<(i32, u32, u32, Figures)> = gone
-        .rows
-        .iter()
-        .filter(|(day, ..)| days.contains(day))
-        .map(|(day, c, t, figures)| (*day, interner.intern(c), interner.intern(t), *figures))
-        .collect();
-    let (interner, remap) = interner.sorted();
-    for r in &mut rows {
-        r.creator = remap[r.creator as usize];
-        r.template = remap[r.template as usize];
-    }
-    rows.sort_unstable_by_key(|r| (r.day, r.creator, r.template));
-    let mut summed: Vec<Row> = Vec::with_capacity(rows.len());
-    for r in rows {
-        match summed.last_mut() {
-            Some(last)
-                if (last.day, last.creator, last.template) == (r.day, r.creator, r.template) =>
-            {
-                last.events += r.events;
-                last.payable_events += r.payable_events;
-                last.amount_micros = last
-                    .amount_micros
-                    .checked_add(r.amount_micros)
-                    .ok_or_else(|| invariant("a row's amount overflows".to_string()))?;
-            }
-            _ => summed.push(r),
-        }
-    }
-    // The displaced survivors' figures come off their rows; a row left
-    // with no events is the commit's to zero, as a full recompute's would be.
-    for (day, c, t, (events, payable, amount)) in taken {
-        let key = (day, remap[c as usize], remap[t as usize]);
-        let at = summed
-            .binary_search_by_key(&key, |r| (r.day, r.creator, r.template))
-            .map_err(|_| {
-                invariant(format!(
-                    "a displaced survivor's row of {} is not published",
-                    format_day(day)
-                ))
-            })?;
-        let row = &mut summed[at];
-        row.events = row.events.checked_sub(events).ok_or_else(|| {
-            invariant(format!(
-                "a row of {} has fewer events than its displaced survivors",
-                format_day(day)
-            ))
-        })?;
-        row.payable_events = row.payable_events.checked_sub(payable).ok_or_else(|| {
-            invariant(format!(
-                "a row of {} has fewer payable events than its displaced survivors",
-                format_day(day)
-            ))
-        })?;
-        row.amount_micros = row
-            .amount_micros
-            .checked_sub(amount)
-            .ok_or_else(|| invariant("a row's amount overflows".to_string()))?;
-    }
-    summed.retain(|r| r.events > 0);
-    let rows = summed;
 
     // Where the days' events come from: the index's count, and the new.
     let recorded = late.manifest.inputs.len();
@@ -405,7 +332,7 @@ pub fn compute(
         })
         .collect();
     let aggregate = Aggregate {
-        rows,
+        rows: delta.rows,
         events: delta.events,
         payable_events: delta.payable_events,
         amount_micros: delta.amount_micros,
@@ -432,11 +359,10 @@ pub fn compute(
     for c in &mut table.chunks {
         c.source = numbered[&c.source];
     }
-    let table_strings = std::mem::take(&mut table.strings);
-    let hasher = FieldHasher::new(&table_strings);
+    let strings = std::mem::take(&mut table.strings);
     let layer = dir.join(survivors::layer_name(late.manifest.layers.len() + 1));
     let mut writer = survivors::IndexWriter::single(&layer);
-    survivors::write_index(table, &hasher, 0, 1, &mut writer)?;
+    survivors::write_index(table, &FieldHasher::new(&strings), 0, 1, &mut writer)?;
     let (written, records, _) = writer.finish()?;
     let index_inputs: Vec<IndexedInput> = late
         .manifest
@@ -479,7 +405,7 @@ pub fn compute(
         files,
         inputs,
         fingerprint,
-        strings: interner,
+        strings,
         aggregate,
         quarantine: commit::Quarantine::Records(prepared.quarantine),
         counts,
@@ -488,6 +414,7 @@ pub fn compute(
         work: Some(work),
         shards: 1,
         index: Some(built),
+        increment: Some(increment),
     })
 }
 

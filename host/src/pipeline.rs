@@ -24,7 +24,7 @@ use crate::survivors::{self, IndexError};
 use crate::validate::Quarantined;
 use parquet::file::metadata::KeyValue;
 use rayon::prelude::*;
-use std::collections::HashSet;
+use std::collections::{BTreeSet, HashSet};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -199,6 +199,10 @@ pub struct Computed {
     /// The survivor index of every valid record, written and waiting to be
     /// installed by the commit (none when the run was not asked for one).
     pub index: Option<survivors::Built>,
+    /// Set when the rows add to the published rows of their days (an
+    /// incremental run, computed from the commit its index layer names: the
+    /// commit refuses to land on another).
+    pub increment: Option<crate::reconcile::Increment>,
 }
 
 impl Computed {
@@ -581,6 +585,7 @@ pub fn compute_with(
         work,
         shards: 1,
         index,
+        increment: None,
     })
 }
 
@@ -1201,6 +1206,9 @@ fn write_partition(
             Vec::new(),
         ),
     };
+    if let Some(increment) = &computed.increment {
+        new = increment.apply(day, &old, &new)?;
+    }
     let mut merged = reconcile_rows(&new, old, &lineage.rule_hash);
     merged.counts.unchanged += carried.len() as u64;
     let mut rows: Vec<(OutRow<'_>, &str)> = merged
@@ -1209,16 +1217,23 @@ fn write_partition(
         .map(|r| (*r, lineage.rule_hash.as_str()))
         .chain(carried.iter().copied())
         .collect();
-    rows.sort_by(|a, b| {
-        (a.0.creator.as_bytes(), a.0.template.as_bytes())
-            .cmp(&(b.0.creator.as_bytes(), b.0.template.as_bytes()))
-    });
-    let mut rule_hashes: Vec<String> = rows.iter().map(|(_, h)| h.to_string()).collect();
-    rule_hashes.sort_unstable();
-    rule_hashes.dedup();
-    if rule_hashes.iter().all(|h| *h == lineage.rule_hash) {
-        rule_hashes.clear();
+    // The reconciled rows are in key order already; carried rows go among them.
+    if !carried.is_empty() {
+        rows.sort_by(|a, b| {
+            (a.0.creator.as_bytes(), a.0.template.as_bytes())
+                .cmp(&(b.0.creator.as_bytes(), b.0.template.as_bytes()))
+        });
     }
+    // Every hash the rows are stamped with, when they are not all this run's.
+    let mut stamped: BTreeSet<&str> = carried.iter().map(|(_, h)| *h).collect();
+    if !merged.rows.is_empty() {
+        stamped.insert(&lineage.rule_hash);
+    }
+    let rule_hashes: Vec<String> = if stamped.iter().all(|h| *h == lineage.rule_hash) {
+        Vec::new()
+    } else {
+        stamped.into_iter().map(str::to_string).collect()
+    };
     // Carried rows were computed from the inputs the partition was stamped
     // with; when the day's inputs changed since, that stamp stays, so that
     // the day reads as computed from other inputs than today's.

@@ -8,12 +8,14 @@
 //! changeset. This module reads previous partitions and decides; `commit`
 //! writes.
 
-use arrow::array::{Array, AsArray, Int64Array, RecordBatch, StringArray};
-use arrow::datatypes::Int64Type;
-use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use arrow::array::{Array, AsArray, DictionaryArray, Int64Array, RecordBatch, StringArray};
+use arrow::datatypes::{DataType, Field, Int32Type, Int64Type, Schema};
+use parquet::arrow::arrow_reader::{ArrowReaderOptions, ParquetRecordBatchReaderBuilder};
 use serde::{Deserialize, Serialize};
 use std::cmp::Ordering;
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 /// One output row of a day, with borrowed strings.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -92,10 +94,13 @@ impl ReconcileCounts {
     }
 }
 
-/// What can go wrong while reading a published partition.
+/// What can go wrong while reading a published partition or adding to it.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum ReconcileError {
+    /// An incremental computation does not fit the published rows of a day.
+    #[error("the new rows of {day} do not fit its published partition: {message}")]
+    Increment { day: String, message: String },
     /// The file could not be read as a Tally partition.
     #[error(
         "cannot read the published partition {path}: {message} (run `tally verify` on the output)"
@@ -110,7 +115,11 @@ pub struct Published {
     events: Int64Array,
     payable_events: Int64Array,
     amount_micros: Int64Array,
-    rule_hash: StringArray,
+    /// Read as a dictionary: a partition's rows share one or a few hashes,
+    /// and decoding a 64-character string per row would cost more than all
+    /// the other columns together.
+    rule_hash: DictionaryArray<Int32Type>,
+    rule_hashes: StringArray,
 }
 
 impl Published {
@@ -121,13 +130,16 @@ impl Published {
             message,
         };
         let file = std::fs::File::open(path).map_err(|e| fail(e.to_string()))?;
-        let reader = ParquetRecordBatchReaderBuilder::try_new(file)
-            .and_then(|b| b.build())
-            .map_err(|e| fail(e.to_string()))?;
+        let schema = read_schema();
+        let reader = ParquetRecordBatchReaderBuilder::try_new_with_options(
+            file,
+            ArrowReaderOptions::new().with_schema(schema.clone()),
+        )
+        .and_then(|b| b.build())
+        .map_err(|e| fail(e.to_string()))?;
         let batches = reader
             .collect::<Result<Vec<RecordBatch>, _>>()
             .map_err(|e| fail(e.to_string()))?;
-        let schema = crate::commit::schema();
         let batch =
             arrow::compute::concat_batches(&schema, &batches).map_err(|e| fail(e.to_string()))?;
         let strings = |name: &str| -> Result<StringArray, ReconcileError> {
@@ -154,13 +166,35 @@ impl Published {
             }
             Ok(column.clone())
         };
+        let rule_hash = batch
+            .column_by_name("rule_hash")
+            .ok_or_else(|| fail("no column rule_hash".to_string()))?
+            .as_dictionary_opt::<Int32Type>()
+            .ok_or_else(|| fail("column rule_hash is not utf8".to_string()))?
+            .clone();
+        if rule_hash.null_count() > 0 {
+            return Err(fail("column rule_hash has nulls".to_string()));
+        }
+        let rule_hashes = rule_hash
+            .values()
+            .as_string_opt::<i32>()
+            .ok_or_else(|| fail("column rule_hash is not utf8".to_string()))?
+            .clone();
+        if rule_hashes.null_count() > 0 {
+            return Err(fail("column rule_hash has nulls".to_string()));
+        }
+        let within = |k: &i32| usize::try_from(*k).is_ok_and(|k| k < rule_hashes.len());
+        if !rule_hash.keys().values().iter().all(within) {
+            return Err(fail("column rule_hash has a broken dictionary".to_string()));
+        }
         Ok(Published {
             creator: strings("creator_id")?,
             template: strings("template_id")?,
             events: numbers("events")?,
             payable_events: numbers("payable_events")?,
             amount_micros: numbers("amount_micros")?,
-            rule_hash: strings("rule_hash")?,
+            rule_hash,
+            rule_hashes,
         })
     }
 
@@ -184,7 +218,8 @@ impl Published {
                 payable_events: self.payable_events.value(i),
                 amount_micros: self.amount_micros.value(i),
             },
-            self.rule_hash.value(i),
+            self.rule_hashes
+                .value(self.rule_hash.keys().value(i) as usize),
         )
     }
 
@@ -196,6 +231,26 @@ impl Published {
         }
         rows
     }
+}
+
+/// The partition schema as [`Published::read`] reads it: `rule_hash` as a
+/// dictionary.
+fn read_schema() -> Arc<Schema> {
+    let written = crate::commit::schema();
+    Arc::new(Schema::new(
+        written
+            .fields()
+            .iter()
+            .map(|f| match f.name().as_str() {
+                "rule_hash" => Arc::new(Field::new(
+                    "rule_hash",
+                    DataType::Dictionary(Box::new(DataType::Int32), Box::new(DataType::Utf8)),
+                    false,
+                )),
+                _ => f.clone(),
+            })
+            .collect::<Vec<_>>(),
+    ))
 }
 
 /// The rows to write for one day and how they differ from what was published.
@@ -219,6 +274,114 @@ pub fn reconcile<'a>(
         published.map(Published::sorted_rows).unwrap_or_default(),
         rule_hash,
     )
+}
+
+/// A row's events, payable events and amount.
+pub type Figures = (i64, i64, i64);
+
+/// How an incremental computation changes the published rows of a day: its
+/// rows add to them, less the figures of the recorded survivors that new
+/// records displaced.
+#[derive(Debug, Default)]
+pub struct Increment {
+    /// Per day, sorted by key: the creator, template and figures to take
+    /// off that row.
+    pub taken: BTreeMap<i32, Vec<(String, String, Figures)>>,
+}
+
+impl Increment {
+    /// A day's rows after the increment: its published rows with events
+    /// (sorted by key), plus `added` (sorted by key), less what is taken.
+    /// Rows left without events are dropped: the reconciliation with the
+    /// published rows zeroes them, as it zeroes those of a full recompute.
+    pub fn apply<'a>(
+        &'a self,
+        day: i32,
+        published: &[(OutRow<'a>, &'a str)],
+        added: &[OutRow<'a>],
+    ) -> Result<Vec<OutRow<'a>>, ReconcileError> {
+        let broken = |message: &str| ReconcileError::Increment {
+            day: crate::event::format_day(day),
+            message: message.to_string(),
+        };
+        let add = |a: &OutRow<'a>, b: &OutRow<'a>| -> Result<OutRow<'a>, ReconcileError> {
+            match (
+                a.events.checked_add(b.events),
+                a.payable_events.checked_add(b.payable_events),
+                a.amount_micros.checked_add(b.amount_micros),
+            ) {
+                (Some(events), Some(payable_events), Some(amount_micros)) => Ok(OutRow {
+                    events,
+                    payable_events,
+                    amount_micros,
+                    ..*a
+                }),
+                _ => Err(broken("a row's figures overflow")),
+            }
+        };
+        let mut old = published.iter().map(|(r, _)| r).filter(|r| r.events > 0);
+        let mut rows: Vec<OutRow<'a>> = Vec::with_capacity(published.len() + added.len());
+        let (mut a, mut b) = (old.next(), added.iter().peekable());
+        loop {
+            let row = match (a, b.peek()) {
+                (None, None) => break,
+                (Some(o), None) => {
+                    a = old.next();
+                    *o
+                }
+                (None, Some(n)) => {
+                    let n = **n;
+                    b.next();
+                    n
+                }
+                (Some(o), Some(n)) => match o.key().cmp(&n.key()) {
+                    Ordering::Less => {
+                        a = old.next();
+                        *o
+                    }
+                    Ordering::Greater => {
+                        let n = **n;
+                        b.next();
+                        n
+                    }
+                    Ordering::Equal => {
+                        let sum = add(o, n)?;
+                        a = old.next();
+                        b.next();
+                        sum
+                    }
+                },
+            };
+            if rows.last().is_some_and(|last| last.key() >= row.key()) {
+                return Err(broken("rows out of key order"));
+            }
+            rows.push(row);
+        }
+        for (creator, template, (events, payable, amount)) in
+            self.taken.get(&day).map_or(&[][..], Vec::as_slice)
+        {
+            let key = (creator.as_bytes(), template.as_bytes());
+            let at = rows
+                .binary_search_by(|r| r.key().cmp(&key))
+                .map_err(|_| broken("a displaced survivor's row is not published"))?;
+            let row = &mut rows[at];
+            let less = |have: i64, take: i64| have.checked_sub(take).filter(|n| *n >= 0);
+            match (
+                less(row.events, *events),
+                less(row.payable_events, *payable),
+                row.amount_micros.checked_sub(*amount),
+            ) {
+                (Some(e), Some(p), Some(m)) => {
+                    row.events = e;
+                    row.payable_events = p;
+                    row.amount_micros = m;
+                }
+                _ => return Err(broken("a row has less than its displaced survivors")),
+            }
+        }
+        rows.retain(|r| r.events > 0);
+        Ok(rows)
+    }
 }
 
 /// [`reconcile`] with the published rows (sorted by key, each with the
@@ -299,6 +462,66 @@ mod tests {
             payable_events: events / 2,
             amount_micros: events * 1000,
         }
+    }
+
+    #[test]
+    fn an_increment_adds_to_the_published_rows_and_takes_off_the_displaced() {
+        let published = [
+            (row("a", "t", 2), "h"),
+            (row("b", "t", 4), "h"),
+            (row("c", "t", 0), "h"),
+            (row("d", "t", 1), "h"),
+        ];
+        let added = [row("b", "t", 2), row("bb", "t", 6), row("c", "t", 2)];
+        let mut increment = Increment::default();
+        increment.taken.insert(
+            7,
+            vec![
+                ("a".to_string(), "t".to_string(), (2, 1, 2000)),
+                ("b".to_string(), "t".to_string(), (1, 0, 1000)),
+            ],
+        );
+        let rows = increment.apply(7, &published, &added).unwrap();
+        // `a` lost its only event; the zeroed `c` counts from zero again.
+        let b = OutRow {
+            events: 5,
+            payable_events: 3,
+            amount_micros: 5000,
+            ..row("b", "t", 0)
+        };
+        assert_eq!(
+            rows,
+            [b, row("bb", "t", 6), row("c", "t", 2), row("d", "t", 1)]
+        );
+        // Another day takes nothing off.
+        assert_eq!(increment.apply(8, &published, &[]).unwrap().len(), 3);
+    }
+
+    #[test]
+    fn an_increment_that_does_not_fit_is_refused() {
+        let published = [(row("a", "t", 2), "h")];
+        let mut increment = Increment::default();
+        increment
+            .taken
+            .insert(1, vec![("z".to_string(), "t".to_string(), (1, 0, 0))]);
+        let err = increment.apply(1, &published, &[]).unwrap_err();
+        assert!(err.to_string().contains("not published"), "{err}");
+        increment
+            .taken
+            .insert(1, vec![("a".to_string(), "t".to_string(), (3, 0, 0))]);
+        let err = increment.apply(1, &published, &[]).unwrap_err();
+        assert!(err.to_string().contains("less than"), "{err}");
+        let unsorted = [row("b", "t", 1), row("a", "t", 1)];
+        let err = Increment::default().apply(1, &[], &unsorted).unwrap_err();
+        assert!(err.to_string().contains("order"), "{err}");
+        let huge = OutRow {
+            amount_micros: i64::MAX,
+            ..row("a", "t", 1)
+        };
+        let err = Increment::default()
+            .apply(1, &published, &[huge])
+            .unwrap_err();
+        assert!(err.to_string().contains("overflow"), "{err}");
     }
 
     #[test]

@@ -239,12 +239,13 @@ pub struct Late {
     /// survivor (its source: its file's position among the inputs).
     pub known: HashMap<survivors::Key, Entry>,
     /// Of those, the events whose survivor a recompute takes from a new
-    /// record (earlier on both timestamps than the recorded one), with the
-    /// recorded survivor's file in the index's numbering.
+    /// record (earlier on both timestamps than the recorded one, or the same
+    /// record from a file that comes first), with the recorded survivor's
+    /// file in the index's numbering.
     pub displaced: HashMap<survivors::Key, u32>,
-    /// Events whose new records tie with a recorded one on both timestamps:
-    /// an incremental recompute needs none (its index layer would not tell
-    /// their order).
+    /// Events whose best new record has the recorded survivor's timestamps
+    /// but other fields: an incremental recompute needs none (its index
+    /// layer would not tell their order).
     pub tied: u64,
 }
 
@@ -813,8 +814,9 @@ type Lookup = (
 /// Looks up in the index only the events of the new records, starting from
 /// the index's count of every day's events: for outputs whose recorded
 /// files are all there as recorded. Returns the events it found with their
-/// recorded survivors, and how many events have a new record that ties
-/// with a recorded one on both timestamps.
+/// recorded survivors, those the new records displace, and how many events
+/// have a best new record on the recorded survivor's timestamps with other
+/// fields.
 fn lookup_index(
     out: &Path,
     checksum: bool,
@@ -860,11 +862,11 @@ fn lookup_index(
         match groups.get(&key) {
             None => new_only(new, i, end, recount),
             Some(old) => {
-                let survivor = old[0];
-                let at = position(survivor.source as usize)?;
                 for e in old {
                     position(e.source as usize)?;
                 }
+                let (survivor, at) = recorded_best(old, places)
+                    .ok_or_else(|| damaged("an event without records".to_string()))?;
                 // The index counted the recorded survivor: taken back, then
                 // counted where a recompute puts it.
                 let day = survivor.day();
@@ -879,19 +881,25 @@ fn lookup_index(
                         recount.provenance.remove(&day);
                     }
                 }
-                let ties_on_time = new.entries[i..end].iter().any(|n| {
-                    old.iter()
-                        .any(|o| (o.ingested_at, o.occurred_at) == (n.ingested_at, n.occurred_at))
-                });
-                tied += u64::from(ties_on_time);
                 // The new records are in survivor order: the first is the
-                // best; earlier on both timestamps, it displaces.
+                // best. Earlier on both timestamps, it displaces the recorded
+                // survivor; on the same timestamps, so does the same record
+                // from a file that comes first. A record on the same
+                // timestamps with other fields is a tie, which the index
+                // layer could not order.
                 let best = &new.entries[i];
-                if !ties_on_time
-                    && (best.ingested_at, best.occurred_at)
-                        < (survivor.ingested_at, survivor.occurred_at)
-                {
-                    displaced.insert(key, survivor.source);
+                let time = |e: &Entry| (e.ingested_at, e.occurred_at);
+                match time(best).cmp(&time(&survivor)) {
+                    std::cmp::Ordering::Less => {
+                        displaced.insert(key, survivor.source);
+                    }
+                    std::cmp::Ordering::Equal if best.fields == survivor.fields => {
+                        if (best.source as usize) < at {
+                            displaced.insert(key, survivor.source);
+                        }
+                    }
+                    std::cmp::Ordering::Equal => tied += 1,
+                    std::cmp::Ordering::Greater => {}
                 }
                 known.insert(
                     key,
@@ -906,6 +914,32 @@ fn lookup_index(
         i = end;
     }
     Ok((known, displaced, tied))
+}
+
+/// The recorded survivor of an event whose records are `old` (in index
+/// order), with its file's position among the inputs: the first record still
+/// present or, of the records identical to it (in several files), the one in
+/// the file that comes first. Identical records on the same timestamps are
+/// compared wherever they lie: an index layer's follow the recorded ones.
+fn recorded_best(old: &[Entry], places: &[Place]) -> Option<(Entry, usize)> {
+    let present = |e: &Entry| match places.get(e.source as usize) {
+        Some(Place::Present(at)) => Some(*at),
+        _ => None,
+    };
+    let (first, mut at) = old.iter().find_map(|e| Some((*e, present(e)?)))?;
+    let mut best = first;
+    for e in old {
+        if (e.ingested_at, e.occurred_at) != (first.ingested_at, first.occurred_at) {
+            continue;
+        }
+        if let Some(e_at) = present(e)
+            && first.same_record(e)
+            && e_at < at
+        {
+            (best, at) = (*e, e_at);
+        }
+    }
+    Some((best, at))
 }
 
 /// Events of the new records in `new.entries[from..to]` that the index does
@@ -941,23 +975,7 @@ fn event(
             Some((survivor.day(), file))
         }
     };
-    // The best recorded record still there: the first present one, or of
-    // identical ones (in several files), the one in the first file.
-    let mut best: Option<(Entry, usize)> = None;
-    for e in old {
-        let Place::Present(at) = places[e.source as usize] else {
-            continue;
-        };
-        match best {
-            None => best = Some((*e, at)),
-            Some((b, b_at)) if b.same_record(e) => {
-                if at < b_at {
-                    best = Some((*e, at));
-                }
-            }
-            Some(_) => break,
-        }
-    }
+    let best = recorded_best(old, places);
     let new_best = (from < to).then(|| (new.entries[from], new.details[from]));
     let after = match (best, new_best) {
         (None, None) => None,

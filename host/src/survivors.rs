@@ -2143,27 +2143,40 @@ pub fn lookup(
 ) -> Result<std::collections::HashMap<Key, Vec<Entry>>, IndexError> {
     let dir = dir(out);
     let files = manifest.files.len() as u32;
-    let mut found: std::collections::HashMap<Key, Vec<Entry>> = std::collections::HashMap::new();
+    // Each index file's keys, looked up in parallel.
+    let mut jobs = Vec::new();
     let mut at = 0;
     for (j, file) in manifest.files.iter().enumerate() {
         let from = at;
         while at < keys.len() && file_of(keys[at].0, files) == j as u32 {
             at += 1;
         }
-        if from == at {
-            continue;
+        if from < at {
+            jobs.push((file, &keys[from..at]));
         }
-        if verify {
-            let loaded = Loaded::read(&dir, file, true)?;
-            for &key in &keys[from..at] {
-                let rows = loaded.find(key);
-                if !rows.is_empty() {
-                    found.insert(key, rows);
+    }
+    let parts = jobs
+        .into_par_iter()
+        .map(|(file, keys)| {
+            let mut found = std::collections::HashMap::new();
+            if verify {
+                let loaded = Loaded::read(&dir, file, true)?;
+                for &key in keys {
+                    let rows = loaded.find(key);
+                    if !rows.is_empty() {
+                        found.insert(key, rows);
+                    }
                 }
+            } else {
+                Keys::open(&dir, file)?.find(keys, &mut found)?;
             }
-        } else {
-            Keys::open(&dir, file)?.find(&keys[from..at], &mut found)?;
-        }
+            Ok(found)
+        })
+        .collect::<Result<Vec<_>, IndexError>>()?;
+    // Every key lies in one file only.
+    let mut found: std::collections::HashMap<Key, Vec<Entry>> = std::collections::HashMap::new();
+    for part in parts {
+        found.extend(part);
     }
     for layer in &manifest.layers {
         let loaded = Loaded::read(&dir, layer, true)?;

@@ -50,6 +50,27 @@ fn new_events(base: &Base, prefix: &str, days: &[&str], n: i64) -> Vec<Event> {
         .collect()
 }
 
+/// `tally run --stale-only`, which must succeed incrementally reading
+/// `files` input files; returns its report.
+fn incremental_run(base: &Base, inputs: &[&Path], files: u64, why: &str) -> Value {
+    let (code, run) = backfill(inputs, &base.rule, &base.out, &["--stale-only"]);
+    assert_eq!(code, 0, "{run:#}");
+    assert_eq!(run["plan"]["incremental"], true, "{}", run["plan"]["reads"]);
+    assert_eq!(run["plan"]["input_files"], files, "{why}");
+    run
+}
+
+/// Status after a run: everything fresh, the index with `layers` layers.
+fn assert_fresh(base: &Base, inputs: &[&Path], layers: u64) {
+    let (code, after) = status_both_ways(base, inputs);
+    assert_eq!(code, 0, "fresh after: {after:#}");
+    assert_eq!(after["index"]["layers"], layers);
+}
+
+fn paths(given: &[PathBuf]) -> Vec<&Path> {
+    given.iter().map(PathBuf::as_path).collect()
+}
+
 fn write(base: &Base, name: &str, events: &[Event]) -> PathBuf {
     let path = base.path(&format!("{name}/late.jsonl"));
     write_events(&path, events);
@@ -81,7 +102,9 @@ fn late_files_are_added_to_the_published_days_without_reading_the_recorded_input
     let mut text = std::fs::read_to_string(&file).unwrap();
     text.push_str("{\"event_id\": \"broken\"}\n");
     std::fs::write(&file, text).unwrap();
-    let inputs = [base.input.as_path(), first.as_path()];
+    // Every input so far: each step adds its late files.
+    let mut given = vec![base.input.clone(), first.clone()];
+    let inputs = paths(&given);
 
     let (code, report) = status_both_ways(&base, &inputs);
     assert_eq!(code, 3);
@@ -180,7 +203,8 @@ fn late_files_are_added_to_the_published_days_without_reading_the_recorded_input
         "late-b",
         &new_events(&base, "b", &["2026-05-05", "2026-05-06", "2026-05-25"], 5),
     );
-    let inputs = [base.input.as_path(), first.as_path(), second.as_path()];
+    given.push(second);
+    let inputs = paths(&given);
     let truth = full(&base, "full-b", &inputs, &base.rule);
     let (code, run) = backfill(
         &inputs,
@@ -196,9 +220,7 @@ fn late_files_are_added_to_the_published_days_without_reading_the_recorded_input
         "05-05..06, then 05-25"
     );
     assert_eq!(partitions(&base.out), partitions(&truth));
-    let (code, after) = status_both_ways(&base, &inputs);
-    assert_eq!(code, 0, "fresh after: {after:#}");
-    assert_eq!(after["index"]["layers"], 2);
+    assert_fresh(&base, &inputs, 2);
     // Every partition recomputes from the inputs its lineage names.
     let registry = base.path("registry");
     common::tally_ok(&["rule", "publish", s(&base.rule), "--registry", s(&registry)]);
@@ -224,12 +246,8 @@ fn late_files_are_added_to_the_published_days_without_reading_the_recorded_input
             ..moved
         }],
     );
-    let inputs = [
-        base.input.as_path(),
-        first.as_path(),
-        second.as_path(),
-        third.as_path(),
-    ];
+    given.push(third);
+    let inputs = paths(&given);
     let truth = full(&base, "full-c", &inputs, &base.rule);
     let (code, report) = status_both_ways(&base, &inputs);
     assert_eq!(code, 3);
@@ -243,13 +261,7 @@ fn late_files_are_added_to_the_published_days_without_reading_the_recorded_input
         .map(String::from)
         .into()
     );
-    let (code, run) = backfill(&inputs, &base.rule, &base.out, &["--stale-only"]);
-    assert_eq!(code, 0, "{run:#}");
-    assert_eq!(run["plan"]["incremental"], true, "{}", run["plan"]["reads"]);
-    assert_eq!(
-        run["plan"]["input_files"], 2,
-        "the new file and the survivor's"
-    );
+    let run = incremental_run(&base, &inputs, 2, "the new file and the survivor's");
     assert!(
         run["plan"]["reads"]
             .as_str()
@@ -259,13 +271,35 @@ fn late_files_are_added_to_the_published_days_without_reading_the_recorded_input
         run["plan"]["reads"]
     );
     assert_eq!(partitions(&base.out), partitions(&truth));
-    let (code, after) = status_both_ways(&base, &inputs);
-    assert_eq!(code, 0, "fresh after: {after:#}");
-    assert_eq!(after["index"]["layers"], 3);
+    assert_fresh(&base, &inputs, 3);
 
-    // A new record that ties with a recorded one on both timestamps (with
-    // other fields): the index layer could not tell their order, so every
-    // input is read and the index is written anew.
+    // The same records again, on the same timestamps: from a file that
+    // comes after the recorded one, a duplicate; from a file that comes
+    // first, it displaces the recorded survivor (whose file is read back)
+    // and takes the day's provenance. Both incremental.
+    let (again, _) = base.on_day("2026-05-18", 1)[0].clone();
+    let (first_again, _) = base.on_day("2026-05-19", 1)[0].clone();
+    let later = write(&base, "late-e", &[again]);
+    let sooner = write(&base, "a-first", &[first_again]);
+    given.extend([later, sooner]);
+    let inputs = paths(&given);
+    let truth = full(&base, "full-e", &inputs, &base.rule);
+    let (code, report) = status_both_ways(&base, &inputs);
+    assert_eq!(code, 3);
+    assert_eq!(
+        status::stale(&report),
+        ["daily/day=2026-05-19", "monthly/month=2026-05"]
+            .map(String::from)
+            .into()
+    );
+    let run = incremental_run(&base, &inputs, 3, "the new files and the survivor's");
+    assert_eq!(run["commits"][0]["counts"]["duplicates"], 1);
+    assert_eq!(partitions(&base.out), partitions(&truth));
+    assert_fresh(&base, &inputs, 4);
+
+    // A new record on a recorded survivor's timestamps with other fields:
+    // the index layer could not tell their order, so every input is read
+    // and the index is written anew.
     let (tied, _) = base.on_day("2026-05-16", 1)[0].clone();
     let fourth = write(
         &base,
@@ -276,13 +310,8 @@ fn late_files_are_added_to_the_published_days_without_reading_the_recorded_input
             ..tied
         }],
     );
-    let inputs = [
-        base.input.as_path(),
-        first.as_path(),
-        second.as_path(),
-        third.as_path(),
-        fourth.as_path(),
-    ];
+    given.push(fourth);
+    let inputs = paths(&given);
     let truth = full(&base, "full-d", &inputs, &base.rule);
     let (code, run) = backfill(&inputs, &base.rule, &base.out, &["--stale-only"]);
     assert_eq!(code, 0, "{run:#}");

@@ -360,6 +360,7 @@ pub fn compute(
         work: Some(spilled.work),
         shards,
         index,
+        increment: None,
     })
 }
 

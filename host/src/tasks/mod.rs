@@ -1020,6 +1020,7 @@ pub fn commit_partials(
         read,
         shards: plan.shards,
         index,
+        increment: None,
     };
     let options = RunOptions {
         inputs: plan.files.iter().map(|f| PathBuf::from(&f.name)).collect(),
