@@ -21,7 +21,7 @@
 //! off its day's row, as a full recompute would no longer count it.
 //!
 //! It applies only when nothing else changed: a new record on a recorded
-//! survivor's timestamps with other fields (a tie the index layer could not
+//! record's timestamps with other fields (a tie the index layer could not
 //! order), a changed or removed file, another
 //! rule or compute version, an index without its per-day counts or with
 //! [`survivors::MAX_LAYERS`] layers already: each makes the run recompute
@@ -55,7 +55,7 @@ pub fn blocker(plan: &Plan, late: Option<&Late>) -> Option<String> {
     }
     if late.tied > 0 {
         return Some(format!(
-            "{} event(s) of the new files tie with a recorded survivor on both timestamps but differ from it",
+            "{} event(s) of the new files tie with a recorded record on both timestamps but differ from it",
             late.tied
         ));
     }

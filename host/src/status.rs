@@ -243,9 +243,9 @@ pub struct Late {
     /// record from a file that comes first), with the recorded survivor's
     /// file in the index's numbering.
     pub displaced: HashMap<survivors::Key, u32>,
-    /// Events whose best new record has the recorded survivor's timestamps
-    /// but other fields: an incremental recompute needs none (its index
-    /// layer would not tell their order).
+    /// Events with a new record on a recorded record's timestamps with other
+    /// fields: an incremental recompute needs none (its index layer would not
+    /// tell their order).
     pub tied: u64,
 }
 
@@ -815,8 +815,7 @@ type Lookup = (
 /// the index's count of every day's events: for outputs whose recorded
 /// files are all there as recorded. Returns the events it found with their
 /// recorded survivors, those the new records displace, and how many events
-/// have a best new record on the recorded survivor's timestamps with other
-/// fields.
+/// have a new record on a recorded record's timestamps with other fields.
 fn lookup_index(
     out: &Path,
     checksum: bool,
@@ -881,25 +880,26 @@ fn lookup_index(
                         recount.provenance.remove(&day);
                     }
                 }
+                // A new record on a recorded record's timestamps with other
+                // fields is a tie, which an index layer could not order.
+                let time = |e: &Entry| (e.ingested_at, e.occurred_at);
+                let on_a_tie = new.entries[i..end].iter().any(|n| {
+                    old.iter()
+                        .any(|o| time(o) == time(n) && o.fields != n.fields)
+                });
+                tied += u64::from(on_a_tie);
                 // The new records are in survivor order: the first is the
                 // best. Earlier on both timestamps, it displaces the recorded
-                // survivor; on the same timestamps, so does the same record
-                // from a file that comes first. A record on the same
-                // timestamps with other fields is a tie, which the index
-                // layer could not order.
+                // survivor; on the same timestamps (then the same record), so
+                // does a record from a file that comes first.
                 let best = &new.entries[i];
-                let time = |e: &Entry| (e.ingested_at, e.occurred_at);
-                match time(best).cmp(&time(&survivor)) {
-                    std::cmp::Ordering::Less => {
-                        displaced.insert(key, survivor.source);
-                    }
-                    std::cmp::Ordering::Equal if best.fields == survivor.fields => {
-                        if (best.source as usize) < at {
-                            displaced.insert(key, survivor.source);
-                        }
-                    }
-                    std::cmp::Ordering::Equal => tied += 1,
-                    std::cmp::Ordering::Greater => {}
+                let displaces = match time(best).cmp(&time(&survivor)) {
+                    std::cmp::Ordering::Less => true,
+                    std::cmp::Ordering::Equal => (best.source as usize) < at,
+                    std::cmp::Ordering::Greater => false,
+                };
+                if !on_a_tie && displaces {
+                    displaced.insert(key, survivor.source);
                 }
                 known.insert(
                     key,

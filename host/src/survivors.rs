@@ -49,9 +49,13 @@
 //! rewriting it: one file `layer-K.arrow` of the same schema and order,
 //! listed under `layers` (the manifest then says `"index_format": 2`, and
 //! the new files are appended to `inputs`). A commit adds a layer only when
-//! none of its records ties with a recorded record of the same event on
-//! both timestamps, so readers merge an event's records across files by
-//! `ingested_at`, then `occurred_at` ([`read_merged`], [`lookup`]).
+//! none of its records has the timestamps of a recorded record of the same
+//! event with other fields, so readers merge an event's records across
+//! files by `ingested_at`, then `occurred_at` ([`read_merged`], [`lookup`]).
+//! Identical records on the same timestamps may then lie in several files,
+//! the recorded ones first: of those, the survivor is the one in the input
+//! file that comes first, as in a full recompute ([`crate::status`] takes
+//! it so).
 
 use crate::commit::{self, CommitError};
 use crate::dedup::Table;
