@@ -60,6 +60,22 @@ fn incremental_run(base: &Base, inputs: &[&Path], files: u64, why: &str) -> Valu
     run
 }
 
+/// `tally run --stale-only` over inputs with a tie, which must read every
+/// input and write what a full recompute into `name` writes, index included.
+fn full_run_for_a_tie(base: &Base, inputs: &[&Path], name: &str) {
+    let truth = full(base, name, inputs, &base.rule);
+    let (code, run) = backfill(inputs, &base.rule, &base.out, &["--stale-only"]);
+    assert_eq!(code, 0, "{run:#}");
+    assert_eq!(run["plan"]["incremental"], false);
+    assert!(
+        run["plan"]["reads"].as_str().unwrap().contains("tie"),
+        "{}",
+        run["plan"]["reads"]
+    );
+    assert_eq!(partitions(&base.out), partitions(&truth));
+    assert_eq!(index(&base.out), index(&truth), "a fresh index");
+}
+
 /// Status after a run: everything fresh, the index with `layers` layers.
 fn assert_fresh(base: &Base, inputs: &[&Path], layers: u64) {
     let (code, after) = status_both_ways(base, inputs);
@@ -312,20 +328,10 @@ fn late_files_are_added_to_the_published_days_without_reading_the_recorded_input
     );
     given.push(fourth);
     let inputs = paths(&given);
-    let truth = full(&base, "full-d", &inputs, &base.rule);
-    let (code, run) = backfill(&inputs, &base.rule, &base.out, &["--stale-only"]);
-    assert_eq!(code, 0, "{run:#}");
-    assert_eq!(run["plan"]["incremental"], false);
-    assert!(
-        run["plan"]["reads"].as_str().unwrap().contains("tie"),
-        "{}",
-        run["plan"]["reads"]
-    );
-    assert_eq!(partitions(&base.out), partitions(&truth));
+    full_run_for_a_tie(&base, &inputs, "full-d");
     let (code, after) = status_both_ways(&base, &inputs);
     assert_eq!(code, 0);
     assert_eq!(after["index"]["layers"], 0);
-    assert_eq!(index(&base.out), index(&truth), "a fresh index");
 
     // Another rule: every day stale with cause "rule", read in full.
     let v2 = common::rule("creator-pay-v2");
@@ -366,4 +372,39 @@ fn a_damaged_index_layer_is_refused_by_name() {
         stderr.contains("layer-1.arrow") && stderr.contains("damaged"),
         "{stderr}"
     );
+}
+
+#[test]
+fn a_late_record_on_a_recorded_records_time_with_other_fields_reads_every_input() {
+    let base = base();
+    // An event with a second, later record: not its survivor.
+    let mut records: std::collections::BTreeMap<String, Vec<Event>> = Default::default();
+    for (_, path) in crate::support::files_in(&base.input) {
+        for read in crate::model::read_jsonl(&path) {
+            if let Ok(e) = read.outcome {
+                records.entry(e.event_id.clone()).or_default().push(e);
+            }
+        }
+    }
+    let time = |e: &Event| (e.ingested_ms, e.occurred_ms);
+    let later = records
+        .values_mut()
+        .find_map(|rs| {
+            rs.sort_by_key(time);
+            (rs.len() > 1 && time(&rs[0]) < time(&rs[rs.len() - 1]))
+                .then(|| rs[rs.len() - 1].clone())
+        })
+        .expect("the generator plants later re-sends");
+    // The same timestamps with other fields (it loses to the survivor, so
+    // changes nothing itself), beside a new event that makes a day stale.
+    let mut late = new_events(&base, "t", &["2026-05-09"], 2);
+    late.push(Event {
+        template_id: format!("{}-other", later.template_id),
+        ..later
+    });
+    let file = write(&base, "late-t", &late);
+    let inputs = [base.input.as_path(), file.as_path()];
+    let (code, _) = status_both_ways(&base, &inputs);
+    assert_eq!(code, 3);
+    full_run_for_a_tie(&base, &inputs, "full-t");
 }
