@@ -66,7 +66,8 @@ test: rules browser python-deps postgres spark
 	$(CARGO) fmt --all --check
 	$(CARGO) clippy --workspace --all-targets --release -- -D warnings
 	$(CARGO) clippy --release --target $(WASM_TARGET) -p tally-rules-sdk -p creator-pay-v1 -p creator-pay-v2 -- -D warnings
-	$(CARGO) test --workspace --release
+	TALLY_CODE_CACHE=$(CURDIR)/target/test-cache/code TALLY_CACHE_KEY=$(CURDIR)/target/test-cache/cache.key \
+		$(CARGO) test --workspace --release
 
 bench: rules
 	$(CARGO) bench -p tally-benches

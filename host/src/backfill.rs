@@ -347,7 +347,7 @@ pub fn run(
     options: &RunOptions,
     rule: Rule,
     plan: &Plan,
-    late: Option<&crate::status::Late>,
+    late: Option<crate::status::Late>,
     chunk_days: Option<u32>,
     committed: &mut dyn FnMut(&RunReport),
 ) -> Result<Vec<RunReport>, BackfillError> {

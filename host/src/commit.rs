@@ -18,6 +18,7 @@ use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::metadata::KeyValue;
 use parquet::file::properties::WriterProperties;
+use parquet::schema::types::ColumnPath;
 use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
@@ -101,6 +102,12 @@ fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> CommitError + '_ {
         source,
     }
 }
+
+/// The column of a daily partition (and of its changeset) whose value
+/// differs on (nearly) every row: a day has one row per
+/// `(creator_id, template_id)`, and a piece of content seldom has two
+/// creators.
+pub const DAILY_UNIQUE: &[&str] = &["template_id"];
 
 /// The columns of a daily partition file.
 pub fn schema() -> Arc<Schema> {
@@ -412,30 +419,37 @@ pub fn write_stamped_rows(
         )),
         Arc::new(StringArray::from_iter_values(rows.iter().map(|(_, h)| *h))),
     ];
-    let bytes = encode(path, schema(), columns, key_values)?;
+    let bytes = encode(path, schema(), columns, key_values, DAILY_UNIQUE)?;
     write_file(path, &bytes)?;
     Ok(blake3::hash(&bytes).to_hex().to_string())
 }
 
 /// Encodes one batch as Parquet with Tally's fixed writer settings.
+/// `unique` names the columns whose value differs on (nearly) every row,
+/// such as the last column of a table's key: they are written without a
+/// dictionary, which for them would cost time and bytes and save nothing.
 pub fn encode(
     path: &Path,
     schema: Arc<Schema>,
     columns: Vec<ArrayRef>,
     key_values: &[KeyValue],
+    unique: &[&str],
 ) -> Result<Vec<u8>, CommitError> {
     let parquet_error = |e: &dyn std::fmt::Display| CommitError::Parquet {
         path: path.to_path_buf(),
         message: e.to_string(),
     };
     let batch = RecordBatch::try_new(schema.clone(), columns).map_err(|e| parquet_error(&e))?;
-    let props = WriterProperties::builder()
+    let mut props = WriterProperties::builder()
         .set_compression(Compression::ZSTD(
             ZstdLevel::try_new(1).expect("level 1 is valid"),
         ))
         .set_created_by(format!("tally {}", crate::pipeline::VERSION))
-        .set_key_value_metadata((!key_values.is_empty()).then(|| key_values.to_vec()))
-        .build();
+        .set_key_value_metadata((!key_values.is_empty()).then(|| key_values.to_vec()));
+    for column in unique {
+        props = props.set_column_dictionary_enabled(ColumnPath::from(*column), false);
+    }
+    let props = props.build();
     let mut buffer = Vec::new();
     let mut writer =
         ArrowWriter::try_new(&mut buffer, schema, Some(props)).map_err(|e| parquet_error(&e))?;
@@ -478,7 +492,13 @@ pub fn write_changes(
             changes.iter().map(|(_, c)| c.as_str()),
         )),
     ];
-    let bytes = encode(path, Arc::new(Schema::new(fields)), columns, key_values)?;
+    let bytes = encode(
+        path,
+        Arc::new(Schema::new(fields)),
+        columns,
+        key_values,
+        DAILY_UNIQUE,
+    )?;
     write_file(path, &bytes)
 }
 

@@ -20,6 +20,7 @@ use std::cmp::Ordering;
 use std::hash::BuildHasher;
 
 /// Every valid record of a run, in input order, with strings shared by all chunks.
+#[derive(Clone)]
 pub struct Table {
     /// The chunks' columns; string ids point into `strings`.
     pub chunks: Vec<EventColumns>,

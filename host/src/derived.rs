@@ -4,7 +4,8 @@
 //! A derived table rolls the daily rows of a period up into one row per
 //! creator. Its partition of a period is rebuilt whenever a commit writes any
 //! day of that period, from every published day partition of it (those the
-//! commit wrote and those it carried over), and reconciled with what was
+//! commit wrote, summed from the rows it has at hand, and those it carried
+//! over, read back), and reconciled with what was
 //! published like the daily table: a creator with no events any more is
 //! written with zeros, never deleted, and every row that differs goes into
 //! the table's changeset. Each partition's lineage lists the content hash of
@@ -90,6 +91,10 @@ impl Rollup {
             .join(format!("{}={period}", self.column))
             .join(crate::layout::PART_FILE)
     }
+
+    /// The column whose value differs on every row of a partition (and of
+    /// its changeset): one row per creator.
+    pub const UNIQUE: &'static [&'static str] = &["creator_id"];
 
     /// The columns of a partition file.
     pub fn schema() -> Arc<Schema> {
@@ -181,11 +186,36 @@ pub enum DerivedError {
 
 type Figures = (i64, i64, i64);
 
+/// A day's rows summed per creator, in creator order: all a derived table
+/// takes from a day partition.
+pub type CreatorSums = Vec<(String, Figures)>;
+
+/// Sums a day's rows (in creator order) per creator; `None` when a sum does
+/// not fit in 64 bits (the partition file is then read instead, which says
+/// so as an error).
+pub fn creator_sums<'r>(rows: impl Iterator<Item = (&'r str, Figures)>) -> Option<CreatorSums> {
+    let mut sums: CreatorSums = Vec::new();
+    for (creator, figures) in rows {
+        match sums.last_mut() {
+            Some((current, sum)) if current == creator => {
+                sum.0 = sum.0.checked_add(figures.0)?;
+                sum.1 = sum.1.checked_add(figures.1)?;
+                sum.2 = sum.2.checked_add(figures.2)?;
+            }
+            _ => sums.push((creator.to_string(), figures)),
+        }
+    }
+    Some(sums)
+}
+
 /// A published day partition: its rows and where it came from.
-pub struct Day {
+pub struct Day<'a> {
     /// The partition file.
     pub path: PathBuf,
     pub source: Source,
+    /// Its rows summed per creator, when the commit has them at hand (it
+    /// wrote the partition); else they are read from `path`.
+    pub sums: Option<&'a CreatorSums>,
 }
 
 /// Builds the partition of `period` from `days` (every published day of the
@@ -194,7 +224,7 @@ pub struct Day {
 pub fn build(
     rollup: &Rollup,
     period: &str,
-    days: &[Day],
+    days: &[Day<'_>],
     published: Option<&Path>,
     staging: &Path,
     commit: u64,
@@ -207,7 +237,14 @@ pub fn build(
         creator: creator.to_string(),
     };
     for day in days {
-        add_day(&day.path, &mut sums, &overflow)?;
+        match day.sums {
+            Some(day_sums) => {
+                for (creator, figures) in day_sums {
+                    add(&mut sums, creator, *figures, &overflow)?;
+                }
+            }
+            None => add_day(&day.path, &mut sums, &overflow)?,
+        }
     }
 
     // Reconcile: creators published before and absent now are written as zeros.
@@ -245,7 +282,13 @@ pub fn build(
     let path = staging.join(&relative);
     commit::create_parent(&path)?;
     let rows: Vec<(&str, Figures)> = sums.iter().map(|(c, f)| (c.as_str(), *f)).collect();
-    let bytes = commit::encode(&path, Rollup::schema(), columns(&rows), &key_values)?;
+    let bytes = commit::encode(
+        &path,
+        Rollup::schema(),
+        columns(&rows),
+        &key_values,
+        Rollup::UNIQUE,
+    )?;
     commit::write_file(&path, &bytes)?;
     if !changes.is_empty() {
         let path = rollup.change_file(staging, commit, period);
@@ -260,7 +303,13 @@ pub fn build(
         columns.push(Arc::new(StringArray::from_iter_values(
             changes.iter().map(|(_, _, c)| c.as_str()),
         )));
-        let bytes = commit::encode(&path, Arc::new(Schema::new(fields)), columns, &key_values)?;
+        let bytes = commit::encode(
+            &path,
+            Arc::new(Schema::new(fields)),
+            columns,
+            &key_values,
+            Rollup::UNIQUE,
+        )?;
         commit::write_file(&path, &bytes)?;
     }
     let total = |f: fn(&Figures) -> i64| {
@@ -312,25 +361,6 @@ fn add_day(
         .with_projection(mask)
         .build()
         .map_err(|e| fail(e.to_string()))?;
-    let mut add = |creator: &str, figures: Figures| -> Result<(), DerivedError> {
-        let sum = match sums.get_mut(creator) {
-            Some(sum) => sum,
-            None => sums.entry(creator.to_string()).or_default(),
-        };
-        sum.0 = sum
-            .0
-            .checked_add(figures.0)
-            .ok_or_else(|| overflow(creator))?;
-        sum.1 = sum
-            .1
-            .checked_add(figures.1)
-            .ok_or_else(|| overflow(creator))?;
-        sum.2 = sum
-            .2
-            .checked_add(figures.2)
-            .ok_or_else(|| overflow(creator))?;
-        Ok(())
-    };
     for batch in reader {
         let batch = batch.map_err(|e| fail(e.to_string()))?;
         let column = |name: &str| {
@@ -364,15 +394,41 @@ fn add_day(
                 }
                 _ => {
                     if let Some((current, sum)) = run.replace((creator, row)) {
-                        add(current, sum)?;
+                        add(sums, current, sum, overflow)?;
                     }
                 }
             }
         }
         if let Some((current, sum)) = run {
-            add(current, sum)?;
+            add(sums, current, sum, overflow)?;
         }
     }
+    Ok(())
+}
+
+/// Adds one creator's figures to `sums`.
+fn add(
+    sums: &mut BTreeMap<String, Figures>,
+    creator: &str,
+    figures: Figures,
+    overflow: &dyn Fn(&str) -> DerivedError,
+) -> Result<(), DerivedError> {
+    let sum = match sums.get_mut(creator) {
+        Some(sum) => sum,
+        None => sums.entry(creator.to_string()).or_default(),
+    };
+    sum.0 = sum
+        .0
+        .checked_add(figures.0)
+        .ok_or_else(|| overflow(creator))?;
+    sum.1 = sum
+        .1
+        .checked_add(figures.1)
+        .ok_or_else(|| overflow(creator))?;
+    sum.2 = sum
+        .2
+        .checked_add(figures.2)
+        .ok_or_else(|| overflow(creator))?;
     Ok(())
 }
 
@@ -387,7 +443,7 @@ fn columns(rows: &[(&str, Figures)]) -> Vec<ArrayRef> {
 
 /// The lineage stamped into a derived partition: the table, the period, the
 /// Tally that built it and every day partition it was built from.
-fn key_values(rollup: &Rollup, period: &str, days: &[Day]) -> Vec<KeyValue> {
+fn key_values(rollup: &Rollup, period: &str, days: &[Day<'_>]) -> Vec<KeyValue> {
     let sources: Vec<String> = days
         .iter()
         .map(|d| format!("{} {}", d.source.day, d.source.blake3))

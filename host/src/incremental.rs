@@ -7,7 +7,9 @@
 //! its published rows plus the rows of the new events: every other event
 //! keeps its survivor, so its verdict and its row are as published (with
 //! the same rule and compute version).
-//! `tally run --stale-only` then reads only the new files, classifies their
+//! `tally run --stale-only` then reads only the new files (once: the status
+//! that planned the run read them, and the run takes what it read),
+//! classifies their
 //! new events, adds their rows to the published ones, and commits exactly
 //! what a full recompute of all the inputs would write for those days,
 //! byte for byte. The survivor index gains a layer holding the new files'
@@ -104,15 +106,15 @@ fn invariant(message: String) -> RunError {
     RunError::Invariant(message)
 }
 
-/// Reads the new files of `late`, classifies their new events of the days
-/// `plan` writes and adds their rows to the published ones: the
-/// computation a commit of those days takes, with the index layer of the
-/// new files.
+/// Reads the new files of `late` (or takes them as its status read them),
+/// classifies their new events of the days `plan` writes and adds their
+/// rows to the published ones: the computation a commit of those days
+/// takes, with the index layer of the new files.
 pub fn compute(
     options: &RunOptions,
     rule: Rule,
     plan: &Plan,
-    late: &Late,
+    mut late: Late,
 ) -> Result<Computed, RunError> {
     let days: BTreeSet<i32> = plan.days.iter().filter_map(|d| parse_day(&d.day)).collect();
     let files = ingest::discover(&options.inputs)?;
@@ -142,7 +144,14 @@ pub fn compute(
             .collect(),
         fingerprint,
     };
-    let mut prepared = pipeline::prepare_found(found, &options.read, None, options.progress)?;
+    let read = late
+        .read
+        .take()
+        .filter(|r| r.positions == late.new_files && r.options == options.read);
+    let mut prepared = match read {
+        Some(read) => pipeline::prepare_read(found, read.read, None, options.progress),
+        None => pipeline::prepare_found(found, &options.read, None, options.progress)?,
+    };
     for c in &mut prepared.deduped.table.chunks {
         c.source = late.new_files[c.source as usize] as u32;
     }
@@ -238,7 +247,7 @@ pub fn compute(
     )
     .map_err(|e| e.naming_inputs(&commit::sources(&files)))?;
     let checks = pipeline::check_counts(&counts, &delta.rows)?;
-    let gone = displaced_rows(options, &rule, late, &files, &inputs, &run_id)?;
+    let gone = displaced_rows(options, &rule, &late, &files, &inputs, &run_id)?;
 
     // The days' rows are the published ones plus the new, less the
     // displaced survivors': the commit adds them up day by day as it

@@ -9,7 +9,7 @@ use hashbrown::{DefaultHashBuilder, HashTable};
 use std::hash::BuildHasher;
 
 /// A set of distinct strings with dense ids in insertion order.
-#[derive(Default)]
+#[derive(Default, Clone)]
 pub struct Interner {
     offsets: Vec<u32>,
     text: String,

@@ -344,6 +344,45 @@ fn count_quarantine(quarantine: &[Quarantined], counts: &mut Counts) {
     }
 }
 
+/// Input files read, validated and merged into one table: what dedup
+/// starts from.
+pub struct Read {
+    /// Every valid record.
+    pub table: Table,
+    /// Every other record.
+    pub quarantine: Vec<Quarantined>,
+    /// The records read, valid or not.
+    pub records: u64,
+    /// Seconds spent reading and validating.
+    pub ingest_seconds: f64,
+}
+
+/// Reads and validates `files` and merges their valid records into one table.
+pub fn read_files(
+    files: &[ingest::InputFile],
+    read: &ingest::ReadOptions,
+    progress: bool,
+) -> Result<Read, RunError> {
+    let t = Instant::now();
+    let bar = Progress::start("ingest", None, progress);
+    let (chunks, interners) = ingest::read_all(files, read, &|n| bar.set(n))?;
+    ingest::check_unchanged(files)?;
+    bar.finish();
+    let records = chunks.iter().map(|c| c.records).sum();
+    let ingest_seconds = t.elapsed().as_secs_f64();
+    let (table, chunks) = merge(chunks, interners)?;
+    let mut quarantine = Vec::new();
+    for mut chunk in chunks {
+        quarantine.append(&mut chunk.quarantine);
+    }
+    Ok(Read {
+        table,
+        quarantine,
+        records,
+        ingest_seconds,
+    })
+}
+
 /// [`prepare`] with the inputs already found.
 pub fn prepare_found(
     found: Found,
@@ -351,35 +390,38 @@ pub fn prepare_found(
     days: Option<(i32, i32)>,
     progress: bool,
 ) -> Result<Prepared, RunError> {
-    let mut timings = Timings::default();
+    let read = read_files(&found.files, read, progress)?;
+    Ok(prepare_read(found, read, days, progress))
+}
 
-    // Ingest and validate.
-    let t = Instant::now();
-    let bar = Progress::start("ingest", None, progress);
-    let (chunks, interners) = ingest::read_all(&found.files, read, &|n| bar.set(n))?;
-    ingest::check_unchanged(&found.files)?;
-    bar.finish();
-    let mut counts = Counts::default();
-    for chunk in &chunks {
-        counts.records += chunk.records;
-        counts.valid += chunk.events.len() as u64;
-    }
-    timings.ingest = t.elapsed().as_secs_f64();
+/// [`prepare`] with the inputs already found and read (`read` holds what
+/// [`read_files`] gives for `found.files`).
+pub fn prepare_read(
+    found: Found,
+    read: Read,
+    days: Option<(i32, i32)>,
+    progress: bool,
+) -> Prepared {
+    let mut timings = Timings {
+        ingest: read.ingest_seconds,
+        ..Timings::default()
+    };
+    let mut counts = Counts {
+        records: read.records,
+        valid: read.table.len() as u64,
+        ..Counts::default()
+    };
 
     // Dedup.
     let t = Instant::now();
     let bar = Progress::stage("dedup", progress);
-    let (table, chunks) = merge(chunks, interners)?;
-    let mut quarantine = Vec::new();
-    for mut chunk in chunks {
-        quarantine.append(&mut chunk.quarantine);
-    }
+    let quarantine = read.quarantine;
     count_quarantine(&quarantine, &mut counts);
-    let deduped = survive(table, days, &mut counts);
+    let deduped = survive(read.table, days, &mut counts);
     bar.finish();
     timings.dedup = t.elapsed().as_secs_f64();
 
-    Ok(Prepared {
+    Prepared {
         run_id: found.run_id,
         files: found.files,
         inputs: found.inputs,
@@ -388,7 +430,7 @@ pub fn prepare_found(
         quarantine,
         counts,
         timings,
-    })
+    }
 }
 
 /// Deduplicates the valid records of `table` and keeps the survivors in the
@@ -894,10 +936,12 @@ fn commit_output(
         commit: number,
         window: &report.window,
     };
-    let written: Vec<PartitionManifest> = days
+    let (written, sums): (Vec<PartitionManifest>, Vec<Option<derived::CreatorSums>>) = days
         .par_iter()
         .map(|&day| write_partition(computed, &to, day, scope.zip(scope_record.as_ref())))
-        .collect::<Result<_, _>>()?;
+        .collect::<Result<Vec<_>, _>>()?
+        .into_iter()
+        .unzip();
 
     // Everything this run does not rewrite is carried over as it is: other
     // days, the log, earlier changesets and quarantines, and anything else kept
@@ -946,6 +990,7 @@ fn commit_output(
         out,
         &staging.dir,
         &written,
+        &sums,
         number,
         &computed.run_id,
     )?;
@@ -1068,13 +1113,15 @@ fn commit_output(
 }
 
 /// Rebuilds each derived table's partitions of `periods` in the staging
-/// directory, from the day partitions there (written by this commit or carried
-/// over), reconciled with those published in `out`; writes their manifests.
+/// directory, from the day partitions there (written by this commit, whose
+/// per-creator `sums` are at hand, or carried over), reconciled with those
+/// published in `out`; writes their manifests.
 fn build_derived(
     periods: &[(derived::Rollup, Vec<String>)],
     out: &Path,
     staging: &Path,
     written: &[PartitionManifest],
+    sums: &[Option<derived::CreatorSums>],
     commit: u64,
     run_id: &str,
 ) -> Result<Vec<derived::DerivedManifest>, RunError> {
@@ -1090,9 +1137,12 @@ fn build_derived(
                 if (rollup.period)(day) != **period {
                     continue;
                 }
-                let manifest = match written.iter().find(|m| m.day == *day) {
-                    Some(m) => m.clone(),
-                    None => crate::lineage::read_json(&layout::partition_manifest(staging, day))?,
+                let (manifest, day_sums) = match written.iter().position(|m| m.day == *day) {
+                    Some(at) => (written[at].clone(), sums[at].as_ref()),
+                    None => (
+                        crate::lineage::read_json(&layout::partition_manifest(staging, day))?,
+                        None,
+                    ),
                 };
                 days.push(derived::Day {
                     path: staging.join(&manifest.file),
@@ -1103,6 +1153,7 @@ fn build_derived(
                         rule_hash: manifest.lineage.rule_hash,
                         rule_hashes: manifest.rule_hashes,
                     },
+                    sums: day_sums,
                 });
             }
             let published = rollup.part_file(out, period);
@@ -1159,8 +1210,6 @@ fn partition_summary(m: &PartitionManifest) -> serde_json::Value {
     })
 }
 
-/// Reconciles and writes one day's partition, and its part of the changeset,
-/// into the staging directory.
 /// Where a commit writes its partitions, and what it is.
 struct Writing<'a> {
     existing: &'a commit::Existing,
@@ -1174,12 +1223,15 @@ struct Writing<'a> {
 /// Rows, each with the rule hash it is stamped with.
 type Stamped<'a> = Vec<(OutRow<'a>, &'a str)>;
 
+/// Reconciles and writes one day's partition, and its part of the changeset,
+/// into the staging directory. Returns its manifest and its rows summed per
+/// creator (for the derived tables).
 fn write_partition(
     computed: &Computed,
     to: &Writing<'_>,
     day: i32,
     scope: Option<(&CreatorScope, &ScopeRecord)>,
-) -> Result<PartitionManifest, RunError> {
+) -> Result<(PartitionManifest, Option<derived::CreatorSums>), RunError> {
     let mut lineage = computed.day_lineage(day);
     let day_name = format_day(day);
     let published = match to.existing.days.get(&day) {
@@ -1262,6 +1314,10 @@ fn write_partition(
         ));
     }
     let blake3 = commit::write_stamped_rows(&to.staging.dir.join(&file), &rows, &key_values)?;
+    let sums = derived::creator_sums(
+        rows.iter()
+            .map(|(r, _)| (r.creator, (r.events, r.payable_events, r.amount_micros))),
+    );
     let manifest = PartitionManifest {
         file: file.display().to_string(),
         day: day_name,
@@ -1297,7 +1353,7 @@ fn write_partition(
             &manifest.lineage.key_values(&manifest.day),
         )?;
     }
-    Ok(manifest)
+    Ok((manifest, sums))
 }
 
 /// Pretty JSON with a final newline.

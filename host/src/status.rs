@@ -44,6 +44,10 @@ pub struct StatusOptions {
     /// Read the whole survivor index, even when looking up the new records'
     /// events would do: slower, the same report (a cross-check).
     pub full_scan: bool,
+    /// For a run: how it reads input files. The new files are then read that
+    /// way and what was read is kept for the run ([`Late::read`]); else they
+    /// are read as the index's run read them, and not kept.
+    pub read: Option<ingest::ReadOptions>,
 }
 
 /// Why the status of an output could not be told.
@@ -222,9 +226,28 @@ pub struct IndexUsed {
     pub read: &'static str,
 }
 
+/// The new input files as a status for a run read them (with the run's read
+/// options): the run takes them instead of reading the files again.
+pub struct NewRead {
+    /// The files read: their positions among the inputs, in order.
+    pub positions: Vec<usize>,
+    /// How they were read.
+    pub options: ingest::ReadOptions,
+    pub read: crate::pipeline::Read,
+}
+
+impl std::fmt::Debug for NewRead {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NewRead")
+            .field("positions", &self.positions)
+            .field("records", &self.read.records)
+            .finish_non_exhaustive()
+    }
+}
+
 /// What an incremental recompute ([`crate::incremental`]) needs of a status
 /// that looked up only the new records' events.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct Late {
     /// The commit whose index it is, and the index.
     pub commit: u64,
@@ -247,6 +270,8 @@ pub struct Late {
     /// fields: an incremental recompute needs none (its index layer would not
     /// tell their order).
     pub tied: u64,
+    /// The new files as read (for a run: [`StatusOptions::read`]).
+    pub read: Option<NewRead>,
 }
 
 impl Late {
@@ -384,6 +409,8 @@ struct NewRecords {
     /// Sorted in index order; `source` is the file's position among the inputs.
     entries: Vec<Entry>,
     details: Vec<Details>,
+    /// Each file's valid records, by its position among the inputs.
+    valid: HashMap<usize, u64>,
 }
 
 /// Tells which partitions of `options.out` a full recompute would change.
@@ -420,7 +447,16 @@ pub fn status_for_run(
             &mut files,
             &mut files_read,
         )?;
-        let (new, valid) = read_new(&found, &new_files, manifest.max_line_bytes, &mut files_read)?;
+        let read = options.read.unwrap_or(ingest::ReadOptions {
+            max_line_bytes: usize::try_from(manifest.max_line_bytes).unwrap_or(usize::MAX),
+        });
+        let (new, mut kept) = read_new(
+            &found,
+            &new_files,
+            read,
+            options.read.is_some(),
+            &mut files_read,
+        )?;
         let mut ties = Vec::new();
         let lookup = !options.full_scan
             && manifest.days.is_some()
@@ -459,6 +495,7 @@ pub fn status_for_run(
                 known,
                 displaced,
                 tied,
+                read: kept.take(),
             });
         } else {
             merge_index(out, manifest, &places, &new, &mut recount, &mut ties)?;
@@ -480,7 +517,7 @@ pub fn status_for_run(
                 blake3: (f.change != InputChange::Removed).then(|| f.blake3.clone()),
                 recorded_blake3: recorded.map(|r| r.blake3.clone()),
                 moved_from: f.moved_from.clone(),
-                valid_records: valid.get(&i).copied(),
+                valid_records: new.valid.get(&i).copied(),
             });
         }
         // A changed file appears twice in `files`, its new content (present)
@@ -690,9 +727,10 @@ fn classify_inputs(
 fn read_new(
     found: &[InputFile],
     positions: &[usize],
-    max_line_bytes: u64,
+    read: ingest::ReadOptions,
+    keep: bool,
     files_read: &mut Vec<FileRead>,
-) -> Result<(NewRecords, HashMap<usize, u64>), StatusError> {
+) -> Result<(NewRecords, Option<NewRead>), StatusError> {
     let subset: Vec<InputFile> = positions.iter().map(|&at| found[at].clone()).collect();
     for file in &subset {
         files_read.push(FileRead {
@@ -700,9 +738,7 @@ fn read_new(
             read: "records",
         });
     }
-    let read = ingest::ReadOptions {
-        max_line_bytes: usize::try_from(max_line_bytes).unwrap_or(usize::MAX),
-    };
+    let t = std::time::Instant::now();
     let (chunks, interners) = if subset.is_empty() {
         (Vec::new(), Vec::new())
     } else {
@@ -710,7 +746,25 @@ fn read_new(
         ingest::check_unchanged(&subset)?;
         read
     };
-    let (mut table, _) = crate::dedup::merge(chunks, interners)?;
+    let records = chunks.iter().map(|c| c.records).sum();
+    let ingest_seconds = t.elapsed().as_secs_f64();
+    let (mut table, chunks) = crate::dedup::merge(chunks, interners)?;
+    let kept = keep.then(|| {
+        let mut quarantine = Vec::new();
+        for mut chunk in chunks {
+            quarantine.append(&mut chunk.quarantine);
+        }
+        NewRead {
+            positions: positions.to_vec(),
+            options: read,
+            read: crate::pipeline::Read {
+                table: table.clone(),
+                quarantine,
+                records,
+                ingest_seconds,
+            },
+        }
+    });
     let mut valid = HashMap::new();
     for &at in positions {
         valid.insert(at, 0);
@@ -737,8 +791,9 @@ fn read_new(
             strings,
             entries,
             details,
+            valid,
         },
-        valid,
+        kept,
     ))
 }
 

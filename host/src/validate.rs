@@ -72,7 +72,7 @@ pub struct Quarantined {
 
 /// Valid events of one chunk, as columns. Strings are ids into an [`Interner`]:
 /// the one the chunk was read with, then (after `dedup::merge`) the run's.
-#[derive(Default)]
+#[derive(Default, Clone)]
 pub struct EventColumns {
     /// `event_id` of row `i` is `event_id_bytes[event_id_offsets[i]..event_id_offsets[i + 1]]`.
     pub event_id_offsets: Vec<u32>,

@@ -4,8 +4,12 @@
 //! `tally rule verify` reports it. Machines sharing a registry keep their own
 //! entries; leftovers of interrupted writes are noted.
 //!
-//! Every command gets `--registry` and `$TALLY_CACHE_KEY` explicitly, so the
-//! tests neither read nor create a cache key in the home directory.
+//! A rule given as a file path has its compiled code cached the same way, in
+//! the user's cache directory (`$TALLY_CODE_CACHE`), under the same key.
+//!
+//! Every command gets `--registry`, `$TALLY_CACHE_KEY` and
+//! `$TALLY_CODE_CACHE` explicitly, so the tests neither read nor create a
+//! cache key or compiled code in the home directory.
 
 use crate::common::{self, s};
 use crate::support;
@@ -15,11 +19,13 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use tempfile::TempDir;
 
-/// A temporary directory holding a registry and a cache key.
+/// A temporary directory holding a registry, a cache key and the user's
+/// cache of compiled code for rule files.
 struct Machine {
     dir: TempDir,
     registry: PathBuf,
     key: PathBuf,
+    code: PathBuf,
 }
 
 impl Machine {
@@ -27,7 +33,13 @@ impl Machine {
         let dir = TempDir::new().expect("temp dir");
         let registry = dir.path().join("registry");
         let key = dir.path().join("state/cache.key");
-        Machine { dir, registry, key }
+        let code = dir.path().join("cache/code");
+        Machine {
+            dir,
+            registry,
+            key,
+            code,
+        }
     }
 
     /// `tally <args> --registry <registry>` with `key` as the cache key.
@@ -36,6 +48,7 @@ impl Machine {
             .args(args)
             .args(["--registry", s(&self.registry)])
             .env("TALLY_CACHE_KEY", key)
+            .env("TALLY_CODE_CACHE", &self.code)
             .output()
             .expect("tally runs")
     }
@@ -97,28 +110,24 @@ impl Machine {
         (hashes.remove(0), hashes.remove(0))
     }
 
-    /// The `.cwasm` files of the cache for a rule, sorted.
+    /// The `.cwasm` files of the registry's cache for a rule, sorted.
     fn cache_code(&self, hash: &str) -> Vec<PathBuf> {
-        let mut code: Vec<PathBuf> = std::fs::read_dir(self.registry.join("cache"))
-            .expect("cache dir")
-            .map(|e| e.expect("entry").path())
-            .filter(|p| {
-                let name = p.file_name().unwrap().to_string_lossy().into_owned();
-                name.starts_with(hash) && name.ends_with(".cwasm")
-            })
-            .collect();
-        code.sort();
-        code
+        common::cache_code(&self.registry.join("cache"), hash)
     }
 
-    /// The one cache entry of a rule: (code, sidecar).
+    /// The one entry of the registry's cache for a rule: (code, sidecar).
     fn cache_entry(&self, hash: &str) -> (PathBuf, PathBuf) {
-        let mut code = self.cache_code(hash);
-        assert_eq!(code.len(), 1, "one cache entry for {hash}: {code:?}");
-        let code = code.remove(0);
-        let sidecar = sidecar_of(&code);
-        (code, sidecar)
+        cache_entry_in(&self.registry.join("cache"), hash)
     }
+}
+
+/// The one entry of the cache directory `dir` for a rule: (code, sidecar).
+fn cache_entry_in(dir: &Path, hash: &str) -> (PathBuf, PathBuf) {
+    let mut code = common::cache_code(dir, hash);
+    assert_eq!(code.len(), 1, "one cache entry for {hash}: {code:?}");
+    let code = code.remove(0);
+    let sidecar = sidecar_of(&code);
+    (code, sidecar)
 }
 
 fn sidecar_of(code: &Path) -> PathBuf {
@@ -129,12 +138,18 @@ fn read_json(path: &Path) -> Value {
     serde_json::from_slice(&std::fs::read(path).expect("readable")).expect("JSON")
 }
 
-/// Puts v2's compiled code in v1's cache entry and edits v1's sidecar to
-/// match it, as anyone who can write the registry could: the size and plain
-/// blake3 of the new code, and the (valid, for v2) MAC of v2's sidecar.
+/// Puts v2's compiled code in v1's entry of the registry's cache and edits
+/// v1's sidecar to match it, as anyone who can write the registry could: the
+/// size and plain blake3 of the new code, and the (valid, for v2) MAC of
+/// v2's sidecar.
 fn swap_in_v2(machine: &Machine, v1: &str, v2: &str) -> PathBuf {
-    let (code1, sidecar1) = machine.cache_entry(v1);
-    let (code2, sidecar2) = machine.cache_entry(v2);
+    swap_in_v2_in(&machine.registry.join("cache"), v1, v2)
+}
+
+/// [`swap_in_v2`] in the cache directory `dir`.
+fn swap_in_v2_in(dir: &Path, v1: &str, v2: &str) -> PathBuf {
+    let (code1, sidecar1) = cache_entry_in(dir, v1);
+    let (code2, sidecar2) = cache_entry_in(dir, v2);
     std::fs::copy(&code2, &code1).expect("copy code");
     let mut forged = read_json(&sidecar1);
     let v2_side = read_json(&sidecar2);
@@ -187,7 +202,8 @@ fn a_swapped_cache_entry_is_recompiled_and_reported() {
     let (v1, v2) = machine.publish_reference_rules();
     machine.ok(&["rule", "tag", "creator-pay", "prod", &v1]);
 
-    // What each rule really pays, from the component files (no cache).
+    // What each rule really pays, from the component files (not through the
+    // registry's cache).
     let out = |name: &str| machine.dir.path().join(name);
     let want_v1 = totals(&run(
         &machine,
@@ -409,4 +425,47 @@ fn rule_verify_notes_leftovers_and_skips_other_engines() {
     assert_eq!(machine.compiled("creator-pay@1.0.0"), "cache hit");
     let list = machine.ok(&["rule", "list"]);
     assert_eq!(list.lines().count(), 3, "{list}");
+}
+
+#[test]
+fn a_rule_file_is_compiled_once_into_the_users_cache_and_a_swapped_entry_there_is_recompiled() {
+    let machine = Machine::new();
+    let (events, _) = support::generate(machine.dir.path(), "events", 2_000, 5, "jsonl", 2_000);
+    let (file1, file2) = (
+        common::rule("creator-pay-v1"),
+        common::rule("creator-pay-v2"),
+    );
+    let (v1, v2) = (common::blake3_hex(&file1), common::blake3_hex(&file2));
+    let out = |name: &str| machine.dir.path().join(name);
+
+    // The first load compiles into $TALLY_CODE_CACHE, the next ones load
+    // from it; nothing goes into a registry.
+    assert_eq!(machine.compiled(s(&file1)), "compiled and cached");
+    assert_eq!(machine.compiled(s(&file1)), "cache hit");
+    assert_eq!(machine.compiled(s(&file2)), "compiled and cached");
+    assert_eq!(common::cache_code(&machine.code, &v1).len(), 1);
+    assert!(!machine.registry.exists(), "a rule file needs no registry");
+    let want = totals(&run(&machine, &events, s(&file1), &out("before")));
+    assert_eq!((want.2.as_str(), want.3.as_str()), (v1.as_str(), "1.0.0"));
+
+    // v2's code in v1's entry, the sidecar forged to match: loading v1's
+    // file recompiles it from the file's bytes, and says so.
+    swap_in_v2_in(&machine.code, &v1, &v2);
+    let compiled = machine.compiled(s(&file1));
+    assert!(
+        compiled.starts_with("cache entry rebuilt"),
+        "the swapped entry was used: {compiled}"
+    );
+    assert_eq!(machine.compiled(s(&file1)), "cache hit");
+    let after = totals(&run(&machine, &events, s(&file1), &out("after")));
+    assert_eq!(after, want, "the run paid what v1 pays");
+
+    // Another key (another user) neither uses nor overwrites the entry.
+    let other = machine.dir.path().join("other/cache.key");
+    assert_eq!(
+        machine.compiled_with_key(&other, s(&file1)),
+        "compiled and cached"
+    );
+    assert_eq!(common::cache_code(&machine.code, &v1).len(), 2);
+    assert_eq!(machine.compiled(s(&file1)), "cache hit");
 }

@@ -169,3 +169,18 @@ pub fn copy_tree(from: &Path, to: &Path, skip: &dyn Fn(&std::ffi::OsStr) -> bool
         }
     }
 }
+
+/// The `.cwasm` files of the compiled-code cache directory `dir` for a rule
+/// (by its hash), sorted.
+pub fn cache_code(dir: &Path, hash: &str) -> Vec<PathBuf> {
+    let mut code: Vec<PathBuf> = std::fs::read_dir(dir)
+        .expect("cache dir")
+        .map(|e| e.expect("entry").path())
+        .filter(|p| {
+            let name = p.file_name().unwrap().to_string_lossy().into_owned();
+            name.starts_with(hash) && name.ends_with(".cwasm")
+        })
+        .collect();
+    code.sort();
+    code
+}

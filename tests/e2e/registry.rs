@@ -107,14 +107,7 @@ impl Reg {
 
     /// The compiled-code cache entry of a rule: (code, sidecar).
     fn cache_entry(&self, hash: &str) -> (PathBuf, PathBuf) {
-        let mut code: Vec<PathBuf> = std::fs::read_dir(self.path.join("cache"))
-            .expect("cache dir")
-            .map(|e| e.expect("entry").path())
-            .filter(|p| {
-                let name = p.file_name().unwrap().to_string_lossy().into_owned();
-                name.starts_with(hash) && name.ends_with(".cwasm")
-            })
-            .collect();
+        let mut code = common::cache_code(&self.path.join("cache"), hash);
         assert_eq!(code.len(), 1, "one cache entry for {hash}: {code:?}");
         let code = code.remove(0);
         let sidecar = PathBuf::from(format!("{}.json", code.display()));

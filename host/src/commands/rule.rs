@@ -651,7 +651,8 @@ fn show(reference: &str, registry: &Path, json: bool) -> anyhow::Result<()> {
         tags,
         compiled: match &loaded.cache {
             Some(outcome) => outcome.to_string(),
-            None => "compiled (files are not cached)".to_string(),
+            None => "compiled, not cached (no cache directory: set $TALLY_CODE_CACHE or $HOME)"
+                .to_string(),
         },
     };
     if json {

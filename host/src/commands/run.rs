@@ -224,6 +224,7 @@ fn backfill(args: Args) -> anyhow::Result<ExitCode> {
                 rule_hash: rule.hash.to_hex().to_string(),
                 checksum,
                 full_scan: false,
+                read: Some(options.read),
             })
             .context("telling which days are stale")?;
             (Some(status), late)
@@ -254,7 +255,7 @@ fn backfill(args: Args) -> anyhow::Result<ExitCode> {
             &options,
             rule,
             &plan,
-            late.as_ref(),
+            late,
             backfill.chunk_days,
             &mut |report| {
                 if !json {

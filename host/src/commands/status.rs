@@ -59,6 +59,7 @@ pub fn execute(args: Args) -> anyhow::Result<ExitCode> {
         rule_hash: rule.hash.to_hex().to_string(),
         checksum: args.checksum,
         full_scan: args.full_scan,
+        read: None,
     })?;
     if args.json {
         super::print(&serde_json::to_string_pretty(&StatusJson {

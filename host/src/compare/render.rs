@@ -770,7 +770,13 @@ fn write_parquet(
     batch: RecordBatch,
     metadata: Vec<KeyValue>,
 ) -> Result<(), CommitError> {
-    let bytes = crate::commit::encode(path, batch.schema(), batch.columns().to_vec(), &metadata)?;
+    let bytes = crate::commit::encode(
+        path,
+        batch.schema(),
+        batch.columns().to_vec(),
+        &metadata,
+        &[],
+    )?;
     crate::commit::write_file(path, &bytes)
 }
 

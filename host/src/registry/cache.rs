@@ -1,5 +1,7 @@
 //! The compiled-code cache:
-//! `<registry>/cache/<rule hash>-<engine key>-<key id>.cwasm`, wasmtime's
+//! `<registry>/cache/<rule hash>-<engine key>-<key id>.cwasm` for published
+//! rules, and the same in the user's cache directory ([`user_dir`]) for
+//! rules given as a file path; wasmtime's
 //! serialization of the compiled component, with a sidecar `<...>.cwasm.json`
 //! holding the rule hash, the engine key, the id of the cache key, the size
 //! and blake3 hash of the `.cwasm` bytes, and a MAC.
@@ -87,16 +89,27 @@ struct Sidecar {
     mac: String,
 }
 
-/// The paths of the cache entry for a rule on an engine under a cache key:
-/// code and sidecar.
+/// The environment variable naming the directory where rules given as a
+/// file path keep their compiled code.
+pub const ENV_VAR: &str = "TALLY_CODE_CACHE";
+
+/// Where rules given as a file path keep their compiled code (entries named
+/// as in a registry's `cache/`): `$TALLY_CODE_CACHE` if set and not empty,
+/// else `$XDG_CACHE_HOME/tally/code` if that is an absolute path, else
+/// `$HOME/.cache/tally/code`; `None` when there is no home.
+pub fn user_dir() -> Option<PathBuf> {
+    super::cache_key::user_path(ENV_VAR, ("XDG_CACHE_HOME", ".cache"), "tally/code")
+}
+
+/// The paths of the cache entry in the cache directory `dir` for a rule on
+/// an engine under a cache key: code and sidecar.
 pub fn entry_paths(
-    registry: &Registry,
+    dir: &Path,
     hash: &blake3::Hash,
     engine_key: &str,
     key_id: &str,
 ) -> (PathBuf, PathBuf) {
     let stem = format!("{}-{engine_key}-{key_id}", hash.to_hex());
-    let dir = registry.cache_dir();
     (
         dir.join(format!("{stem}{CODE_SUFFIX}")),
         dir.join(format!("{stem}{SIDECAR_SUFFIX}")),
@@ -205,17 +218,18 @@ fn store(
 }
 
 /// Loads a rule whose bytes were already checked against `hash`, using the
-/// registry's cache of compiled code under the user's cache key
-/// ([`CacheKey::load_or_create`]). `blob` names the rule in messages.
+/// cache of compiled code in `dir` (a registry's `cache/`, or [`user_dir`])
+/// under the user's cache key ([`CacheKey::load_or_create`]). `blob` names
+/// the rule in messages.
 pub fn load(
-    registry: &Registry,
+    dir: &Path,
     hash: &blake3::Hash,
     bytes: &[u8],
     blob: &Path,
     limits: Limits,
 ) -> Result<(Rule, CacheOutcome), RegistryError> {
     match CacheKey::load_or_create() {
-        Ok(key) => load_with_key(registry, &key, hash, bytes, blob, limits),
+        Ok(key) => load_with_key(dir, &key, hash, bytes, blob, limits),
         Err(why) => {
             let engine = rule::engine();
             let component = rule::compile(&engine, blob, hash, bytes)?;
@@ -227,7 +241,7 @@ pub fn load(
 
 /// [`load`] under a given cache key.
 pub fn load_with_key(
-    registry: &Registry,
+    dir: &Path,
     key: &CacheKey,
     hash: &blake3::Hash,
     bytes: &[u8],
@@ -237,7 +251,7 @@ pub fn load_with_key(
     debug_assert_eq!(blake3::hash(bytes), *hash);
     let engine = rule::engine();
     let engine_key = rule::engine_key(&engine);
-    let (code_path, sidecar_path) = entry_paths(registry, hash, &engine_key, key.id());
+    let (code_path, sidecar_path) = entry_paths(dir, hash, &engine_key, key.id());
     let size = bytes.len() as u64;
     let rebuild_reason = match cached(&engine, key, hash, &engine_key, &code_path, &sidecar_path) {
         Ok(Some(component)) => match Rule::from_component(blob, *hash, size, &component, limits) {
@@ -539,9 +553,16 @@ mod tests {
         let blob = registry.blob_path(&hash);
         std::fs::write(&blob, &bytes).unwrap();
         let load = |key: &CacheKey| {
-            load_with_key(&registry, key, &hash, &bytes, &blob, Limits::default())
-                .unwrap()
-                .1
+            load_with_key(
+                &registry.cache_dir(),
+                key,
+                &hash,
+                &bytes,
+                &blob,
+                Limits::default(),
+            )
+            .unwrap()
+            .1
         };
         assert_eq!(load(&key), CacheOutcome::Compiled);
         assert_eq!(load(&key), CacheOutcome::Hit);
@@ -554,8 +575,9 @@ mod tests {
         // The other key's entry, copied over this one with its sidecar
         // edited to name this key: the MAC gives it away.
         let engine_key = rule::engine_key(&rule::engine());
-        let (code, sidecar) = entry_paths(&registry, &hash, &engine_key, key.id());
-        let (other_code, other_sidecar) = entry_paths(&registry, &hash, &engine_key, other.id());
+        let (code, sidecar) = entry_paths(&registry.cache_dir(), &hash, &engine_key, key.id());
+        let (other_code, other_sidecar) =
+            entry_paths(&registry.cache_dir(), &hash, &engine_key, other.id());
         std::fs::copy(&other_code, &code).unwrap();
         let text = std::fs::read_to_string(&other_sidecar)
             .unwrap()

@@ -58,21 +58,32 @@ impl fmt::Debug for CacheKey {
 /// `$XDG_STATE_HOME/tally/cache.key` if that is an absolute path, else
 /// `$HOME/.local/state/tally/cache.key`.
 pub fn location() -> Result<PathBuf, KeyError> {
-    let var = |name: &str| std::env::var_os(name).filter(|v| !v.is_empty());
-    if let Some(path) = var(ENV_VAR) {
-        return Ok(PathBuf::from(path));
-    }
-    if let Some(state) = var("XDG_STATE_HOME").map(PathBuf::from)
-        && state.is_absolute()
-    {
-        return Ok(state.join("tally").join("cache.key"));
-    }
-    match var("HOME") {
-        Some(home) => Ok(PathBuf::from(home).join(".local/state/tally/cache.key")),
-        None => Err(KeyError(format!(
+    user_path(
+        ENV_VAR,
+        ("XDG_STATE_HOME", ".local/state"),
+        "tally/cache.key",
+    )
+    .ok_or_else(|| {
+        KeyError(format!(
             "there is nowhere to keep the cache key: set ${ENV_VAR} to a file path, or $HOME"
-        ))),
+        ))
+    })
+}
+
+/// A path of this user's: `$<env_var>` if set and not empty, else
+/// `$<xdg.0>/<relative>` if that variable holds an absolute path, else
+/// `$HOME/<xdg.1>/<relative>`; `None` without a home.
+pub fn user_path(env_var: &str, xdg: (&str, &str), relative: &str) -> Option<PathBuf> {
+    let var = |name: &str| std::env::var_os(name).filter(|v| !v.is_empty());
+    if let Some(path) = var(env_var) {
+        return Some(PathBuf::from(path));
     }
+    if let Some(base) = var(xdg.0).map(PathBuf::from)
+        && base.is_absolute()
+    {
+        return Some(base.join(relative));
+    }
+    var("HOME").map(|home| PathBuf::from(home).join(xdg.1).join(relative))
 }
 
 impl CacheKey {

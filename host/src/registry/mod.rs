@@ -343,7 +343,7 @@ pub struct Loaded {
     pub rule: Rule,
     pub resolved: Resolved,
     /// What the compiled-code cache did (`None` for a rule loaded from a
-    /// file, which is compiled without the cache).
+    /// file when there is no user cache directory: compiled without a cache).
     pub cache: Option<CacheOutcome>,
 }
 
@@ -863,23 +863,36 @@ pub fn resolve(reference: &str, registry: &Path) -> Result<Resolved, RegistryErr
 }
 
 /// Resolves a reference and loads the rule. A rule from the registry is
-/// compiled through the registry's cache ([`cache`]); a file is compiled
-/// directly.
+/// compiled through the registry's cache ([`cache`]); a file through the
+/// user's ([`cache::user_dir`]), or directly when there is none.
 pub fn load(reference: &str, registry: &Path, limits: Limits) -> Result<Loaded, RegistryError> {
     let resolved = resolve(reference, registry)?;
     match &resolved.origin {
         Origin::File { path } => {
-            let rule = Rule::from_bytes(path, &resolved.bytes, limits)?;
+            let Some(dir) = cache::user_dir() else {
+                let rule = Rule::from_bytes(path, &resolved.bytes, limits)?;
+                return Ok(Loaded {
+                    rule,
+                    resolved,
+                    cache: None,
+                });
+            };
+            let (rule, outcome) = cache::load(&dir, &resolved.hash, &resolved.bytes, path, limits)?;
             Ok(Loaded {
                 rule,
                 resolved,
-                cache: None,
+                cache: Some(outcome),
             })
         }
         Origin::Registry { root, blob, .. } => {
             let registry = Registry { root: root.clone() };
-            let (rule, outcome) =
-                cache::load(&registry, &resolved.hash, &resolved.bytes, blob, limits)?;
+            let (rule, outcome) = cache::load(
+                &registry.cache_dir(),
+                &resolved.hash,
+                &resolved.bytes,
+                blob,
+                limits,
+            )?;
             Ok(Loaded {
                 rule,
                 resolved,
