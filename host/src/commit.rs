@@ -8,6 +8,13 @@
 //! directory gets hard links to everything the run does not rewrite, then is
 //! swapped with the previous output (`renameat2(RENAME_EXCHANGE)`): a failed or
 //! killed run leaves the previous output exactly as it was.
+//!
+//! Files are written into the staging directory without being flushed one
+//! by one ([`write_staged`]); just before the swap, [`Staging::promote`]
+//! flushes every file the commit wrote, and the directories holding them,
+//! from many threads at once, so that the file system joins the flushes into
+//! a few journal commits instead of one per file. Nothing is swapped in
+//! before all of it is on disk.
 
 use crate::layout;
 use crate::reconcile::{Change, OutRow};
@@ -339,7 +346,7 @@ impl Staging {
                         },
                     })?;
                 std::io::copy(&mut source, &mut target)
-                    .and_then(|_| target.sync_all())
+                    .map(drop)
                     .map_err(io_error(&to))
             }
         }
@@ -348,6 +355,7 @@ impl Staging {
     /// Makes the staged output the output, atomically. The previous output, if
     /// any, is swapped out in the same step and then deleted.
     pub fn promote(mut self) -> Result<(), CommitError> {
+        self.flush()?;
         let out = self.out.clone();
         if out.exists() {
             rustix::fs::renameat_with(
@@ -371,6 +379,68 @@ impl Staging {
     }
 }
 
+impl Staging {
+    /// Flushes to disk every file of the staging directory that this commit
+    /// wrote, and every directory holding one. A file with a single link
+    /// was written (or copied, or moved in) by this commit; one with more is
+    /// a hard link to a file of the output, flushed by the commit that wrote
+    /// it.
+    fn flush(&self) -> Result<(), CommitError> {
+        let mut paths = Vec::new();
+        collect_new(&self.dir, &mut paths)?;
+        paths.push(self.dir.clone());
+        let threads = paths.len().clamp(1, FLUSH_THREADS);
+        let next = std::sync::atomic::AtomicUsize::new(0);
+        let failed: std::sync::Mutex<Option<CommitError>> = std::sync::Mutex::new(None);
+        std::thread::scope(|scope| {
+            for _ in 0..threads {
+                scope.spawn(|| {
+                    loop {
+                        let at = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        let Some(path) = paths.get(at) else { break };
+                        if let Err(e) = File::open(path).and_then(|f| f.sync_all()) {
+                            let mut failed = failed.lock().unwrap_or_else(|p| p.into_inner());
+                            failed.get_or_insert(CommitError::Io {
+                                path: path.clone(),
+                                source: e,
+                            });
+                            break;
+                        }
+                    }
+                });
+            }
+        });
+        match failed.into_inner().unwrap_or_else(|p| p.into_inner()) {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+}
+
+/// How many files [`Staging::flush`] flushes at once.
+const FLUSH_THREADS: usize = 16;
+
+/// Adds to `paths` the files under `dir` with a single link and every
+/// directory (under `dir`) holding one.
+fn collect_new(dir: &Path, paths: &mut Vec<PathBuf>) -> Result<bool, CommitError> {
+    let mut holds_new = false;
+    for entry in std::fs::read_dir(dir).map_err(io_error(dir))? {
+        let entry = entry.map_err(io_error(dir))?;
+        let path = entry.path();
+        let meta = entry.metadata().map_err(io_error(&path))?;
+        if meta.is_dir() {
+            if collect_new(&path, paths)? {
+                paths.push(path);
+                holds_new = true;
+            }
+        } else if std::os::unix::fs::MetadataExt::nlink(&meta) == 1 {
+            paths.push(path);
+            holds_new = true;
+        }
+    }
+    Ok(holds_new)
+}
+
 fn sync_dir(dir: &Path) {
     let dir = if dir.as_os_str().is_empty() {
         Path::new(".")
@@ -383,7 +453,7 @@ fn sync_dir(dir: &Path) {
 }
 
 /// Encodes rows as a partition file stamped with `rule_hash` and the given
-/// key-value metadata; returns the file's blake3.
+/// key-value metadata, staged ([`write_staged`]); returns the file's blake3.
 pub fn write_rows(
     path: &Path,
     rows: &[OutRow<'_>],
@@ -395,7 +465,8 @@ pub fn write_rows(
 }
 
 /// Encodes rows, each stamped with its own rule hash, as a partition file
-/// with the given key-value metadata; returns the file's blake3.
+/// with the given key-value metadata, staged ([`write_staged`]); returns the
+/// file's blake3.
 pub fn write_stamped_rows(
     path: &Path,
     rows: &[(OutRow<'_>, &str)],
@@ -420,7 +491,7 @@ pub fn write_stamped_rows(
         Arc::new(StringArray::from_iter_values(rows.iter().map(|(_, h)| *h))),
     ];
     let bytes = encode(path, schema(), columns, key_values, DAILY_UNIQUE)?;
-    write_file(path, &bytes)?;
+    write_staged(path, &bytes)?;
     Ok(blake3::hash(&bytes).to_hex().to_string())
 }
 
@@ -460,7 +531,8 @@ pub fn encode(
 
 /// Writes one day's part of a changeset: the rows that differ from the
 /// previous output, as Parquet with the columns of a partition plus `change`
-/// (the commit and the day are the partition directories above it).
+/// (the commit and the day are the partition directories above it). Staged
+/// like [`write_staged`].
 pub fn write_changes(
     path: &Path,
     changes: &[(OutRow<'_>, Change)],
@@ -499,7 +571,14 @@ pub fn write_changes(
         key_values,
         DAILY_UNIQUE,
     )?;
-    write_file(path, &bytes)
+    write_staged(path, &bytes)
+}
+
+/// Writes a file into a staging directory, without flushing it:
+/// [`Staging::promote`] does, with every other file the commit wrote.
+pub fn write_staged(path: &Path, bytes: &[u8]) -> Result<(), CommitError> {
+    create_parent(path)?;
+    std::fs::write(path, bytes).map_err(io_error(path))
 }
 
 /// Writes a file and flushes it to disk.
@@ -552,6 +631,7 @@ pub enum Quarantine {
 }
 
 /// Writes the quarantine file: one JSON object per line, in input order.
+/// Staged like [`write_staged`].
 pub fn write_quarantine(
     path: &Path,
     quarantine: &Quarantine,
@@ -590,11 +670,10 @@ pub fn write_quarantine(
             }
         }
     }
-    let file = out.into_inner().map_err(|e| CommitError::Io {
+    out.into_inner().map(drop).map_err(|e| CommitError::Io {
         path: path.clone(),
         source: e.into_error(),
-    })?;
-    file.sync_all().map_err(io_error(&path))
+    })
 }
 
 /// Creates the directory a file goes into.
@@ -608,7 +687,7 @@ pub fn create_parent(path: &Path) -> Result<(), CommitError> {
 }
 
 /// Writes a file that must not exist yet (a commit log entry): two writers can
-/// never both create it.
+/// never both create it. Staged like [`write_staged`].
 pub fn write_new_file(path: &Path, bytes: &[u8]) -> Result<(), CommitError> {
     create_parent(path)?;
     let mut file = std::fs::OpenOptions::new()
@@ -616,7 +695,49 @@ pub fn write_new_file(path: &Path, bytes: &[u8]) -> Result<(), CommitError> {
         .create_new(true)
         .open(path)
         .map_err(io_error(path))?;
-    file.write_all(bytes)
-        .and_then(|()| file.sync_all())
-        .map_err(io_error(path))
+    file.write_all(bytes).map_err(io_error(path))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_promote_flushes_what_the_commit_wrote_and_not_what_it_carried_over() {
+        let dir = tempfile::TempDir::new().unwrap();
+        let out = dir.path().join("out");
+        let published = out.join("daily/day=2026-05-01/part-0.parquet");
+        create_parent(&published).unwrap();
+        std::fs::write(&published, b"published").unwrap();
+        let staging = stage(&out, "run").unwrap();
+        // Carried over: a hard link to the output's file.
+        staging
+            .carry_over(&std::collections::HashSet::new())
+            .unwrap();
+        // Written: a day, and a copy made where a link was not possible.
+        let written = staging.dir.join("daily/day=2026-05-02/part-0.parquet");
+        write_staged(&written, b"written").unwrap();
+        let copied = staging.dir.join("_tally/copied.json");
+        write_staged(&copied, b"{}").unwrap();
+
+        let mut paths = Vec::new();
+        assert!(collect_new(&staging.dir, &mut paths).unwrap());
+        paths.sort();
+        let mut want = vec![
+            staging.dir.join("_tally"),
+            copied,
+            staging.dir.join("daily"),
+            staging.dir.join("daily/day=2026-05-02"),
+            written.clone(),
+        ];
+        want.sort();
+        assert_eq!(paths, want, "the carried-over day is not flushed again");
+
+        staging.promote().unwrap();
+        assert_eq!(
+            std::fs::read(out.join("daily/day=2026-05-02/part-0.parquet")).unwrap(),
+            b"written"
+        );
+        assert_eq!(std::fs::read(&published).unwrap(), b"published");
+    }
 }

@@ -289,7 +289,7 @@ pub fn build(
         &key_values,
         Rollup::UNIQUE,
     )?;
-    commit::write_file(&path, &bytes)?;
+    commit::write_staged(&path, &bytes)?;
     if !changes.is_empty() {
         let path = rollup.change_file(staging, commit, period);
         let mut fields: Vec<Field> = Rollup::schema()
@@ -310,7 +310,7 @@ pub fn build(
             &key_values,
             Rollup::UNIQUE,
         )?;
-        commit::write_file(&path, &bytes)?;
+        commit::write_staged(&path, &bytes)?;
     }
     let total = |f: fn(&Figures) -> i64| {
         let sum: i128 = sums.values().map(|x| i128::from(f(x))).sum();

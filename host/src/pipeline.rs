@@ -1014,7 +1014,7 @@ fn commit_output(
     if let Some(scope) = scope {
         let path = staging.dir.join(scope::list_path(root, number));
         commit::create_parent(&path)?;
-        commit::write_file(&path, scope.text().as_bytes())?;
+        commit::write_staged(&path, scope.text().as_bytes())?;
     }
     let survivor_index = match &computed.index {
         Some(built) => Some(survivors::install(
@@ -1097,7 +1097,7 @@ fn commit_output(
         "derived": derived_summary(&staging.dir)?,
         "quarantine": quarantine.display().to_string(),
     });
-    commit::write_file(
+    commit::write_staged(
         &layout::manifest(&staging.dir),
         pretty(&manifest).as_bytes(),
     )?;
@@ -1106,7 +1106,7 @@ fn commit_output(
     report.timings.total = started.elapsed().as_secs_f64();
     report.records_per_second = report.counts.records as f64 / report.timings.total.max(1e-9);
     report.peak_memory_bytes = crate::report::peak_memory();
-    commit::write_file(&layout::report(&staging.dir), pretty(&report).as_bytes())?;
+    commit::write_staged(&layout::report(&staging.dir), pretty(&report).as_bytes())?;
     staging.promote()?;
     bar.finish();
     Ok(report)
@@ -1166,7 +1166,7 @@ fn build_derived(
                 commit,
                 run_id,
             )?;
-            commit::write_file(
+            commit::write_staged(
                 &rollup.manifest(staging, period),
                 pretty(&manifest).as_bytes(),
             )?;
@@ -1339,7 +1339,7 @@ fn write_partition(
         kept_fingerprint,
         rule_hashes,
     };
-    commit::write_file(
+    commit::write_staged(
         &layout::partition_manifest(&to.staging.dir, &manifest.day),
         pretty(&manifest).as_bytes(),
     )?;

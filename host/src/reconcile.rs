@@ -131,17 +131,25 @@ impl Published {
         };
         let file = std::fs::File::open(path).map_err(|e| fail(e.to_string()))?;
         let schema = read_schema();
+        // One batch of every row: no batches to put together afterwards.
         let reader = ParquetRecordBatchReaderBuilder::try_new_with_options(
             file,
             ArrowReaderOptions::new().with_schema(schema.clone()),
         )
-        .and_then(|b| b.build())
+        .and_then(|b| {
+            let rows = b.metadata().file_metadata().num_rows();
+            b.with_batch_size(usize::try_from(rows).unwrap_or(1).max(1))
+                .build()
+        })
         .map_err(|e| fail(e.to_string()))?;
-        let batches = reader
+        let mut batches = reader
             .collect::<Result<Vec<RecordBatch>, _>>()
             .map_err(|e| fail(e.to_string()))?;
-        let batch =
-            arrow::compute::concat_batches(&schema, &batches).map_err(|e| fail(e.to_string()))?;
+        let batch = match batches.len() {
+            1 => batches.remove(0),
+            _ => arrow::compute::concat_batches(&schema, &batches)
+                .map_err(|e| fail(e.to_string()))?,
+        };
         let strings = |name: &str| -> Result<StringArray, ReconcileError> {
             let column = batch
                 .column_by_name(name)

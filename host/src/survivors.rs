@@ -1701,7 +1701,7 @@ pub fn install(
         }
     };
     let text = serde_json::to_string_pretty(&manifest).expect("manifests serialize") + "\n";
-    commit::write_file(&manifest_path(staging), text.as_bytes())?;
+    commit::write_staged(&manifest_path(staging), text.as_bytes())?;
     Ok(IndexSummary {
         manifest_blake3: blake3::hash(text.as_bytes()).to_hex().to_string(),
         records: manifest.records,

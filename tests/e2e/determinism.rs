@@ -72,7 +72,8 @@ fn jsonl_output_is_the_same_bytes_whatever_threads_and_batch_size() {
 #[test]
 fn parquet_output_is_the_same_bytes_whatever_threads_and_batch_size() {
     let dir = TempDir::new().expect("temp dir");
-    // 150,000 rows in one file: two row groups, read in parallel.
+    // 150,000 rows in one file: two row groups, read in parallel, the bigger
+    // one in slices of rows (two with one thread, four with two).
     let (input, _) = support::generate(dir.path(), "events", 150_000, SEED, "parquet", 150_000);
     same_bytes_for_every_setting(dir.path(), &input, "creator-pay-v1");
 }

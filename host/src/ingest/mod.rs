@@ -459,6 +459,8 @@ where
             row_groups.extend(parquet::row_groups(source as u32, &file.path)?);
         }
     }
+    // Enough units for every thread, when the files have few row groups.
+    let row_groups = parquet::slice(row_groups, rayon::current_num_threads() * 4);
     let buffers = std::sync::Arc::new(jsonl::Buffers::default());
     let json_blocks = files
         .iter()

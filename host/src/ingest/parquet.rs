@@ -1,5 +1,6 @@
-//! Parquet: one unit of work per row group, decoded into Arrow batches and
-//! validated row by row.
+//! Parquet: one unit of work per row group (or, when there are fewer row
+//! groups than threads can share, per slice of one), decoded into Arrow
+//! batches and validated row by row.
 //!
 //! Column types are checked against the contract per batch: a column of the
 //! wrong type makes each of its rows `bad-type`, a missing column makes them
@@ -16,16 +17,58 @@ use arrow::array::{
 };
 use arrow::datatypes::{DataType, Field, Int32Type, Int64Type, Schema, TimeUnit};
 use parquet::arrow::ProjectionMask;
-use parquet::arrow::arrow_reader::{ArrowReaderOptions, ParquetRecordBatchReaderBuilder};
+use parquet::arrow::arrow_reader::{
+    ArrowReaderOptions, ParquetRecordBatchReaderBuilder, RowSelection, RowSelector,
+};
 use std::fs::File;
 use std::path::Path;
 use std::sync::Arc;
 
-/// One row group of one file.
+/// One row group of one file, or a slice of its rows.
 pub(super) struct RowGroup {
     pub source: u32,
     index: usize,
+    /// The first row read, in the file.
     first_row: u64,
+    /// Rows of the row group before the first one read.
+    skip: u64,
+    /// Rows read.
+    rows: u64,
+    /// Its order among the units of its file.
+    seq: u32,
+}
+
+/// The fewest rows a slice of a row group gets: below that, reading the
+/// footer and decoding the dictionaries again costs more than it shares.
+const MIN_SLICE_ROWS: u64 = 32_768;
+
+/// Splits row groups into slices of rows (in order) until there are about
+/// `want` units of work, none under [`MIN_SLICE_ROWS`] rows; a file set with
+/// enough row groups is left as it is. Each unit's `seq` is its order
+/// within its file.
+pub(super) fn slice(groups: Vec<RowGroup>, want: usize) -> Vec<RowGroup> {
+    let per_group = want.div_ceil(groups.len().max(1)).max(1) as u64;
+    let mut units = Vec::with_capacity(groups.len());
+    let mut seq: std::collections::HashMap<u32, u32> = std::collections::HashMap::new();
+    for group in groups {
+        let slices = per_group.min(group.rows / MIN_SLICE_ROWS).max(1);
+        let mut skip = 0;
+        for k in 0..slices {
+            let rows = group.rows * (k + 1) / slices - skip;
+            let next = seq.entry(group.source).or_default();
+            units.push(RowGroup {
+                source: group.source,
+                index: group.index,
+                first_row: group.first_row + skip,
+                skip,
+                rows,
+                seq: *next,
+            });
+            *next += 1;
+            skip += rows;
+        }
+    }
+    units
 }
 
 fn parquet_error(path: &Path, err: impl std::fmt::Display) -> IngestError {
@@ -57,6 +100,9 @@ pub(super) fn row_groups(source: u32, path: &Path) -> Result<Vec<RowGroup>, Inge
                 source,
                 index,
                 first_row,
+                skip: 0,
+                rows: rg.num_rows().max(0) as u64,
+                seq: index as u32,
             };
             first_row += rg.num_rows() as u64;
             group
@@ -225,12 +271,19 @@ pub(super) fn read(
         .filter(|(_, f)| FIELDS.contains(&f.name()))
         .map(|(i, _)| i);
     let mask = ProjectionMask::roots(schema, wanted);
-    let reader = builder
+    let mut builder = builder
         .with_row_groups(vec![rg.index])
         .with_projection(mask)
-        .with_batch_size(BATCH_ROWS)
-        .build()
-        .map_err(|e| parquet_error(path, e))?;
+        .with_batch_size(BATCH_ROWS);
+    let whole = builder.metadata().row_group(rg.index).num_rows().max(0) as u64;
+    if rg.rows < whole {
+        let (skip, rows) = (rg.skip as usize, rg.rows as usize);
+        builder = builder.with_row_selection(RowSelection::from(vec![
+            RowSelector::skip(skip),
+            RowSelector::select(rows),
+        ]));
+    }
+    let reader = builder.build().map_err(|e| parquet_error(path, e))?;
 
     let mut events = EventColumns::new();
     events.source = rg.source;
@@ -252,7 +305,7 @@ pub(super) fn read(
     }
     Ok(Chunk {
         source: rg.source,
-        seq: rg.index as u32,
+        seq: rg.seq,
         records: row - rg.first_row,
         interner: 0,
         events,
