@@ -377,9 +377,7 @@ impl Staging {
         sync_dir(out.parent().unwrap_or(Path::new(".")));
         Ok(())
     }
-}
 
-impl Staging {
     /// Flushes to disk every file of the staging directory that this commit
     /// wrote, and every directory holding one. A file with a single link
     /// was written (or copied, or moved in) by this commit; one with more is

@@ -190,22 +190,26 @@ type Figures = (i64, i64, i64);
 /// takes from a day partition.
 pub type CreatorSums = Vec<(String, Figures)>;
 
-/// Sums a day's rows (in creator order) per creator; `None` when a sum does
-/// not fit in 64 bits (the partition file is then read instead, which says
-/// so as an error).
-pub fn creator_sums<'r>(rows: impl Iterator<Item = (&'r str, Figures)>) -> Option<CreatorSums> {
+/// Sums rows (in creator order) per creator; the error names the creator
+/// whose sum does not fit in 64 bits.
+pub fn creator_sums<'r>(
+    rows: impl Iterator<Item = (&'r str, Figures)>,
+) -> Result<CreatorSums, String> {
     let mut sums: CreatorSums = Vec::new();
     for (creator, figures) in rows {
         match sums.last_mut() {
             Some((current, sum)) if current == creator => {
-                sum.0 = sum.0.checked_add(figures.0)?;
-                sum.1 = sum.1.checked_add(figures.1)?;
-                sum.2 = sum.2.checked_add(figures.2)?;
+                let add = |a: i64, b: i64| a.checked_add(b).ok_or_else(|| creator.to_string());
+                *sum = (
+                    add(sum.0, figures.0)?,
+                    add(sum.1, figures.1)?,
+                    add(sum.2, figures.2)?,
+                );
             }
             _ => sums.push((creator.to_string(), figures)),
         }
     }
-    Some(sums)
+    Ok(sums)
 }
 
 /// A published day partition: its rows and where it came from.
@@ -382,25 +386,14 @@ fn add_day(
             number("payable_events")?,
             number("amount_micros")?,
         );
-        let mut run: Option<(&str, Figures)> = None;
-        for i in 0..batch.num_rows() {
-            let creator = creators.value(i);
-            let row = (events.value(i), payable.value(i), amount.value(i));
-            match &mut run {
-                Some((current, sum)) if *current == creator => {
-                    sum.0 = sum.0.checked_add(row.0).ok_or_else(|| overflow(creator))?;
-                    sum.1 = sum.1.checked_add(row.1).ok_or_else(|| overflow(creator))?;
-                    sum.2 = sum.2.checked_add(row.2).ok_or_else(|| overflow(creator))?;
-                }
-                _ => {
-                    if let Some((current, sum)) = run.replace((creator, row)) {
-                        add(sums, current, sum, overflow)?;
-                    }
-                }
-            }
-        }
-        if let Some((current, sum)) = run {
-            add(sums, current, sum, overflow)?;
+        let rows = (0..batch.num_rows()).map(|i| {
+            (
+                creators.value(i),
+                (events.value(i), payable.value(i), amount.value(i)),
+            )
+        });
+        for (creator, sum) in creator_sums(rows).map_err(|creator| overflow(&creator))? {
+            add(sums, &creator, sum, overflow)?;
         }
     }
     Ok(())

@@ -36,7 +36,7 @@ use crate::commit;
 use crate::event::{day_of, format_day, parse_day};
 use crate::ingest;
 use crate::pipeline::{self, Computed, Found, RunError, RunOptions};
-use crate::reconcile::Increment;
+use crate::reconcile::{Increment, key_of};
 use crate::rule::Rule;
 use crate::shard::WorkDir;
 use crate::status::{Cause, Late};
@@ -275,9 +275,7 @@ pub fn compute(
         ));
     }
     for taken in increment.taken.values_mut() {
-        taken.sort_unstable_by(|a, b| {
-            (a.0.as_bytes(), a.1.as_bytes()).cmp(&(b.0.as_bytes(), b.1.as_bytes()))
-        });
+        taken.sort_unstable_by(|a, b| key_of(&a.0, &a.1).cmp(&key_of(&b.0, &b.1)));
     }
 
     // Where the days' events come from: the index's count, and the new.

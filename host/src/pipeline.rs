@@ -358,11 +358,11 @@ pub struct Read {
 }
 
 /// Reads and validates `files` and merges their valid records into one table.
-pub fn read_files(
+pub fn read_files<E: From<ingest::IngestError> + From<crate::dedup::DedupError>>(
     files: &[ingest::InputFile],
     read: &ingest::ReadOptions,
     progress: bool,
-) -> Result<Read, RunError> {
+) -> Result<Read, E> {
     let t = Instant::now();
     let bar = Progress::start("ingest", None, progress);
     let (chunks, interners) = ingest::read_all(files, read, &|n| bar.set(n))?;
@@ -390,7 +390,7 @@ pub fn prepare_found(
     days: Option<(i32, i32)>,
     progress: bool,
 ) -> Result<Prepared, RunError> {
-    let read = read_files(&found.files, read, progress)?;
+    let read = read_files::<RunError>(&found.files, read, progress)?;
     Ok(prepare_read(found, read, days, progress))
 }
 
@@ -1271,10 +1271,7 @@ fn write_partition(
         .collect();
     // The reconciled rows are in key order already; carried rows go among them.
     if !carried.is_empty() {
-        rows.sort_by(|a, b| {
-            (a.0.creator.as_bytes(), a.0.template.as_bytes())
-                .cmp(&(b.0.creator.as_bytes(), b.0.template.as_bytes()))
-        });
+        rows.sort_by(|a, b| a.0.key().cmp(&b.0.key()));
     }
     // Every hash the rows are stamped with, when they are not all this run's.
     let mut stamped: BTreeSet<&str> = carried.iter().map(|(_, h)| *h).collect();
@@ -1314,10 +1311,13 @@ fn write_partition(
         ));
     }
     let blake3 = commit::write_stamped_rows(&to.staging.dir.join(&file), &rows, &key_values)?;
+    // Without them (a sum overflows), the derived tables read the file back,
+    // which reports the overflow.
     let sums = derived::creator_sums(
         rows.iter()
             .map(|(r, _)| (r.creator, (r.events, r.payable_events, r.amount_micros))),
-    );
+    )
+    .ok();
     let manifest = PartitionManifest {
         file: file.display().to_string(),
         day: day_name,

@@ -32,9 +32,16 @@ impl OutRow<'_> {
         (self.events, self.payable_events, self.amount_micros)
     }
 
-    fn key(&self) -> (&[u8], &[u8]) {
-        (self.creator.as_bytes(), self.template.as_bytes())
+    /// What rows are ordered by: [`key_of`] its creator and template.
+    pub fn key(&self) -> (&[u8], &[u8]) {
+        key_of(self.creator, self.template)
     }
+}
+
+/// The key rows are ordered by in a partition: creator, then template, by
+/// their bytes.
+pub fn key_of<'a>(creator: &'a str, template: &'a str) -> (&'a [u8], &'a [u8]) {
+    (creator.as_bytes(), template.as_bytes())
 }
 
 /// How a written row differs from the published one.
@@ -368,7 +375,7 @@ impl Increment {
         for (creator, template, (events, payable, amount)) in
             self.taken.get(&day).map_or(&[][..], Vec::as_slice)
         {
-            let key = (creator.as_bytes(), template.as_bytes());
+            let key = key_of(creator, template);
             let at = rows
                 .binary_search_by(|r| r.key().cmp(&key))
                 .map_err(|_| broken("a displaced survivor's row is not published"))?;

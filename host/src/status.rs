@@ -738,33 +738,19 @@ fn read_new(
             read: "records",
         });
     }
-    let t = std::time::Instant::now();
-    let (chunks, interners) = if subset.is_empty() {
-        (Vec::new(), Vec::new())
-    } else {
-        let read = ingest::read_all(&subset, &read, &|_| {})?;
-        ingest::check_unchanged(&subset)?;
-        read
-    };
-    let records = chunks.iter().map(|c| c.records).sum();
-    let ingest_seconds = t.elapsed().as_secs_f64();
-    let (mut table, chunks) = crate::dedup::merge(chunks, interners)?;
-    let kept = keep.then(|| {
-        let mut quarantine = Vec::new();
-        for mut chunk in chunks {
-            quarantine.append(&mut chunk.quarantine);
-        }
-        NewRead {
+    let was_read = crate::pipeline::read_files::<StatusError>(&subset, &read, false)?;
+    // Sorting for the lookup takes the table apart: a run keeps a copy.
+    let (mut table, kept) = if keep {
+        let table = was_read.table.clone();
+        let kept = NewRead {
             positions: positions.to_vec(),
             options: read,
-            read: crate::pipeline::Read {
-                table: table.clone(),
-                quarantine,
-                records,
-                ingest_seconds,
-            },
-        }
-    });
+            read: was_read,
+        };
+        (table, Some(kept))
+    } else {
+        (was_read.table, None)
+    };
     let mut valid = HashMap::new();
     for &at in positions {
         valid.insert(at, 0);
