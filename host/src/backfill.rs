@@ -16,7 +16,12 @@
 //!   the days not committed yet are written.
 //! - `--dry-run` prints the [`Plan`]: the days, why each is written, the
 //!   commits, and the input files; nothing is read but what `tally status`
-//!   reads, and nothing is written.
+//!   reads (and, for a scoped run, the planned days' partitions), and
+//!   nothing is written.
+//! - `--creators FILE` ([`crate::scope`]) goes with all three: of the days
+//!   planned, only those where a listed creator has rows (published, or new
+//!   once the inputs are read) are written, only those creators' rows are
+//!   recomputed, and every input is read.
 //!
 //! A window never spans a published day that stays as it is, so a commit
 //! rewrites only the days it names.
@@ -25,6 +30,7 @@ use crate::event::{format_day, parse_day};
 use crate::pipeline::{self, Computed, RunError, RunOptions};
 use crate::report::RunReport;
 use crate::rule::Rule;
+use crate::scope::CreatorScope;
 use crate::status::{Cause, DayStatus, FileRead, IndexUsed, InputStatus, StatusReport};
 use crate::survivors;
 use std::collections::BTreeSet;
@@ -38,6 +44,8 @@ pub struct BackfillOptions {
     pub stale_only: bool,
     /// Commit at most this many days at a time.
     pub chunk_days: Option<u32>,
+    /// Recompute only the rows of this many listed creators (`--creators`).
+    pub creators: Option<usize>,
 }
 
 /// What decides the days a run writes.
@@ -65,6 +73,10 @@ pub struct PlannedDay {
     /// The events a recompute gives the day; null when it cannot be told
     /// without reading the inputs.
     pub events: Option<u64>,
+    /// For a run scoped to listed creators: how many of the day's published
+    /// rows are theirs (null for a day without a partition, or unscoped). A
+    /// day with none is written only if the inputs give them events on it.
+    pub creator_rows: Option<u64>,
     pub causes: Vec<Cause>,
 }
 
@@ -83,6 +95,9 @@ pub struct Plan {
     pub scope: Scope,
     /// Why the scope is what it is, in a sentence.
     pub reason: String,
+    /// How many creators the run is scoped to (`--creators`), if it is: of
+    /// `days`, it writes only those where they have rows.
+    pub creators: Option<usize>,
     /// The `--days` window, if any.
     pub window: Option<(String, String)>,
     /// The days written, in order. Without a survivor index, days that have
@@ -95,8 +110,9 @@ pub struct Plan {
     /// inputs are read, and so are the windows of `--chunk-days`.
     pub days_known: bool,
     /// The commits, in order; for a run that writes nothing, none. When the
-    /// days are not all known and the run commits in chunks, none either:
-    /// the windows are made once the inputs are read.
+    /// days are not all known and the run commits in chunks (or is scoped to
+    /// listed creators and commits more than one window), none either: the
+    /// windows are made once the inputs are read.
     pub commits: Vec<PlannedCommit>,
     /// The survivor index status used, if any.
     pub index: Option<IndexUsed>,
@@ -148,7 +164,7 @@ pub fn plan(
         (true, Some(_)) => Scope::Stale,
         (true, None) => Scope::AllUnknown,
     };
-    let reason = match (scope, status) {
+    let mut reason = match (scope, status) {
         (Scope::All, _) => "every day of the window is written".to_string(),
         (Scope::Stale, _) => "only the stale days are written".to_string(),
         (Scope::AllUnknown, None) => {
@@ -158,6 +174,17 @@ pub fn plan(
              so staleness cannot be told: every day is written"
             .to_string(),
     };
+    if let Some(n) = options.creators {
+        let whose = format!(
+            "where the {n} listed creator{} have rows (published or new) are written, and only their rows are recomputed",
+            if n == 1 { "" } else { "s" }
+        );
+        reason = match scope {
+            Scope::All => format!("the days of the window {whose}"),
+            Scope::Stale => format!("only the stale days {whose}"),
+            Scope::AllUnknown => format!("{reason}; of them, the days {whose}"),
+        };
+    }
     let in_window = |d: &DayStatus| parse_day(&d.day).is_some_and(|day| within(window, day));
     let (mut days, mut fresh_days) = (Vec::new(), 0);
     for d in status.map(|s| s.days.as_slice()).unwrap_or_default() {
@@ -174,6 +201,7 @@ pub fn plan(
             published: d.published,
             stale,
             events: d.events,
+            creator_rows: None,
             causes: d.causes.clone(),
         });
     }
@@ -200,6 +228,7 @@ pub fn plan(
                         published: d.published,
                         stale: Some(false),
                         events: d.events,
+                        creator_rows: None,
                         causes: period.causes.clone(),
                     });
                 }
@@ -227,7 +256,7 @@ pub fn plan(
                 days: written.len(),
             }]
         }
-        _ if !days_known => Vec::new(),
+        _ if !days_known || options.creators.is_some() => Vec::new(),
         _ => windows(&written, &keep, options.chunk_days)
             .into_iter()
             .map(|(from, to)| PlannedCommit {
@@ -240,6 +269,7 @@ pub fn plan(
     let mut plan = Plan {
         scope,
         reason,
+        creators: options.creators,
         window: crate::report::window_text(window),
         days,
         fresh_days,
@@ -255,7 +285,11 @@ pub fn plan(
         files_read: status.map(|s| s.files_read.clone()).unwrap_or_default(),
     };
     if scope == Scope::Stale && !plan.days.is_empty() {
-        match crate::incremental::blocker(&plan, late) {
+        let blocker = match options.creators {
+            Some(_) => Some("a run scoped to listed creators reads every input".to_string()),
+            None => crate::incremental::blocker(&plan, late),
+        };
+        match blocker {
             None => {
                 let new: Vec<usize> = late
                     .map(|l| {
@@ -285,6 +319,23 @@ pub fn plan(
         }
     }
     plan
+}
+
+/// Fills in, for each published day of `plan`, how many of its rows are of
+/// the creators of `scope` (reading those days' partitions in `out`).
+pub fn count_creator_rows(
+    plan: &mut Plan,
+    out: &Path,
+    scope: &CreatorScope,
+) -> Result<(), RunError> {
+    let existing = crate::commit::existing(&crate::commit::resolve(out)?)?;
+    for day in &mut plan.days {
+        let dir = parse_day(&day.day).and_then(|d| existing.days.get(&d));
+        if let Some(dir) = dir {
+            day.creator_rows = Some(scope.published_rows(&dir.join(crate::layout::PART_FILE))?);
+        }
+    }
+    Ok(())
 }
 
 fn first_or(days: &BTreeSet<i32>, none: &str) -> String {
@@ -342,13 +393,16 @@ impl From<RunError> for BackfillError {
 /// window: those of the plan, or, when the plan could not know every day
 /// (no index), windows made from the days the computation found. Calls
 /// `committed` after each commit. Writes nothing when the plan writes
-/// nothing.
+/// nothing. With a `scope`, each commit writes only the days of its window
+/// where the listed creators have rows, and only their rows; the windows are
+/// made of those days.
 pub fn run(
     options: &RunOptions,
     rule: Rule,
     plan: &Plan,
     late: Option<crate::status::Late>,
     chunk_days: Option<u32>,
+    scope: Option<&CreatorScope>,
     committed: &mut dyn FnMut(&RunReport),
 ) -> Result<Vec<RunReport>, BackfillError> {
     if !plan.writes() {
@@ -367,7 +421,9 @@ pub fn run(
         Scope::All | Scope::AllUnknown => options.days,
     };
     let mut computed = pipeline::with_threads(options.threads, || match late {
-        Some(late) if plan.incremental => crate::incremental::compute(options, rule, plan, late),
+        Some(late) if plan.incremental && scope.is_none() => {
+            crate::incremental::compute(options, rule, plan, late)
+        }
         _ => pipeline::compute_with(
             &options.inputs,
             &options.read,
@@ -379,14 +435,27 @@ pub fn run(
             true,
         ),
     })?;
-    let published: BTreeSet<i32> =
+    let existing =
         crate::commit::existing(&crate::commit::resolve(&options.out).map_err(RunError::from)?)
-            .map_err(RunError::from)?
-            .days
-            .keys()
-            .copied()
-            .filter(|d| within(span, *d))
-            .collect();
+            .map_err(RunError::from)?;
+    let published: BTreeSet<i32> = existing
+        .days
+        .keys()
+        .copied()
+        .filter(|d| within(span, *d))
+        .collect();
+    // A scoped run writes only the days where its creators have rows.
+    let scoped = match scope {
+        Some(scope) => Some(pipeline::scoped_days(&computed, &existing, scope, |d| {
+            within(span, *d)
+        })?),
+        None => None,
+    };
+    let narrow = |days: &mut BTreeSet<i32>| {
+        if let Some(scoped) = &scoped {
+            days.retain(|d| scoped.contains(d));
+        }
+    };
     let windows = match plan.scope {
         Scope::Stale => {
             // Every day the computation has events for that has no partition
@@ -400,14 +469,17 @@ pub fn run(
                     .map(|r| r.day)
                     .filter(|d| !published.contains(d)),
             );
+            narrow(&mut days);
             let keep: BTreeSet<i32> = published.difference(&days).copied().collect();
             windows(&days, &keep, chunk_days)
         }
         Scope::All | Scope::AllUnknown => {
             let mut days = published;
             days.extend(computed.aggregate.rows.iter().map(|r| r.day));
+            narrow(&mut days);
             match chunk_days {
                 Some(_) => windows(&days, &BTreeSet::new(), chunk_days),
+                None if scoped.as_ref().is_some_and(BTreeSet::is_empty) => Vec::new(),
                 None => vec![span.unwrap_or((i32::MIN, i32::MAX))],
             }
         }
@@ -422,9 +494,9 @@ pub fn run(
             &mut computed,
             index.as_ref(),
             last,
-            i,
-            window,
+            (i, window),
             options,
+            scope,
             started,
         ) {
             Ok(report) => {
@@ -448,9 +520,9 @@ fn commit_window(
     computed: &mut Computed,
     index: Option<&survivors::Built>,
     last: bool,
-    number: usize,
-    window: (i32, i32),
+    (number, window): (usize, (i32, i32)),
     options: &RunOptions,
+    scope: Option<&CreatorScope>,
     started: Instant,
 ) -> Result<RunReport, RunError> {
     computed.index = match index {
@@ -468,7 +540,7 @@ fn commit_window(
     };
     let computed = &*computed;
     pipeline::with_threads(options.threads, || {
-        pipeline::commit_computed(computed, &options, started)
+        pipeline::commit_scoped(computed, &options, started, scope)
     })
 }
 

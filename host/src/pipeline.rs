@@ -909,21 +909,7 @@ fn commit_output(
     // A scoped commit writes the days where its creators have rows, new or
     // published; the others stay as they are.
     if let Some(scope) = scope {
-        let mut scoped: HashSet<i32> = computed
-            .aggregate
-            .rows
-            .iter()
-            .filter(|r| scope.contains(computed.strings.get(r.creator)))
-            .map(|r| r.day)
-            .collect();
-        for (day, dir) in &existing.days {
-            if !scoped.contains(day) && in_window(day) {
-                let published = Published::read(&dir.join(layout::PART_FILE))?;
-                if (0..published.len()).any(|i| scope.contains(published.row(i).0.creator)) {
-                    scoped.insert(*day);
-                }
-            }
-        }
+        let scoped = scoped_days(computed, &existing, scope, in_window)?;
         days.retain(|d| scoped.contains(d));
     }
 
@@ -1208,6 +1194,33 @@ fn partition_summary(m: &PartitionManifest) -> serde_json::Value {
         "events": m.events,
         "amount_micros": m.amount_micros,
     })
+}
+
+/// The days of `window` where a creator of `scope` has rows: new ones in
+/// what was computed, or published ones in `existing`. A scoped commit
+/// writes only those.
+pub fn scoped_days(
+    computed: &Computed,
+    existing: &commit::Existing,
+    scope: &CreatorScope,
+    window: impl Fn(&i32) -> bool,
+) -> Result<BTreeSet<i32>, RunError> {
+    let mut scoped: BTreeSet<i32> = computed
+        .aggregate
+        .rows
+        .iter()
+        .filter(|r| window(&r.day) && scope.contains(computed.strings.get(r.creator)))
+        .map(|r| r.day)
+        .collect();
+    for (day, dir) in &existing.days {
+        if !scoped.contains(day)
+            && window(day)
+            && scope.published_rows(&dir.join(layout::PART_FILE))? > 0
+        {
+            scoped.insert(*day);
+        }
+    }
+    Ok(scoped)
 }
 
 /// Where a commit writes its partitions, and what it is.

@@ -84,6 +84,14 @@ impl CreatorScope {
         self.creators.contains(creator)
     }
 
+    /// How many rows of the partition file at `path` are of these creators.
+    pub fn published_rows(&self, path: &Path) -> Result<u64, crate::reconcile::ReconcileError> {
+        let published = crate::reconcile::Published::read(path)?;
+        Ok((0..published.len())
+            .filter(|&i| self.contains(published.row(i).0.creator))
+            .count() as u64)
+    }
+
     /// How many creators are listed.
     pub fn len(&self) -> usize {
         self.creators.len()

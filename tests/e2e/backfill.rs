@@ -38,6 +38,17 @@ pub(crate) fn backfill(inputs: &[&Path], rule: &Path, out: &Path, extra: &[&str]
     (output.status.code().unwrap_or(-1), report)
 }
 
+/// `tally run` with `inputs`, `rule`, `out` and `extra`, which must succeed:
+/// what it printed on stdout.
+fn run_text(inputs: &[&Path], rule: &Path, out: &Path, extra: &[&str]) -> String {
+    let mut args = vec!["run", "--rule", s(rule), "--out", s(out)];
+    for input in inputs {
+        args.extend(["--input", s(input)]);
+    }
+    args.extend_from_slice(extra);
+    common::tally_ok(&args)
+}
+
 /// The survivor index's files, by name.
 pub(crate) fn index(out: &Path) -> BTreeMap<String, Vec<u8>> {
     common::snapshot(out)
@@ -212,19 +223,7 @@ fn stale_only_writes_exactly_the_stale_days_and_matches_a_full_recompute() {
     assert_eq!(again["commits"], serde_json::json!([]));
     assert_eq!(again["plan"]["days"], serde_json::json!([]));
     assert_eq!(common::snapshot(&base.out), snapshot, "nothing was written");
-    let text = common::tally_ok(&[
-        "run",
-        "--stale-only",
-        "--quiet",
-        "--rule",
-        s(&base.rule),
-        "--out",
-        s(&base.out),
-        "--input",
-        s(inputs[0]),
-        "--input",
-        s(inputs[1]),
-    ]);
+    let text = run_text(&inputs, &base.rule, &base.out, &["--stale-only", "--quiet"]);
     assert!(
         text.contains("nothing to write: every day is fresh"),
         "{text}"
@@ -403,19 +402,12 @@ fn dry_run_says_what_a_run_would_write_and_writes_nothing() {
     );
 
     // As text, on stdout: the days, their causes and the commits.
-    let text = common::tally_ok(&[
-        "run",
-        "--dry-run",
-        "--stale-only",
-        "--rule",
-        s(&base.rule),
-        "--out",
-        s(&base.out),
-        "--input",
-        s(inputs[0]),
-        "--input",
-        s(inputs[1]),
-    ]);
+    let text = run_text(
+        &inputs,
+        &base.rule,
+        &base.out,
+        &["--dry-run", "--stale-only"],
+    );
     common::assert_mentions(
         &text,
         &[
@@ -445,6 +437,33 @@ fn dry_run_says_what_a_run_would_write_and_writes_nothing() {
     assert_eq!(all["plan"]["commits"].as_array().unwrap().len(), 1);
 }
 
+/// Rows keyed by day, creator and template, with their totals and hash.
+type Rows = BTreeMap<crate::reconcile::Key, (crate::model::Totals, String)>;
+
+/// Every `step`th creator with rows on `day`, `n` of them.
+fn creators_of_day(rows: &Rows, day: &str, step: usize, n: usize) -> Vec<String> {
+    let mut on_day: Vec<String> = rows
+        .keys()
+        .filter(|(d, _, _)| d == day)
+        .map(|(_, c, _)| c.clone())
+        .collect();
+    on_day.dedup();
+    let creators: Vec<String> = on_day.into_iter().step_by(step).take(n).collect();
+    assert_eq!(creators.len(), n, "creators of {day}");
+    creators
+}
+
+/// The rows of a scoped commit of `new` over `before`: `new`'s rows of the
+/// `scoped` creators, `before`'s of every other.
+fn scoped_rows(before: &Rows, new: &Rows, scoped: impl Fn(&str) -> bool) -> Rows {
+    before
+        .iter()
+        .filter(|((_, c, _), _)| !scoped(c))
+        .chain(new.iter().filter(|((_, c, _), _)| scoped(c)))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect()
+}
+
 #[test]
 fn a_creators_scoped_backfill_touches_only_the_listed_creators_rows() {
     let base = base();
@@ -457,16 +476,7 @@ fn a_creators_scoped_backfill_touches_only_the_listed_creators_rows() {
     let v2_hash = truth_rule_hash(&truth);
 
     // Three creators of one day, listed with blanks, spaces and a repeat.
-    let creators: Vec<String> = {
-        let mut on_day: Vec<String> = before
-            .keys()
-            .filter(|(day, _, _)| day == "2026-05-09")
-            .map(|(_, c, _)| c.clone())
-            .collect();
-        on_day.dedup();
-        on_day.into_iter().step_by(50).take(3).collect()
-    };
-    assert_eq!(creators.len(), 3);
+    let creators = creators_of_day(&before, "2026-05-09", 50, 3);
     let list = base.path("creators.txt");
     std::fs::write(
         &list,
@@ -491,12 +501,7 @@ fn a_creators_scoped_backfill_touches_only_the_listed_creators_rows() {
     // The listed creators' rows are v2's, stamped v2; every other row is as
     // it was, stamped v1.
     let after = crate::reconcile::stamped_rows(&base.out);
-    let want: BTreeMap<_, _> = before
-        .iter()
-        .filter(|((_, c, _), _)| !scoped(c))
-        .chain(v2_rows.iter().filter(|((_, c, _), _)| scoped(c)))
-        .map(|(k, v)| (k.clone(), v.clone()))
-        .collect();
+    let want = scoped_rows(&before, &v2_rows, scoped);
     crate::support::assert_maps_eq(&after, &want, "rows after the scoped backfill");
     assert!(
         after
@@ -594,4 +599,163 @@ fn a_creators_scoped_backfill_touches_only_the_listed_creators_rows() {
         s(&base.input),
     ]);
     common::assert_mentions(&err, &["creators file", "lists no creator"]);
+}
+
+#[test]
+fn a_scoped_backfill_plans_dry_runs_commits_in_chunks_and_writes_only_stale_days() {
+    let base = base();
+    let v2 = common::rule("creator-pay-v2");
+    let inputs = [base.input.as_path()];
+    let before = crate::reconcile::stamped_rows(&base.out);
+    let v2_rows = crate::reconcile::stamped_rows(&full(&base, "full", &inputs, &v2));
+    let days_before = day_commits(&base.out);
+
+    // Two creators of one day; their rows lie on some days, not all.
+    let creators = creators_of_day(&before, "2026-05-12", 40, 2);
+    let list = base.path("creators.txt");
+    std::fs::write(&list, format!("{}\n{}\n", creators[0], creators[1])).unwrap();
+    let scoped = |c: &str| creators.iter().any(|x| x == c);
+    let touched: BTreeSet<String> = before
+        .keys()
+        .chain(v2_rows.keys())
+        .filter(|(_, c, _)| scoped(c))
+        .map(|(d, _, _)| d.clone())
+        .collect();
+    assert!(
+        touched.len() >= 3 && touched.len() < days_before.len(),
+        "{touched:?}"
+    );
+    let creator_rows = |day: &str| {
+        before
+            .keys()
+            .filter(|(d, c, _)| d == day && scoped(c))
+            .count() as u64
+    };
+
+    // A dry run says whose rows, and how many of them each day holds.
+    let snapshot = common::snapshot(&base.out);
+    let (code, dry) = backfill(
+        &inputs,
+        &v2,
+        &base.out,
+        &["--dry-run", "--stale-only", "--creators", s(&list)],
+    );
+    assert_eq!(code, 0, "{dry:#}");
+    let plan = &dry["plan"];
+    assert_eq!(plan["scope"], "stale");
+    assert_eq!(plan["creators"], 2);
+    assert_eq!(plan["incremental"], false);
+    common::assert_mentions(
+        plan["reads"].as_str().unwrap(),
+        &["every input file is read", "scoped to listed creators"],
+    );
+    common::assert_mentions(plan["reason"].as_str().unwrap(), &["2 listed creators"]);
+    let planned = plan["days"].as_array().unwrap();
+    assert_eq!(
+        planned.len(),
+        days_before.len(),
+        "the rule changed: every day"
+    );
+    for d in planned {
+        let day = d["day"].as_str().unwrap();
+        assert_eq!(d["creator_rows"], creator_rows(day), "{day}");
+    }
+    assert_eq!(
+        plan["commits"],
+        serde_json::json!([]),
+        "the windows are known once the inputs are read"
+    );
+    let text = run_text(
+        &inputs,
+        &v2,
+        &base.out,
+        &["--dry-run", "--chunk-days", "2", "--creators", s(&list)],
+    );
+    common::assert_mentions(
+        &text,
+        &[
+            "dry run",
+            "the days of the window where the 2 listed creators have rows",
+            "only their rows are recomputed",
+            "published rows of the listed creators",
+            "each written if the listed creators have rows on it",
+        ],
+    );
+    assert_eq!(
+        common::snapshot(&base.out),
+        snapshot,
+        "a dry run writes nothing"
+    );
+
+    // In windows of two of the days where they have rows, each a scoped
+    // commit; every other day keeps its bytes and its commit.
+    let (code, report) = backfill(
+        &inputs,
+        &v2,
+        &base.out,
+        &["--stale-only", "--chunk-days", "2", "--creators", s(&list)],
+    );
+    assert_eq!(code, 0, "{report:#}");
+    // A window never spans a published day left as it is: each run of
+    // consecutive touched days is split in twos.
+    let mut runs: Vec<usize> = vec![0];
+    for day in days_before.keys() {
+        match touched.contains(day) {
+            true => *runs.last_mut().unwrap() += 1,
+            false => runs.push(0),
+        }
+    }
+    let commits = report["commits"].as_array().unwrap();
+    assert_eq!(
+        commits.len(),
+        runs.iter().map(|n| n.div_ceil(2)).sum::<usize>(),
+        "{report:#}"
+    );
+    let mut written_days = BTreeSet::new();
+    for c in commits {
+        assert_eq!(c["scope"]["creators"], 2);
+        let n = c["counts"]["days"].as_u64().unwrap();
+        assert!((1..=2).contains(&n), "{c:#}");
+    }
+    for (day, commit) in day_commits(&base.out) {
+        if commit > 1 {
+            written_days.insert(day);
+        } else {
+            assert!(!touched.contains(&day), "{day} was not written");
+        }
+    }
+    assert_eq!(written_days, touched);
+    let after = crate::reconcile::stamped_rows(&base.out);
+    let want = scoped_rows(&before, &v2_rows, scoped);
+    crate::support::assert_maps_eq(&after, &want, "rows after the scoped backfill");
+    assert_eq!(
+        crate::output::monthly(&base.out),
+        crate::output::monthly_from_daily(&crate::output::partitions(&base.out))
+    );
+
+    // Back to v1, stale days only: the mixed days are stale for v1, and a
+    // scoped run of v1 writes only those and gives back v1's rows, after
+    // which nothing is stale.
+    let (_, v1_status) = status::status(&base.out, &inputs, &base.rule, &[]);
+    assert_eq!(stale_days(&v1_status), touched);
+    let (code, back) = backfill(
+        &inputs,
+        &base.rule,
+        &base.out,
+        &["--stale-only", "--creators", s(&list)],
+    );
+    assert_eq!(code, 0, "{back:#}");
+    assert_eq!(crate::reconcile::stamped_rows(&base.out), before);
+    let (code, fresh) = status::status(&base.out, &inputs, &base.rule, &[]);
+    assert_eq!(code, 0, "nothing stale after: {fresh:#}");
+    let text = run_text(
+        &inputs,
+        &base.rule,
+        &base.out,
+        &["--stale-only", "--quiet", "--creators", s(&list)],
+    );
+    assert!(
+        text.contains("nothing to write: every day is fresh"),
+        "{text}"
+    );
 }

@@ -72,9 +72,11 @@ pub struct Args {
     dry_run: bool,
     /// Recompute only the rows of these creators (a file, one creator id a
     /// line): every other creator's published rows stay as they are, with
-    /// the rule hash they were stamped with. The list is kept in the output
-    /// and the commit records it.
-    #[arg(long, value_name = "FILE", conflicts_with_all = ["stale_only", "chunk_days", "dry_run"])]
+    /// the rule hash they were stamped with. Only days where they have rows
+    /// (published or new) are written. The list is kept in the output and
+    /// the commit records it. Goes with --stale-only, --chunk-days and
+    /// --dry-run.
+    #[arg(long, value_name = "FILE")]
     creators: Option<PathBuf>,
     /// With --stale-only or --dry-run: hash every input file the output
     /// recorded to tell whether it changed, even those whose size and
@@ -195,9 +197,10 @@ struct BackfillResult {
 fn backfill(args: Args) -> anyhow::Result<ExitCode> {
     let (json, file, dry_run, checksum) =
         (args.json, args.report.clone(), args.dry_run, args.checksum);
-    let backfill = BackfillOptions {
+    let mut backfill = BackfillOptions {
         stale_only: args.stale_only,
         chunk_days: args.chunk_days,
+        creators: None,
     };
     let mut result = BackfillResult {
         schema_version: BACKFILL_REPORT_SCHEMA_VERSION,
@@ -216,6 +219,11 @@ fn backfill(args: Args) -> anyhow::Result<ExitCode> {
         commits: Vec::new(),
     };
     let outcome = (|| -> anyhow::Result<()> {
+        let scope = match &args.creators {
+            Some(path) => Some(tally::scope::CreatorScope::read(path)?),
+            None => None,
+        };
+        backfill.creators = scope.as_ref().map(tally::scope::CreatorScope::len);
         let (options, rule) = load(args, &mut result.rule)?;
         let (status, late) = if tally::layout::is_output(&options.out) {
             let (status, late) = tally::status::status_for_run(&StatusOptions {
@@ -236,13 +244,17 @@ fn backfill(args: Args) -> anyhow::Result<ExitCode> {
             .iter()
             .map(|f| (f.path.display().to_string(), f.size))
             .collect();
-        let plan = tally::backfill::plan(
+        let mut plan = tally::backfill::plan(
             status.as_ref(),
             late.as_ref(),
             options.days,
             backfill,
             &sizes,
         );
+        if let Some(scope) = &scope {
+            tally::backfill::count_creator_rows(&mut plan, &options.out, scope)
+                .context("reading the planned days' partitions")?;
+        }
         if !json && !dry_run {
             eprint!("{}", render_plan(&plan, false));
         }
@@ -257,6 +269,7 @@ fn backfill(args: Args) -> anyhow::Result<ExitCode> {
             &plan,
             late,
             backfill.chunk_days,
+            scope.as_ref(),
             &mut |report| {
                 if !json {
                     eprintln!(
@@ -316,7 +329,12 @@ fn backfill(args: Args) -> anyhow::Result<ExitCode> {
                     summary.push_str(&report.to_string());
                 }
                 if result.commits.is_empty() && !dry_run {
-                    summary.push_str("nothing to write: every day is fresh\n");
+                    summary.push_str(match &result.plan {
+                        Some(plan) if plan.creators.is_some() && plan.writes() => {
+                            "nothing to write: the listed creators have no rows on the days to write\n"
+                        }
+                        _ => "nothing to write: every day is fresh\n",
+                    });
                 }
                 if !summary.is_empty() {
                     super::print(&summary)?;
@@ -348,15 +366,25 @@ fn render_plan(plan: &Plan, dry_run: bool) -> String {
         text.push_str(&format!("  window: {from}..{to}\n"));
     }
     let events: Option<u64> = plan.days.iter().map(|d| d.events).sum();
-    text.push_str(&format!(
-        "  {} to write{}, {} left as they are\n",
-        plural(plan.days.len() as u64, "day", "days"),
-        events.map_or_else(String::new, |e| format!(
-            " ({})",
-            plural(e, "event", "events")
-        )),
-        plural(plan.fresh_days as u64, "fresh day", "fresh days"),
-    ));
+    let with_rows = plan
+        .days
+        .iter()
+        .filter(|d| d.creator_rows.is_some_and(|n| n > 0))
+        .count();
+    let events = events.map_or_else(String::new, |e| {
+        format!(" ({})", plural(e, "event", "events"))
+    });
+    let fresh = plural(plan.fresh_days as u64, "fresh day", "fresh days");
+    text.push_str(&match plan.creators {
+        None => format!(
+            "  {} to write{events}, {fresh} left as they are\n",
+            plural(plan.days.len() as u64, "day", "days"),
+        ),
+        Some(_) => format!(
+            "  {}{events}, each written if the listed creators have rows on it ({with_rows} with published rows of theirs), {fresh} left as they are\n",
+            plural(plan.days.len() as u64, "candidate day", "candidate days"),
+        ),
+    });
     for day in &plan.days {
         let state = match (day.stale, day.published) {
             (Some(false), _) => "fresh",
@@ -367,7 +395,13 @@ fn render_plan(plan: &Plan, dry_run: bool) -> String {
         let events = day.events.map_or_else(String::new, |e| {
             format!(", {}", plural(e, "event", "events"))
         });
-        text.push_str(&format!("  {}  {state}{events}\n", day.day));
+        let rows = day.creator_rows.map_or_else(String::new, |n| {
+            format!(
+                ", {} of the listed creators",
+                plural(n, "published row", "published rows")
+            )
+        });
+        text.push_str(&format!("  {}  {state}{events}{rows}\n", day.day));
         super::status::tree(&mut text, &day.causes);
     }
     if !plan.days_known {
