@@ -15,7 +15,7 @@
 //! [`Rollup`] (and, for a table built from a derived one, another source).
 
 use crate::commit::{self, CommitError};
-use crate::reconcile::{Change, ReconcileCounts, ReconcileError};
+use crate::reconcile::{Change, Figures, ReconcileCounts, ReconcileError};
 use arrow::array::{ArrayRef, AsArray, Int64Array, StringArray};
 use arrow::datatypes::{DataType, Field, Int64Type, Schema};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
@@ -184,7 +184,6 @@ pub enum DerivedError {
     },
 }
 
-type Figures = (i64, i64, i64);
 
 /// A day's rows summed per creator, in creator order: all a derived table
 /// takes from a day partition.

@@ -36,7 +36,7 @@ use crate::commit;
 use crate::event::{day_of, format_day, parse_day};
 use crate::ingest;
 use crate::pipeline::{self, Computed, Found, RunError, RunOptions};
-use crate::reconcile::{Increment, key_of};
+use crate::reconcile::{Figures, Increment, key_of};
 use crate::rule::Rule;
 use crate::shard::WorkDir;
 use crate::status::{Cause, Late};
@@ -261,18 +261,14 @@ pub fn compute(
         });
     }
     let mut increment = Increment::default();
-    for (day, creator, template, (events, payable, amount)) in gone.rows {
-        if !days.contains(&day) {
-            continue;
+    for (day, creator, template, figures) in gone.rows {
+        if days.contains(&day) {
+            increment
+                .taken
+                .entry(day)
+                .or_default()
+                .push((creator, template, figures));
         }
-        let count = |n: u64| {
-            i64::try_from(n).map_err(|_| invariant("a displaced row's count overflows".to_string()))
-        };
-        increment.taken.entry(day).or_default().push((
-            creator,
-            template,
-            (count(events)?, count(payable)?, amount),
-        ));
     }
     for taken in increment.taken.values_mut() {
         taken.sort_unstable_by(|a, b| key_of(&a.0, &a.1).cmp(&key_of(&b.0, &b.1)));
@@ -425,9 +421,6 @@ pub fn compute(
     })
 }
 
-/// A row's events, payable events and amount.
-type Figures = (u64, u64, i64);
-
 /// The recorded survivors the new files displace, read back from their
 /// files and classified: what they added to their days' rows, to be taken
 /// off.
@@ -504,17 +497,20 @@ fn displaced_rows(
         &mut crate::report::Timings::default(),
     )?;
     let strings = &prepared.deduped.table.strings;
+    let count = |n: u64| {
+        i64::try_from(n).map_err(|_| invariant("a displaced row's count overflows".to_string()))
+    };
     gone.rows = aggregate
         .rows
         .iter()
         .map(|r| {
-            (
+            Ok((
                 r.day,
                 strings.get(r.creator).to_string(),
                 strings.get(r.template).to_string(),
-                (r.events, r.payable_events, r.amount_micros),
-            )
+                (count(r.events)?, count(r.payable_events)?, r.amount_micros),
+            ))
         })
-        .collect();
+        .collect::<Result<_, RunError>>()?;
     Ok(gone)
 }
