@@ -459,24 +459,67 @@ pub fn write_rows(
     key_values: &[KeyValue],
 ) -> Result<String, CommitError> {
     let stamped: Vec<(OutRow<'_>, &str)> = rows.iter().map(|r| (*r, rule_hash)).collect();
-    write_stamped_rows(path, &stamped, key_values)
+    write_stamped_rows(path, &stamped, key_values, &Repeated::default())
+}
+
+/// A string column of one value repeated, made once and shared (sliced) by
+/// the partitions of a commit, whose rows nearly always carry one rule hash:
+/// 64 bytes a row that every partition would otherwise copy.
+#[derive(Default)]
+pub struct Repeated {
+    made: std::sync::Mutex<Option<(String, ArrayRef)>>,
+}
+
+impl Repeated {
+    /// `len` times `value`.
+    fn column(&self, value: &str, len: usize) -> ArrayRef {
+        let mut made = self
+            .made
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some((v, column)) = &*made
+            && v == value
+            && column.len() >= len
+        {
+            return column.slice(0, len);
+        }
+        let column: ArrayRef = Arc::new(strings(std::iter::repeat_n(value, len)));
+        *made = Some((value.to_string(), column.clone()));
+        column
+    }
+}
+
+/// A string column of `values`, its buffers allocated once at their size.
+fn strings<'a>(values: impl Iterator<Item = &'a str> + Clone) -> StringArray {
+    let (count, bytes) = values
+        .clone()
+        .fold((0, 0), |(n, b), v| (n + 1, b + v.len()));
+    let mut builder = arrow::array::StringBuilder::with_capacity(count, bytes);
+    for v in values {
+        builder.append_value(v);
+    }
+    builder.finish()
 }
 
 /// Encodes rows, each stamped with its own rule hash, as a partition file
 /// with the given key-value metadata, staged ([`write_staged`]); returns the
-/// file's blake3.
+/// file's blake3. When every row carries the same hash, the column is a
+/// slice of `repeated`'s.
 pub fn write_stamped_rows(
     path: &Path,
     rows: &[(OutRow<'_>, &str)],
     key_values: &[KeyValue],
+    repeated: &Repeated,
 ) -> Result<String, CommitError> {
+    let hashes: ArrayRef = match rows.first() {
+        Some((_, first)) if rows.iter().all(|(_, h)| h == first) => {
+            repeated.column(first, rows.len())
+        }
+        _ => Arc::new(strings(rows.iter().map(|(_, h)| *h))),
+    };
     let columns: Vec<ArrayRef> = vec![
-        Arc::new(StringArray::from_iter_values(
-            rows.iter().map(|(r, _)| r.creator),
-        )),
-        Arc::new(StringArray::from_iter_values(
-            rows.iter().map(|(r, _)| r.template),
-        )),
+        Arc::new(strings(rows.iter().map(|(r, _)| r.creator))),
+        Arc::new(strings(rows.iter().map(|(r, _)| r.template))),
         Arc::new(Int64Array::from_iter_values(
             rows.iter().map(|(r, _)| r.events),
         )),
@@ -486,7 +529,7 @@ pub fn write_stamped_rows(
         Arc::new(Int64Array::from_iter_values(
             rows.iter().map(|(r, _)| r.amount_micros),
         )),
-        Arc::new(StringArray::from_iter_values(rows.iter().map(|(_, h)| *h))),
+        hashes,
     ];
     let bytes = encode(path, schema(), columns, key_values, DAILY_UNIQUE)?;
     write_staged(path, &bytes)?;
@@ -536,6 +579,7 @@ pub fn write_changes(
     changes: &[(OutRow<'_>, Change)],
     rule_hash: &str,
     key_values: &[KeyValue],
+    repeated: &Repeated,
 ) -> Result<(), CommitError> {
     let mut fields: Vec<Field> = schema()
         .fields()
@@ -545,8 +589,8 @@ pub fn write_changes(
     fields.push(Field::new("change", DataType::Utf8, false));
     let rows = || changes.iter().map(|(r, _)| r);
     let columns: Vec<ArrayRef> = vec![
-        Arc::new(StringArray::from_iter_values(rows().map(|r| r.creator))),
-        Arc::new(StringArray::from_iter_values(rows().map(|r| r.template))),
+        Arc::new(strings(rows().map(|r| r.creator))),
+        Arc::new(strings(rows().map(|r| r.template))),
         Arc::new(Int64Array::from_iter_values(rows().map(|r| r.events))),
         Arc::new(Int64Array::from_iter_values(
             rows().map(|r| r.payable_events),
@@ -554,13 +598,8 @@ pub fn write_changes(
         Arc::new(Int64Array::from_iter_values(
             rows().map(|r| r.amount_micros),
         )),
-        Arc::new(StringArray::from_iter_values(std::iter::repeat_n(
-            rule_hash,
-            changes.len(),
-        ))),
-        Arc::new(StringArray::from_iter_values(
-            changes.iter().map(|(_, c)| c.as_str()),
-        )),
+        repeated.column(rule_hash, changes.len()),
+        Arc::new(strings(changes.iter().map(|(_, c)| c.as_str()))),
     ];
     let bytes = encode(
         path,
@@ -699,6 +738,49 @@ pub fn write_new_file(path: &Path, bytes: &[u8]) -> Result<(), CommitError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_shared_rule_hash_column_gives_the_bytes_of_a_column_of_its_own() {
+        let dir = tempfile::TempDir::new().unwrap();
+        let row = |creator, events| OutRow {
+            creator,
+            template: "t",
+            events,
+            payable_events: 1,
+            amount_micros: 5,
+        };
+        let rows = [row("a", 1), row("b", 2), row("c", 3)];
+        let (h1, h2) = ("1".repeat(64), "2".repeat(64));
+        let write = |name: &str, stamped: &[(OutRow<'_>, &str)], repeated: &Repeated| {
+            let path = dir.path().join(name);
+            write_stamped_rows(&path, stamped, &[], repeated).unwrap();
+            std::fs::read(path).unwrap()
+        };
+        let one: Vec<(OutRow<'_>, &str)> = rows.iter().map(|r| (*r, h1.as_str())).collect();
+        let alone = write("alone", &one, &Repeated::default());
+        // Made longer by an earlier, bigger partition, then sliced.
+        let shared = Repeated::default();
+        let longer: Vec<(OutRow<'_>, &str)> = one.iter().chain(&one).copied().collect();
+        write("longer", &longer, &shared);
+        assert_eq!(write("sliced", &one, &shared), alone);
+        // Another hash is not taken from the column made for the first.
+        let other: Vec<(OutRow<'_>, &str)> = rows.iter().map(|r| (*r, h2.as_str())).collect();
+        assert_eq!(
+            write("other", &other, &shared),
+            write("other-alone", &other, &Repeated::default())
+        );
+        assert_ne!(write("other-again", &other, &shared), alone);
+        // Rows stamped with several hashes get a column of their own.
+        let mixed = [(rows[0], h1.as_str()), (rows[1], h2.as_str())];
+        let read = crate::reconcile::Published::read(&{
+            let path = dir.path().join("mixed");
+            write_stamped_rows(&path, &mixed, &[], &shared).unwrap();
+            path
+        })
+        .unwrap();
+        assert_eq!(read.row(0).1, h1);
+        assert_eq!(read.row(1).1, h2);
+    }
 
     #[test]
     fn a_promote_flushes_what_the_commit_wrote_and_not_what_it_carried_over() {

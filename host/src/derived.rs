@@ -184,7 +184,6 @@ pub enum DerivedError {
     },
 }
 
-
 /// A day's rows summed per creator, in creator order: all a derived table
 /// takes from a day partition.
 pub type CreatorSums = Vec<(String, Figures)>;

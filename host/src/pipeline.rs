@@ -921,6 +921,7 @@ fn commit_output(
         out,
         commit: number,
         window: &report.window,
+        hashes: commit::Repeated::default(),
     };
     let (written, sums): (Vec<PartitionManifest>, Vec<Option<derived::CreatorSums>>) = days
         .par_iter()
@@ -1231,6 +1232,8 @@ struct Writing<'a> {
     out: &'a Path,
     commit: u64,
     window: &'a Option<(String, String)>,
+    /// The rule hash column the partitions share.
+    hashes: commit::Repeated,
 }
 
 /// Rows, each with the rule hash it is stamped with.
@@ -1323,7 +1326,8 @@ fn write_partition(
             record.blake3.clone(),
         ));
     }
-    let blake3 = commit::write_stamped_rows(&to.staging.dir.join(&file), &rows, &key_values)?;
+    let blake3 =
+        commit::write_stamped_rows(&to.staging.dir.join(&file), &rows, &key_values, &to.hashes)?;
     // Without them (a sum overflows), the derived tables read the file back,
     // which reports the overflow.
     let sums = derived::creator_sums(
@@ -1364,6 +1368,7 @@ fn write_partition(
             &merged.changes,
             &manifest.lineage.rule_hash,
             &manifest.lineage.key_values(&manifest.day),
+            &to.hashes,
         )?;
     }
     Ok((manifest, sums))
