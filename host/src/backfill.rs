@@ -110,9 +110,9 @@ pub struct Plan {
     /// inputs are read, and so are the windows of `--chunk-days`.
     pub days_known: bool,
     /// The commits, in order; for a run that writes nothing, none. When the
-    /// days are not all known and the run commits in chunks (or is scoped to
-    /// listed creators and commits more than one window), none either: the
-    /// windows are made once the inputs are read.
+    /// days are not all known and the run commits in chunks, or the run is
+    /// scoped to listed creators and commits in chunks or only the stale
+    /// days, none either: the windows are made once the inputs are read.
     pub commits: Vec<PlannedCommit>,
     /// The survivor index status used, if any.
     pub index: Option<IndexUsed>,
@@ -176,8 +176,12 @@ pub fn plan(
     };
     if let Some(n) = options.creators {
         let whose = format!(
-            "where the {n} listed creator{} have rows (published or new) are written, and only their rows are recomputed",
-            if n == 1 { "" } else { "s" }
+            "where the {n} listed {} rows (published or new) are written, and only their rows are recomputed",
+            if n == 1 {
+                "creator has"
+            } else {
+                "creators have"
+            }
         );
         reason = match scope {
             Scope::All => format!("the days of the window {whose}"),
