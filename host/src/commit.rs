@@ -489,6 +489,20 @@ impl Repeated {
     }
 }
 
+/// The columns a partition's rows and a changeset's share: creator,
+/// template, events, payable events and amount.
+fn row_columns<'a>(rows: impl Iterator<Item = &'a OutRow<'a>> + Clone) -> Vec<ArrayRef> {
+    vec![
+        Arc::new(strings(rows.clone().map(|r| r.creator))),
+        Arc::new(strings(rows.clone().map(|r| r.template))),
+        Arc::new(Int64Array::from_iter_values(rows.clone().map(|r| r.events))),
+        Arc::new(Int64Array::from_iter_values(
+            rows.clone().map(|r| r.payable_events),
+        )),
+        Arc::new(Int64Array::from_iter_values(rows.map(|r| r.amount_micros))),
+    ]
+}
+
 /// A string column of `values`, its buffers allocated once at their size.
 fn strings<'a>(values: impl Iterator<Item = &'a str> + Clone) -> StringArray {
     let (count, bytes) = values
@@ -517,20 +531,8 @@ pub fn write_stamped_rows(
         }
         _ => Arc::new(strings(rows.iter().map(|(_, h)| *h))),
     };
-    let columns: Vec<ArrayRef> = vec![
-        Arc::new(strings(rows.iter().map(|(r, _)| r.creator))),
-        Arc::new(strings(rows.iter().map(|(r, _)| r.template))),
-        Arc::new(Int64Array::from_iter_values(
-            rows.iter().map(|(r, _)| r.events),
-        )),
-        Arc::new(Int64Array::from_iter_values(
-            rows.iter().map(|(r, _)| r.payable_events),
-        )),
-        Arc::new(Int64Array::from_iter_values(
-            rows.iter().map(|(r, _)| r.amount_micros),
-        )),
-        hashes,
-    ];
+    let mut columns = row_columns(rows.iter().map(|(r, _)| r));
+    columns.push(hashes);
     let bytes = encode(path, schema(), columns, key_values, DAILY_UNIQUE)?;
     write_staged(path, &bytes)?;
     Ok(blake3::hash(&bytes).to_hex().to_string())
@@ -587,20 +589,11 @@ pub fn write_changes(
         .map(|f| f.as_ref().clone())
         .collect();
     fields.push(Field::new("change", DataType::Utf8, false));
-    let rows = || changes.iter().map(|(r, _)| r);
-    let columns: Vec<ArrayRef> = vec![
-        Arc::new(strings(rows().map(|r| r.creator))),
-        Arc::new(strings(rows().map(|r| r.template))),
-        Arc::new(Int64Array::from_iter_values(rows().map(|r| r.events))),
-        Arc::new(Int64Array::from_iter_values(
-            rows().map(|r| r.payable_events),
-        )),
-        Arc::new(Int64Array::from_iter_values(
-            rows().map(|r| r.amount_micros),
-        )),
+    let mut columns = row_columns(changes.iter().map(|(r, _)| r));
+    columns.extend([
         repeated.column(rule_hash, changes.len()),
         Arc::new(strings(changes.iter().map(|(_, c)| c.as_str()))),
-    ];
+    ]);
     let bytes = encode(
         path,
         Arc::new(Schema::new(fields)),

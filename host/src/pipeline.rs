@@ -1330,11 +1330,7 @@ fn write_partition(
         commit::write_stamped_rows(&to.staging.dir.join(&file), &rows, &key_values, &to.hashes)?;
     // Without them (a sum overflows), the derived tables read the file back,
     // which reports the overflow.
-    let sums = derived::creator_sums(
-        rows.iter()
-            .map(|(r, _)| (r.creator, (r.events, r.payable_events, r.amount_micros))),
-    )
-    .ok();
+    let sums = derived::creator_sums(rows.iter().map(|(r, _)| (r.creator, r.figures()))).ok();
     let manifest = PartitionManifest {
         file: file.display().to_string(),
         day: day_name,

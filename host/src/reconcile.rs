@@ -28,7 +28,8 @@ pub struct OutRow<'a> {
 }
 
 impl OutRow<'_> {
-    fn figures(&self) -> (i64, i64, i64) {
+    /// Its events, payable events and amount.
+    pub fn figures(&self) -> Figures {
         (self.events, self.payable_events, self.amount_micros)
     }
 
