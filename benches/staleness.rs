@@ -9,6 +9,11 @@
 //! the last three days of the month (late data as it usually comes: for the
 //! days just published), and `spread`, 100,000 records over every day.
 //!
+//! Then a corrected day: the same records as one Parquet file per day of
+//! `occurred_at` (as many pipelines land them), one day's file replaced by
+//! a copy without every tenth record. `--stale-only` then reads only the
+//! files holding records of the stale days' events (a partial recompute).
+//!
 //! `cargo bench -p tally-benches --bench staleness` (after `make rules`);
 //! `TALLY_BENCH_EVENTS` sets the output's size (default 10,000,000),
 //! `TALLY_BENCH_RUNS` the runs of each (default 3).
@@ -80,18 +85,20 @@ fn main() {
     let _ = std::fs::remove_dir_all(&base);
     run(&[&input], &base, &[]);
 
-    for (name, late) in [("recent", &recent), ("spread", &spread)] {
-        let records = late_records(late);
+    // Full runs and `--stale-only` runs of `inputs` into fresh copies of
+    // `base`: their medians, and the last `--stale-only` run's plan, which
+    // must say `read_less` (`incremental` or `partial`).
+    let measure = |inputs: &[&Path], base: &Path, read_less: &str| {
         let mut full = Vec::new();
         let mut stale = Vec::new();
-        let mut days = 0;
+        let mut plan = serde_json::Value::Null;
         for _ in 0..runs {
-            copy(&base, &out);
-            full.push(run(&[&input, late], &out, &[]));
-            copy(&base, &out);
+            copy(base, &out);
+            full.push(run(inputs, &out, &[]));
+            copy(base, &out);
             let report = out.with_extension("json");
             stale.push(run(
-                &[&input, late],
+                inputs,
                 &out,
                 &[
                     "--stale-only",
@@ -102,20 +109,165 @@ fn main() {
             ));
             let report: serde_json::Value =
                 serde_json::from_slice(&std::fs::read(&report).expect("a report")).expect("JSON");
+            plan = report["plan"].clone();
             assert_eq!(
-                report["plan"]["incremental"], true,
+                plan[read_less], true,
                 "the stale-only run read every input: {}",
-                report["plan"]["reads"]
+                plan["reads"]
             );
-            days = report["plan"]["days"].as_array().map_or(0, Vec::len);
         }
-        let (full, stale) = (median(&mut full), median(&mut stale));
+        (median(&mut full), median(&mut stale), plan)
+    };
+
+    for (name, late) in [("recent", &recent), ("spread", &spread)] {
+        let records = late_records(late);
+        let (full, stale, plan) = measure(&[&input, late], &base, "incremental");
+        let days = plan["days"].as_array().map_or(0, Vec::len);
         println!(
             "{name}: late file of {records} records ({:.2}% of the output's), {days} stale days: --stale-only {stale:.2}s, full run {full:.2}s: {:.1}% (medians of {runs})",
             records as f64 * 100.0 / count as f64,
             stale * 100.0 / full
         );
     }
+
+    // A corrected day file among one file per day.
+    let by_day = by_day_files(&input, &data.join(format!("by-day-{count}")));
+    let work = data.join("by-day-work");
+    let _ = std::fs::remove_dir_all(&work);
+    std::fs::create_dir_all(&work).expect("a directory");
+    let mut day_files = 0;
+    for entry in std::fs::read_dir(&by_day).expect("the day files") {
+        let path = entry.expect("an entry").path();
+        if path.extension().is_some_and(|e| e == "parquet") {
+            std::fs::hard_link(&path, work.join(path.file_name().unwrap()))
+                .or_else(|_| std::fs::copy(&path, work.join(path.file_name().unwrap())).map(|_| ()))
+                .expect("a day file linked");
+            day_files += 1;
+        }
+    }
+    let base = data.join("out-staleness-by-day-base");
+    let _ = std::fs::remove_dir_all(&base);
+    run(&[&work], &base, &[]);
+    let corrected = work.join(format!("{CORRECTED_DAY}.parquet"));
+    let kept = without_every_tenth(&by_day.join(format!("{CORRECTED_DAY}.parquet")), &corrected);
+    let (full, stale, plan) = measure(&[&work], &base, "partial");
+    let days = plan["days"].as_array().map_or(0, Vec::len);
+    let read = plan["input_files"].as_u64().unwrap_or(0);
+    println!(
+        "corrected day: {CORRECTED_DAY} of {day_files} day files rewritten with {kept} records (every tenth dropped), {days} stale days, {read} files read: --stale-only {stale:.2}s, full run {full:.2}s: {:.1}% (medians of {runs})",
+        stale * 100.0 / full
+    );
+}
+
+/// The day whose file the corrected-day case rewrites.
+const CORRECTED_DAY: &str = "2026-05-15";
+
+const DAY_MS: i64 = 86_400_000;
+
+/// The records of the Parquet files in `input` as one file per day of
+/// `occurred_at` (`YYYY-MM-DD.parquet`; records without one in
+/// `undated.parquet`) in `dir`. Made once.
+fn by_day_files(input: &Path, dir: &Path) -> PathBuf {
+    let done = dir.join(".complete");
+    if done.is_file() {
+        return dir.to_path_buf();
+    }
+    let _ = std::fs::remove_dir_all(dir);
+    std::fs::create_dir_all(dir).expect("a directory");
+    let mut sources: Vec<PathBuf> = std::fs::read_dir(input)
+        .expect("the generated files")
+        .map(|e| e.expect("an entry").path())
+        .filter(|p| p.extension().is_some_and(|e| e == "parquet"))
+        .collect();
+    sources.sort();
+    let props = parquet::file::properties::WriterProperties::builder()
+        .set_compression(parquet::basic::Compression::ZSTD(Default::default()))
+        .set_max_row_group_row_count(Some(1 << 17))
+        .build();
+    let mut writers: std::collections::BTreeMap<String, ArrowWriter<File>> =
+        std::collections::BTreeMap::new();
+    for source in sources {
+        let reader = ParquetRecordBatchReaderBuilder::try_new(File::open(&source).expect("a file"))
+            .expect("Parquet")
+            .build()
+            .expect("a reader");
+        for batch in reader {
+            let batch = batch.expect("a batch");
+            let occurred = batch
+                .column_by_name("occurred_at")
+                .expect("occurred_at")
+                .as_primitive::<TimestampMillisecondType>();
+            let mut rows: std::collections::BTreeMap<String, Vec<u32>> = Default::default();
+            for i in 0..occurred.len() {
+                let name = if occurred.is_valid(i) {
+                    tally::event::format_day(occurred.value(i).div_euclid(DAY_MS) as i32)
+                } else {
+                    "undated".to_string()
+                };
+                rows.entry(name).or_default().push(i as u32);
+            }
+            for (name, rows) in rows {
+                let indices = arrow::array::UInt32Array::from(rows);
+                let columns = batch
+                    .columns()
+                    .iter()
+                    .map(|c| arrow::compute::take(c, &indices, None).expect("taken"))
+                    .collect();
+                let part =
+                    arrow::array::RecordBatch::try_new(batch.schema(), columns).expect("a batch");
+                let writer = writers.entry(name.clone()).or_insert_with(|| {
+                    ArrowWriter::try_new(
+                        File::create(dir.join(format!("{name}.parquet"))).expect("a file"),
+                        batch.schema(),
+                        Some(props.clone()),
+                    )
+                    .expect("a writer")
+                });
+                writer.write(&part).expect("written");
+            }
+        }
+    }
+    for writer in writers.into_values() {
+        writer.close().expect("closed");
+    }
+    std::fs::write(&done, b"").expect("marking the day files complete");
+    dir.to_path_buf()
+}
+
+/// Writes `from` without every tenth record to `to` (through a temporary
+/// file, so a hard link at `to` keeps the original); returns the records
+/// kept.
+fn without_every_tenth(from: &Path, to: &Path) -> usize {
+    let reader = ParquetRecordBatchReaderBuilder::try_new(File::open(from).expect("a day file"))
+        .expect("Parquet")
+        .build()
+        .expect("a reader");
+    let temporary = to.with_extension("tmp");
+    let mut writer: Option<ArrowWriter<File>> = None;
+    let (mut at, mut kept) = (0usize, 0usize);
+    for batch in reader {
+        let batch = batch.expect("a batch");
+        let keep: BooleanArray = (0..batch.num_rows())
+            .map(|i| Some((at + i) % 10 != 9))
+            .collect();
+        at += batch.num_rows();
+        let part = arrow::compute::filter_record_batch(&batch, &keep).expect("filtered");
+        kept += part.num_rows();
+        writer
+            .get_or_insert_with(|| {
+                ArrowWriter::try_new(
+                    File::create(&temporary).expect("a file"),
+                    part.schema(),
+                    None,
+                )
+                .expect("a writer")
+            })
+            .write(&part)
+            .expect("written");
+    }
+    writer.expect("one batch at least").close().expect("closed");
+    std::fs::rename(&temporary, to).expect("the corrected file in place");
+    kept
 }
 
 fn median(values: &mut [f64]) -> f64 {

@@ -7,8 +7,11 @@
 //!   the days a recompute gives events that have no partition yet): a day
 //!   whose partition already matches the rule and the inputs keeps its bytes
 //!   and its commit. The partitions written are those a full recompute
-//!   writes, byte for byte, because they are computed the same way from all
-//!   the inputs; only what is committed is narrowed.
+//!   writes, byte for byte. What it reads depends on why the days are
+//!   stale: when only new files add events to them, only the new files are
+//!   read ([`crate::incremental`]); when a recorded file changed or went,
+//!   only the files holding records of those days' events
+//!   ([`crate::partial`]); else every input.
 //! - `--chunk-days N` commits the days in windows of at most `N` days, each
 //!   its own commit with its own provenance, so that a long backfill lands in
 //!   small auditable steps. The inputs are read and classified once. When a
@@ -31,7 +34,7 @@ use crate::pipeline::{self, Computed, RunError, RunOptions};
 use crate::report::RunReport;
 use crate::rule::Rule;
 use crate::scope::CreatorScope;
-use crate::status::{Cause, DayStatus, FileRead, IndexUsed, InputStatus, StatusReport};
+use crate::status::{Cause, DayStatus, FileRead, ForRun, IndexUsed, InputStatus, StatusReport};
 use crate::survivors;
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -124,9 +127,16 @@ pub struct Plan {
     pub incremental: bool,
     /// Why it does or does not, in a sentence.
     pub reads: String,
+    /// Whether the run reads only the input files holding records of the
+    /// events of the days it writes, and recomputes those days from them
+    /// ([`crate::partial`]): when a recorded file changed or went.
+    pub partial: bool,
     /// For an incremental run: the recorded survivors the new files'
     /// records displace (their files are read too).
     pub displaced: usize,
+    /// The input files the run reads when it reads only some (incremental
+    /// or partial), in input order; empty when it reads every one.
+    pub read_files: Vec<String>,
     /// The input files a run reads (all of them, unless incremental), and
     /// their bytes.
     pub input_files: usize,
@@ -150,13 +160,15 @@ fn within(window: Option<(i32, i32)>, day: i32) -> bool {
 
 /// The plan of a run over `status` (of the output and the inputs the run
 /// reads, with the run's rule) within `window`. `inputs` are the run's input
-/// files with their sizes.
+/// files with their sizes; `fits` tells whether the input files at some
+/// positions among them fit the run's memory limit together.
 pub fn plan(
     status: Option<&StatusReport>,
-    late: Option<&crate::status::Late>,
+    for_run: Option<&ForRun>,
     window: Option<(i32, i32)>,
     options: BackfillOptions,
     inputs: &[(String, u64)],
+    fits: &dyn Fn(&[usize]) -> bool,
 ) -> Plan {
     let known = status.filter(|s| s.index.is_some());
     let scope = match (options.stale_only, known) {
@@ -283,26 +295,59 @@ pub fn plan(
         inputs: status.map(|s| s.inputs.clone()).unwrap_or_default(),
         incremental: false,
         reads: "every input file is read".to_string(),
+        partial: false,
         displaced: 0,
+        read_files: Vec::new(),
         input_files: inputs.len(),
         input_bytes: inputs.iter().map(|(_, size)| size).sum(),
         files_read: status.map(|s| s.files_read.clone()).unwrap_or_default(),
     };
     if scope == Scope::Stale && !plan.days.is_empty() {
-        let blocker = match options.creators {
-            Some(_) => Some("a run scoped to listed creators reads every input".to_string()),
-            None => crate::incremental::blocker(&plan, late),
-        };
-        match blocker {
-            None => {
-                let new: Vec<usize> = late
-                    .map(|l| {
-                        let mut read = l.new_files.clone();
-                        read.extend(l.displaced_files());
-                        read
-                    })
-                    .unwrap_or_default();
-                let displaced = late.map_or(0, |l| l.displaced.len());
+        read_less(&mut plan, for_run, options, inputs, fits);
+    }
+    plan
+}
+
+/// Narrows what a stale-only `plan` reads where it can: only the new input
+/// files when they alone make the days stale ([`crate::incremental`]), only
+/// the files holding records of the days' events when a recorded file
+/// changed or went ([`crate::partial`]). Either reads its files in memory,
+/// so it applies only when `fits` says they fit.
+fn read_less(
+    plan: &mut Plan,
+    for_run: Option<&ForRun>,
+    options: BackfillOptions,
+    inputs: &[(String, u64)],
+    fits: &dyn Fn(&[usize]) -> bool,
+) {
+    let late = for_run.and_then(ForRun::late);
+    let too_big =
+        "the files it would read do not fit the memory limit, and it reads them in memory";
+    let narrow = |plan: &mut Plan, positions: Vec<usize>| {
+        plan.input_files = positions.len();
+        plan.input_bytes = positions
+            .iter()
+            .filter_map(|&at| inputs.get(at))
+            .map(|(_, size)| size)
+            .sum();
+        plan.read_files = positions
+            .iter()
+            .filter_map(|&at| inputs.get(at))
+            .map(|(path, _)| path.clone())
+            .collect();
+    };
+    let blocker = match options.creators {
+        Some(_) => Some("a run scoped to listed creators reads every input".to_string()),
+        None => crate::incremental::blocker(plan, late),
+    };
+    let why = match (blocker, late) {
+        (None, Some(late)) => {
+            let mut read = late.new_files.clone();
+            read.extend(late.displaced_files());
+            read.sort_unstable();
+            read.dedup();
+            if fits(&read) {
+                let displaced = late.displaced.len();
                 plan.incremental = true;
                 plan.displaced = displaced;
                 plan.reads = if displaced == 0 {
@@ -312,17 +357,44 @@ pub fn plan(
                         "only the new input files are read, and the files of the {displaced} recorded survivor(s) their records displace"
                     )
                 };
-                plan.input_files = new.len();
-                plan.input_bytes = new
-                    .iter()
-                    .filter_map(|&at| inputs.get(at))
-                    .map(|(_, size)| size)
-                    .sum();
+                narrow(plan, read);
+                return;
             }
-            Some(why) => plan.reads = format!("every input file is read: {why}"),
+            too_big.to_string()
         }
+        (None, None) => "the survivor index was not read".to_string(),
+        (Some(why), _) => why,
+    };
+    plan.reads = format!("every input file is read: {why}");
+    let Some(whole) = for_run
+        .and_then(ForRun::whole)
+        .filter(|_| options.creators.is_none())
+    else {
+        return;
+    };
+    if let Some(tie) = &whole.blocker {
+        plan.reads = format!("every input file is read: {tie}");
+        return;
     }
-    plan
+    let read = whole.files_for(plan.days.iter().filter_map(|d| parse_day(&d.day)));
+    if read.len() == inputs.len() {
+        plan.reads =
+            "every input file is read: each holds records of the written days' events".to_string();
+    } else if !fits(&read) {
+        plan.reads = format!("every input file is read: {too_big}");
+    } else {
+        plan.partial = true;
+        plan.reads = format!(
+            "only the {} holding records of the written days' events {} read, and those days are recomputed from them",
+            if read.len() == 1 {
+                "input file".to_string()
+            } else {
+                format!("{} input files", read.len())
+            },
+            if read.len() == 1 { "is" } else { "are" },
+        );
+        narrow(plan, read);
+    }
 }
 
 /// Fills in, for each published day of `plan`, how many of its rows are of
@@ -404,7 +476,7 @@ pub fn run(
     options: &RunOptions,
     rule: Rule,
     plan: &Plan,
-    late: Option<crate::status::Late>,
+    for_run: Option<ForRun>,
     chunk_days: Option<u32>,
     scope: Option<&CreatorScope>,
     committed: &mut dyn FnMut(&RunReport),
@@ -424,9 +496,12 @@ pub fn run(
         },
         Scope::All | Scope::AllUnknown => options.days,
     };
-    let mut computed = pipeline::with_threads(options.threads, || match late {
-        Some(late) if plan.incremental && scope.is_none() => {
-            crate::incremental::compute(options, rule, plan, late)
+    let mut computed = pipeline::with_threads(options.threads, || match for_run {
+        Some(ForRun::Lookup(late)) if plan.incremental && scope.is_none() => {
+            crate::incremental::compute(options, rule, plan, *late)
+        }
+        Some(ForRun::Whole(whole)) if plan.partial && scope.is_none() => {
+            crate::partial::compute(options, rule, plan, *whole)
         }
         _ => pipeline::compute_with(
             &options.inputs,
@@ -601,5 +676,91 @@ mod tests {
             Vec::<(i32, i32)>::new()
         );
         assert_eq!(windows(&set(&[7]), &keep, Some(1)), vec![(7, 7)]);
+    }
+
+    /// A whole read of an index over three input files, whose day 10 needs
+    /// files 0 and 2 and day 11 every file.
+    fn whole(blocker: Option<&str>) -> ForRun {
+        ForRun::Whole(Box::new(crate::status::Whole {
+            commit: 1,
+            manifest: survivors::Manifest {
+                index_format: survivors::INDEX_FORMAT_VERSION,
+                shard_format: crate::shard::SHARD_FORMAT_VERSION,
+                records: 0,
+                events: 0,
+                max_line_bytes: 0,
+                inputs: Vec::new(),
+                files: Vec::new(),
+                layers: Vec::new(),
+                days: None,
+            },
+            positions: Vec::new(),
+            blake3: Vec::new(),
+            needs: [(10, set_of(&[0, 2])), (11, set_of(&[0, 1, 2]))]
+                .into_iter()
+                .collect(),
+            new_entries: Vec::new(),
+            records: 0,
+            blocker: blocker.map(str::to_string),
+        }))
+    }
+
+    fn set_of(files: &[usize]) -> BTreeSet<usize> {
+        files.iter().copied().collect()
+    }
+
+    /// A stale-only plan writing `days`, narrowed by `read_less`.
+    fn narrowed(days: &[i32], for_run: &ForRun, fits: bool) -> Plan {
+        let inputs: Vec<(String, u64)> = (0..3).map(|i| (format!("/in/{i}.jsonl"), 100)).collect();
+        let options = BackfillOptions {
+            stale_only: true,
+            ..BackfillOptions::default()
+        };
+        let mut plan = plan(None, None, None, options, &inputs, &|_| true);
+        plan.scope = Scope::Stale;
+        plan.days = days
+            .iter()
+            .map(|&d| PlannedDay {
+                day: format_day(d),
+                published: true,
+                stale: Some(true),
+                events: None,
+                creator_rows: None,
+                causes: Vec::new(),
+            })
+            .collect();
+        read_less(&mut plan, Some(for_run), options, &inputs, &|_| fits);
+        plan
+    }
+
+    #[test]
+    fn a_partial_read_takes_the_files_of_its_days_when_they_fit_and_no_record_ties() {
+        let plan = narrowed(&[10], &whole(None), true);
+        assert!(plan.partial && !plan.incremental);
+        assert_eq!(plan.read_files, vec!["/in/0.jsonl", "/in/2.jsonl"]);
+        assert_eq!((plan.input_files, plan.input_bytes), (2, 200));
+        assert!(
+            plan.reads.starts_with("only the 2 input files"),
+            "{}",
+            plan.reads
+        );
+
+        let every = narrowed(&[10, 11], &whole(None), true);
+        assert!(!every.partial);
+        assert!(
+            every.reads.contains("each holds records"),
+            "{}",
+            every.reads
+        );
+        assert_eq!(every.input_files, 3);
+
+        let big = narrowed(&[10], &whole(None), false);
+        assert!(!big.partial);
+        assert!(big.reads.contains("memory limit"), "{}", big.reads);
+        assert_eq!((big.input_files, big.read_files.len()), (3, 0));
+
+        let tied = narrowed(&[10], &whole(Some("1 event(s) ... tie")), true);
+        assert!(!tied.partial);
+        assert!(tied.reads.ends_with("tie"), "{}", tied.reads);
     }
 }

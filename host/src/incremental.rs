@@ -24,21 +24,21 @@
 //!
 //! It applies only when nothing else changed: a new record on a recorded
 //! record's timestamps with other fields (a tie the index layer could not
-//! order), a changed or removed file, another
-//! rule or compute version, an index without its per-day counts or with
+//! order), another rule or compute version, an index with
 //! [`survivors::MAX_LAYERS`] layers already: each makes the run recompute
 //! from every input, as before, which also writes a fresh index without
-//! layers.
+//! layers. A changed or removed file, or an index without its per-day
+//! counts, makes status read the whole index, and the run recompute the
+//! stale days from the files they need ([`crate::partial`]).
 
 use crate::aggregate::{Aggregate, Contribution};
 use crate::backfill::Plan;
 use crate::commit;
 use crate::event::{day_of, format_day, parse_day};
 use crate::ingest;
-use crate::pipeline::{self, Computed, Found, RunError, RunOptions};
+use crate::pipeline::{self, Computed, Found, Planned, RunError, RunOptions};
 use crate::reconcile::{Figures, Increment, key_of};
 use crate::rule::Rule;
-use crate::shard::WorkDir;
 use crate::status::{Cause, Late};
 use crate::survivors::{self, FieldHasher, IndexedInput};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -117,33 +117,15 @@ pub fn compute(
     mut late: Late,
 ) -> Result<Computed, RunError> {
     let days: BTreeSet<i32> = plan.days.iter().filter_map(|d| parse_day(&d.day)).collect();
-    let files = ingest::discover(&options.inputs)?;
-    if files.len() != late.blake3.len() {
-        return Err(invariant(
-            "the input files changed while the run was planned".to_string(),
-        ));
-    }
-    let hashes: Vec<blake3::Hash> = late
-        .blake3
-        .iter()
-        .map(blake3::Hash::from_hex)
-        .collect::<Result<_, _>>()
-        .map_err(|e| invariant(format!("an input's blake3: {e}")))?;
-    let inputs = pipeline::input_summaries(&files, &hashes);
-    let fingerprint = ingest::fingerprint(&files, &hashes);
-    let run_id = pipeline::run_id();
-
+    let planned = Planned::find(&options.inputs, &late.blake3)?;
     // The new files alone: read, validated and deduplicated among themselves.
-    let found = Found {
-        run_id: run_id.clone(),
-        files: late.new_files.iter().map(|&at| files[at].clone()).collect(),
-        inputs: late
-            .new_files
-            .iter()
-            .map(|&at| inputs[at].clone())
-            .collect(),
+    let found = planned.subset(&late.new_files);
+    let Planned {
+        run_id,
+        files,
+        inputs,
         fingerprint,
-    };
+    } = planned;
     let read = late
         .read
         .take()
@@ -152,12 +134,7 @@ pub fn compute(
         Some(read) => pipeline::prepare_read(found, read.read, None, options.progress),
         None => pipeline::prepare_found(found, &options.read, None, options.progress)?,
     };
-    for c in &mut prepared.deduped.table.chunks {
-        c.source = late.new_files[c.source as usize] as u32;
-    }
-    for q in &mut prepared.quarantine {
-        q.source = late.new_files[q.source as usize] as u32;
-    }
+    pipeline::renumber_sources(&mut prepared, &late.new_files);
     let mut counts = prepared.counts.clone();
     let mut timings = prepared.timings.clone();
 
@@ -345,19 +322,7 @@ pub fn compute(
 
     // The index layer: every valid record of the new files.
     let t = std::time::Instant::now();
-    let parent = options
-        .spill
-        .work_dir
-        .clone()
-        .unwrap_or_else(std::env::temp_dir);
-    let work = WorkDir::create(&parent, &run_id)?;
-    let dir = work.path().join("index");
-    std::fs::create_dir_all(&dir).map_err(|source| {
-        RunError::Commit(commit::CommitError::Io {
-            path: dir.clone(),
-            source,
-        })
-    })?;
+    let (work, dir) = pipeline::index_work_dir(&options.spill, &run_id)?;
     let mut table = prepared.deduped.table;
     for c in &mut table.chunks {
         c.source = numbered[&c.source];

@@ -20,7 +20,9 @@
 //! work directory; [`lineage`] reads back where output
 //! came from and [`verify`] recomputes it; every commit writes a
 //! [`survivors`] index, from which [`status`] tells which published days are
-//! stale and why; [`generate`] makes synthetic input.
+//! stale and why, and [`backfill`] writes only those, reading only the new
+//! input files ([`incremental`]) or only those the stale days need
+//! ([`partial`]) where it can; [`generate`] makes synthetic input.
 //!
 //! ```no_run
 //! use tally::pipeline::{run, RunOptions};
@@ -57,6 +59,7 @@ pub mod ingest;
 pub mod intern;
 pub mod layout;
 pub mod lineage;
+pub mod partial;
 pub mod pipeline;
 pub mod progress;
 pub mod reconcile;

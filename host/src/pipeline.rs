@@ -315,6 +315,102 @@ pub fn find_inputs(inputs: &[PathBuf]) -> Result<Found, RunError> {
     })
 }
 
+/// The inputs of a run that reads only some of them ([`crate::incremental`],
+/// [`crate::partial`]), found again as its plan found them.
+pub struct Planned {
+    pub run_id: String,
+    pub files: Vec<ingest::InputFile>,
+    pub inputs: Vec<InputSummary>,
+    pub fingerprint: blake3::Hash,
+}
+
+impl Planned {
+    /// Finds `inputs` again, with the content hashes (hex, in input order)
+    /// the plan's status took; refused when their number changed since.
+    pub fn find(inputs: &[PathBuf], blake3: &[String]) -> Result<Planned, RunError> {
+        let files = ingest::discover(inputs)?;
+        if files.len() != blake3.len() {
+            return Err(RunError::Invariant(
+                "the input files changed while the run was planned".to_string(),
+            ));
+        }
+        let hashes: Vec<blake3::Hash> = blake3
+            .iter()
+            .map(blake3::Hash::from_hex)
+            .collect::<Result<_, _>>()
+            .map_err(|e| RunError::Invariant(format!("an input's blake3: {e}")))?;
+        Ok(Planned {
+            run_id: run_id(),
+            inputs: input_summaries(&files, &hashes),
+            fingerprint: ingest::fingerprint(&files, &hashes),
+            files,
+        })
+    }
+
+    /// The files at `positions` among the inputs, to be read.
+    pub fn subset(&self, positions: &[usize]) -> Found {
+        Found {
+            run_id: self.run_id.clone(),
+            files: positions.iter().map(|&at| self.files[at].clone()).collect(),
+            inputs: positions
+                .iter()
+                .map(|&at| self.inputs[at].clone())
+                .collect(),
+            fingerprint: self.fingerprint,
+        }
+    }
+}
+
+/// Numbers the records (and quarantined records) of a run over the input
+/// files at `positions` by their files' positions among all the inputs.
+pub fn renumber_sources(prepared: &mut Prepared, positions: &[usize]) {
+    for c in &mut prepared.deduped.table.chunks {
+        c.source = positions[c.source as usize] as u32;
+    }
+    for q in &mut prepared.quarantine {
+        q.source = positions[q.source as usize] as u32;
+    }
+}
+
+/// The run's work directory under `spill`'s (removed when dropped), and
+/// the directory in it its survivor index is written to.
+pub fn index_work_dir(
+    spill: &shard::SpillOptions,
+    run_id: &str,
+) -> Result<(shard::WorkDir, PathBuf), RunError> {
+    let parent = spill.work_dir.clone().unwrap_or_else(std::env::temp_dir);
+    let work = shard::WorkDir::create(&parent, run_id)?;
+    let dir = work.path().join("index");
+    std::fs::create_dir_all(&dir).map_err(|source| {
+        RunError::Commit(commit::CommitError::Io {
+            path: dir.clone(),
+            source,
+        })
+    })?;
+    Ok((work, dir))
+}
+
+/// What a run over `files` that wrote a whole index into `dir` hands its
+/// commit: the index as [`survivors::IndexWriter::finish_counted`] says.
+pub fn fresh_index(
+    dir: PathBuf,
+    (written, records, events, days): (Vec<survivors::IndexFile>, u64, u64, survivors::Days),
+    files: &[ingest::InputFile],
+) -> survivors::Built {
+    survivors::Built {
+        dir,
+        files: written,
+        records,
+        events,
+        modified: files
+            .iter()
+            .map(|f| survivors::modified_ns(f.modified))
+            .collect(),
+        days: Some(days),
+        base: None,
+    }
+}
+
 /// What a run report and the lineage say of each input file.
 pub fn input_summaries(files: &[ingest::InputFile], hashes: &[blake3::Hash]) -> Vec<InputSummary> {
     files
@@ -596,9 +692,7 @@ pub fn compute_with(
         // Counted as dedup's time: the index records what dedup saw.
         let t = Instant::now();
         let bar = Progress::stage("index", progress);
-        let parent = spill.work_dir.clone().unwrap_or_else(std::env::temp_dir);
-        let work = shard::WorkDir::create(&parent, &run_id)?;
-        let dir = work.path().join("index");
+        let (work, dir) = index_work_dir(spill, &run_id)?;
         let mut writer = survivors::IndexWriter::create(&dir, table.len() as u64)?;
         let hasher = survivors::FieldHasher::new(&strings);
         // The records are dropped as their entries are made.
@@ -639,24 +733,14 @@ pub fn finish_index(
     files: &[ingest::InputFile],
     unique: u64,
 ) -> Result<survivors::Built, RunError> {
-    let (written, records, events, days) = writer.finish_counted()?;
+    let finished = writer.finish_counted()?;
+    let events = finished.2;
     if events != unique {
         return Err(RunError::Invariant(format!(
             "events in the survivor index = unique events: {events} = {unique}"
         )));
     }
-    Ok(survivors::Built {
-        dir,
-        files: written,
-        records,
-        events,
-        modified: files
-            .iter()
-            .map(|f| survivors::modified_ns(f.modified))
-            .collect(),
-        days: Some(days),
-        base: None,
-    })
+    Ok(fresh_index(dir, finished, files))
 }
 
 /// An input file a day's events came from: its surviving records of that day.

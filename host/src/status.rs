@@ -287,6 +287,73 @@ impl Late {
     }
 }
 
+/// What a recompute of some days from some of the inputs
+/// ([`crate::partial`]) needs of a status that read the whole survivor index
+/// (a recorded file changed or went, say).
+#[derive(Debug)]
+pub struct Whole {
+    /// The commit whose index it is, and the index.
+    pub commit: u64,
+    pub manifest: survivors::Manifest,
+    /// Each recorded input file's position among the inputs now, or none
+    /// when its recorded content is gone.
+    pub positions: Vec<Option<usize>>,
+    /// Each input's content blake3 now (hex), in input order.
+    pub blake3: Vec<String>,
+    /// Per day: the input files (positions) holding a record of an event
+    /// that has a record on that day. A recompute of some days reads the
+    /// files of those days: every record of every event that can survive
+    /// on them is then read.
+    pub needs: BTreeMap<i32, BTreeSet<usize>>,
+    /// The records of the new and changed files, in index order, their
+    /// `source` their file's position among the inputs.
+    pub new_entries: Vec<Entry>,
+    /// The index's records still among the inputs, plus the new ones: the
+    /// rows of the index after a recompute.
+    pub records: u64,
+    /// Why a recompute cannot read only some files, if it cannot.
+    pub blocker: Option<String>,
+}
+
+impl Whole {
+    /// The input files (positions, in order) a recompute of `days` reads.
+    pub fn files_for(&self, days: impl IntoIterator<Item = i32>) -> Vec<usize> {
+        let mut files = BTreeSet::new();
+        for day in days {
+            files.extend(self.needs.get(&day).into_iter().flatten().copied());
+        }
+        files.into_iter().collect()
+    }
+}
+
+/// What a status found that lets a run read less than every input: how it
+/// read the survivor index decides which.
+#[derive(Debug)]
+pub enum ForRun {
+    /// It looked up only the new records' events.
+    Lookup(Box<Late>),
+    /// It read the whole index.
+    Whole(Box<Whole>),
+}
+
+impl ForRun {
+    /// The lookup's findings, if it looked up.
+    pub fn late(&self) -> Option<&Late> {
+        match self {
+            ForRun::Lookup(late) => Some(late.as_ref()),
+            ForRun::Whole(_) => None,
+        }
+    }
+
+    /// The whole read's findings, if it read the whole index.
+    pub fn whole(&self) -> Option<&Whole> {
+        match self {
+            ForRun::Whole(whole) => Some(whole.as_ref()),
+            ForRun::Lookup(_) => None,
+        }
+    }
+}
+
 /// What `tally status` found.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct StatusReport {
@@ -413,16 +480,93 @@ struct NewRecords {
     valid: HashMap<usize, u64>,
 }
 
+/// What reading the whole index gathers for a recompute of some days from
+/// some of the inputs ([`Whole`]).
+struct Needs {
+    /// Per day, per input position: whether that file holds a record of an
+    /// event with a record on that day.
+    files: hashbrown::HashMap<i32, Vec<bool>>,
+    inputs: usize,
+    /// Events with a new record on a recorded record's timestamps with
+    /// other fields: their order in a rewritten index would take the
+    /// recorded record's details.
+    tied: u64,
+    /// Recorded records still among the inputs.
+    present: u64,
+    /// One event's records now: (day, position).
+    scratch: Vec<(i32, usize)>,
+}
+
+impl Needs {
+    fn new(inputs: usize) -> Needs {
+        Needs {
+            files: hashbrown::HashMap::new(),
+            inputs,
+            tied: 0,
+            present: 0,
+            scratch: Vec::new(),
+        }
+    }
+
+    /// One event: its recorded records `old` and its new records `new`.
+    fn event(&mut self, old: &[Entry], new: &[Entry], places: &[Place]) {
+        self.scratch.clear();
+        let mut tied = false;
+        for o in old {
+            if let Some(Place::Present(at)) = places.get(o.source as usize) {
+                self.present += 1;
+                self.scratch.push((o.day(), *at));
+                tied |= new.iter().any(|n| {
+                    (n.ingested_at, n.occurred_at) == (o.ingested_at, o.occurred_at)
+                        && n.fields != o.fields
+                });
+            }
+        }
+        self.tied += u64::from(tied);
+        self.scratch
+            .extend(new.iter().map(|n| (n.day(), n.source as usize)));
+        for &(day, _) in &self.scratch {
+            let row = self
+                .files
+                .entry(day)
+                .or_insert_with(|| vec![false; self.inputs]);
+            for &(_, at) in &self.scratch {
+                if let Some(cell) = row.get_mut(at) {
+                    *cell = true;
+                }
+            }
+        }
+    }
+
+    /// Per day, the files: what [`Whole::needs`] holds.
+    fn by_day(&self) -> BTreeMap<i32, BTreeSet<usize>> {
+        self.files
+            .iter()
+            .map(|(&day, row)| {
+                let files = row
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, needed)| **needed)
+                    .map(|(at, _)| at)
+                    .collect();
+                (day, files)
+            })
+            .collect()
+    }
+}
+
 /// Tells which partitions of `options.out` a full recompute would change.
 pub fn status(options: &StatusOptions) -> Result<StatusReport, StatusError> {
     status_for_run(options).map(|(report, _)| report)
 }
 
-/// [`status`], and when it looked up only the new records' events, what an
-/// incremental recompute needs.
+/// [`status`], and what a run that reads less than every input needs: when
+/// it looked up only the new records' events, what an incremental
+/// recompute needs; when it read the whole index, what a recompute from
+/// some of the inputs needs.
 pub fn status_for_run(
     options: &StatusOptions,
-) -> Result<(StatusReport, Option<Late>), StatusError> {
+) -> Result<(StatusReport, Option<ForRun>), StatusError> {
     let out = &options.out;
     let partitions = lineage::partitions(out, None)?;
     let months = lineage::derived(out, &derived::MONTHLY)?;
@@ -450,7 +594,7 @@ pub fn status_for_run(
         let read = options.read.unwrap_or(ingest::ReadOptions {
             max_line_bytes: usize::try_from(manifest.max_line_bytes).unwrap_or(usize::MAX),
         });
-        let (new, mut kept) = read_new(
+        let (mut new, mut kept) = read_new(
             &found,
             &new_files,
             read,
@@ -477,7 +621,7 @@ pub fn status_for_run(
                 .filter(|(_, f)| f.change == InputChange::New)
                 .map(|(at, _)| at)
                 .collect();
-            late = Some(Late {
+            late = Some(ForRun::Lookup(Box::new(Late {
                 commit: *commit,
                 manifest: manifest.clone(),
                 positions: places
@@ -496,9 +640,43 @@ pub fn status_for_run(
                 displaced,
                 tied,
                 read: kept.take(),
-            });
+            })));
         } else {
-            merge_index(out, manifest, &places, &new, &mut recount, &mut ties)?;
+            let mut needs = Needs::new(found.len());
+            merge_index(
+                out,
+                manifest,
+                &places,
+                &new,
+                &mut recount,
+                &mut ties,
+                &mut needs,
+            )?;
+            let blocker = (needs.tied > 0).then(|| {
+                format!(
+                    "{} event(s) of the new or changed files tie with a recorded record on both timestamps but differ from it",
+                    needs.tied
+                )
+            });
+            late = Some(ForRun::Whole(Box::new(Whole {
+                commit: *commit,
+                manifest: manifest.clone(),
+                positions: places
+                    .iter()
+                    .map(|p| match p {
+                        Place::Present(at) => Some(*at),
+                        Place::Gone(_) => None,
+                    })
+                    .collect(),
+                blake3: (0..found.len())
+                    .map(|at| files[at].blake3.clone())
+                    .collect(),
+                needs: needs.by_day(),
+                // Taken from `new` once nothing else needs them.
+                new_entries: Vec::new(),
+                records: needs.present + new.entries.len() as u64,
+                blocker,
+            })));
         }
         settle_ties(
             &found,
@@ -524,6 +702,9 @@ pub fn status_for_run(
         // first, then its recorded content (gone): list it once.
         let mut seen = HashSet::new();
         inputs.retain(|i| seen.insert(i.path.clone()));
+        if let Some(ForRun::Whole(whole)) = &mut late {
+            whole.new_entries = std::mem::take(&mut new.entries);
+        }
     }
 
     let days = day_statuses(options, &partitions, &recount, &files, no_index.as_deref());
@@ -543,7 +724,10 @@ pub fn status_for_run(
     let derived = period_statuses(&partitions, &months, &days, &events);
     let stale_days = days.iter().filter(|d| d.stale).count();
     let stale_periods = derived.iter().filter(|p| p.stale).count();
-    let read = if late.is_some() { "lookup" } else { "whole" };
+    let read = match late {
+        Some(ForRun::Lookup(_)) => "lookup",
+        _ => "whole",
+    };
     let report = StatusReport {
         out: out.display().to_string(),
         rule_hash: options.rule_hash.clone(),
@@ -791,6 +975,7 @@ fn merge_index(
     new: &NewRecords,
     recount: &mut Recount,
     ties: &mut Vec<Tie>,
+    needs: &mut Needs,
 ) -> Result<(), StatusError> {
     let dir = survivors::dir(out);
     let mut at = 0;
@@ -817,11 +1002,13 @@ fn merge_index(
                 at += 1;
             }
             new_only(new, start, at, recount);
-            let end = i + old[i..].partition_point(|e| e.key() == key);
+            new_needs(new, start, at, places, needs);
+            let end = survivors::group_end(&old, i);
             let from = at;
             while at < new.entries.len() && new.entries[at].key() == key {
                 at += 1;
             }
+            needs.event(&old[i..end], &new.entries[from..at], places);
             event(key, &old[i..end], new, from, at, places, recount, ties);
             i = end;
         }
@@ -840,7 +1027,19 @@ fn merge_index(
     }
     let start = at;
     new_only(new, start, new.entries.len(), recount);
+    new_needs(new, start, new.entries.len(), places, needs);
     Ok(())
+}
+
+/// The events of the new records in `new.entries[from..to]` that the index
+/// does not know, for [`Needs`].
+fn new_needs(new: &NewRecords, from: usize, to: usize, places: &[Place], needs: &mut Needs) {
+    let mut i = from;
+    while i < to {
+        let end = survivors::group_end(&new.entries[..to], i);
+        needs.event(&[], &new.entries[i..end], places);
+        i = end;
+    }
 }
 
 /// What a lookup found: the events known to the index with their recorded
@@ -898,7 +1097,7 @@ fn lookup_index(
     let mut i = 0;
     while i < new.entries.len() {
         let key = new.entries[i].key();
-        let end = i + new.entries[i..].partition_point(|x| x.key() == key);
+        let end = survivors::group_end(&new.entries, i);
         match groups.get(&key) {
             None => new_only(new, i, end, recount),
             Some(old) => {
@@ -990,8 +1189,7 @@ fn new_only(new: &NewRecords, from: usize, to: usize, recount: &mut Recount) {
     while i < to {
         let e = &new.entries[i];
         recount.event(None, Some((e.day(), e.source as usize)));
-        let key = e.key();
-        i += new.entries[i..to].partition_point(|x| x.key() == key);
+        i = survivors::group_end(&new.entries[..to], i);
     }
 }
 

@@ -2127,6 +2127,19 @@ fn decode(buffer: &arrow::buffer::Buffer) -> Result<Vec<RecordBatch>, String> {
     Ok(batches)
 }
 
+/// The end of the records of the event of `entries[from]`, which are
+/// adjacent: a scan, as an event has a record or two (a binary search
+/// would cost about twenty key comparisons an event).
+#[inline]
+pub fn group_end(entries: &[Entry], from: usize) -> usize {
+    let key = entries[from].key();
+    let mut end = from + 1;
+    while end < entries.len() && entries[end].key() == key {
+        end += 1;
+    }
+    end
+}
+
 /// Stable-merges the records of one event from several files of an index
 /// (each in survivor order) into survivor order. Records of one event in
 /// two files never tie on both timestamps: a layer is added only when none

@@ -93,7 +93,7 @@ pub(crate) fn full(base: &Base, name: &str, inputs: &[&Path], rule: &Path) -> Pa
 }
 
 /// The stale days of a status report, as `YYYY-MM-DD`.
-fn stale_days(report: &Value) -> BTreeSet<String> {
+pub(crate) fn stale_days(report: &Value) -> BTreeSet<String> {
     report["days"]
         .as_array()
         .unwrap()

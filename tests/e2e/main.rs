@@ -20,6 +20,7 @@ mod layout;
 mod lineage;
 mod model;
 mod output;
+mod partial;
 mod pg_server;
 mod policies;
 mod populations;

@@ -244,12 +244,25 @@ fn backfill(args: Args) -> anyhow::Result<ExitCode> {
             .iter()
             .map(|f| (f.path.display().to_string(), f.size))
             .collect();
+        // Reading only some files, a run reads them in memory.
+        let in_memory = tally::shard::SpillOptions {
+            shards: None,
+            ..options.spill.clone()
+        };
+        let fits = |positions: &[usize]| {
+            let subset: Vec<_> = positions
+                .iter()
+                .filter_map(|&at| files.get(at).cloned())
+                .collect();
+            in_memory.shards_for(&subset) == 1
+        };
         let mut plan = tally::backfill::plan(
             status.as_ref(),
             late.as_ref(),
             options.days,
             backfill,
             &sizes,
+            &fits,
         );
         if let Some(scope) = &scope {
             tally::backfill::count_creator_rows(&mut plan, &options.out, scope)
@@ -436,12 +449,15 @@ fn render_plan(plan: &Plan, dry_run: bool) -> String {
                     "reads the new input files and the files of the {} they displace, adding and taking off their events",
                     plural(n as u64, "recorded survivor", "recorded survivors")
                 ),
+                (false, _) if plan.partial =>
+                    "reads only the input files holding records of the written days' events, recomputing those days from them"
+                        .to_string(),
                 (false, _) => "reads every input file".to_string(),
             },
             plural(plan.input_files as u64, "file", "files"),
             tally::report::thousands(plan.input_bytes)
         ));
-        if !plan.incremental && plan.scope == tally::backfill::Scope::Stale {
+        if !plan.incremental && !plan.partial && plan.scope == tally::backfill::Scope::Stale {
             let why = plan.reads.strip_prefix("every input file is read: ");
             text.push_str(&format!("    ({})\n", why.unwrap_or(&plan.reads)));
         }
