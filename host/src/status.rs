@@ -418,6 +418,24 @@ struct Recount {
 }
 
 impl Recount {
+    /// Adds the counts of `other`, made over other events.
+    fn absorb(&mut self, other: Recount) {
+        for (day, sources) in other.provenance {
+            let mine = self.provenance.entry(day).or_default();
+            for (file, n) in sources {
+                *mine.entry(file).or_default() += n;
+            }
+        }
+        for (key, (n, days)) in other.moves {
+            let mine = self.moves.entry(key).or_default();
+            mine.0 += n;
+            mine.1.extend(days);
+        }
+        for (key, n) in other.gone {
+            *self.gone.entry(key).or_default() += n;
+        }
+    }
+
     /// The events a recompute gives `day`.
     fn events(&self, day: i32) -> u64 {
         self.provenance.get(&day).map_or(0, |f| f.values().sum())
@@ -533,6 +551,24 @@ impl Needs {
             for &(_, at) in &self.scratch {
                 if let Some(cell) = row.get_mut(at) {
                     *cell = true;
+                }
+            }
+        }
+    }
+
+    /// Adds what `other` gathered over other events.
+    fn absorb(&mut self, other: Needs) {
+        self.tied += other.tied;
+        self.present += other.present;
+        for (day, row) in other.files {
+            match self.files.entry(day) {
+                hashbrown::hash_map::Entry::Occupied(mut mine) => {
+                    for (a, b) in mine.get_mut().iter_mut().zip(row) {
+                        *a |= b;
+                    }
+                }
+                hashbrown::hash_map::Entry::Vacant(slot) => {
+                    slot.insert(row);
                 }
             }
         }
@@ -967,7 +1003,16 @@ fn read_new(
     ))
 }
 
-/// Goes through the index and the new records together, event by event.
+/// What going through one index file gives.
+struct FilePart {
+    recount: Recount,
+    ties: Vec<Tie>,
+    needs: Needs,
+    records: u64,
+}
+
+/// Goes through the index and the new records together, event by event,
+/// the index files in parallel.
 fn merge_index(
     out: &Path,
     manifest: &survivors::Manifest,
@@ -978,43 +1023,74 @@ fn merge_index(
     needs: &mut Needs,
 ) -> Result<(), StatusError> {
     let dir = survivors::dir(out);
+    // The new records of each index file: a range, as their keys are in
+    // order and the files hold ranges of keys.
+    let files = manifest.files.len() as u32;
+    let mut ranges = Vec::with_capacity(manifest.files.len());
     let mut at = 0;
-    let mut records = 0u64;
-    let mut result = Ok(());
-    survivors::read_merged(out, manifest, &mut |old| {
-        records += old.len() as u64;
+    for j in 0..files {
+        let from = at;
+        while at < new.entries.len() && survivors::file_of(new.entries[at].id_hash, files) == j {
+            at += 1;
+        }
+        ranges.push(from..at);
+    }
+    let inputs = needs.inputs;
+    let parts = survivors::map_merged(out, manifest, &|j, old| {
         if old.iter().any(|e| e.source as usize >= places.len()) {
-            result = Err(IndexError::Damaged {
+            return Err(StatusError::from(IndexError::Damaged {
                 path: dir.clone(),
                 message: "a row names an input file the manifest does not list".to_string(),
-            });
-            return Ok(());
+            }));
         }
-        if result.is_err() {
-            return Ok(());
-        }
+        let mut part = FilePart {
+            recount: Recount::default(),
+            ties: Vec::new(),
+            needs: Needs::new(inputs),
+            records: old.len() as u64,
+        };
+        let range: std::ops::Range<usize> = ranges[j].clone();
+        let mut at = range.start;
         let mut i = 0;
         while i < old.len() {
             let key = old[i].key();
             // New events before this one.
             let start = at;
-            while at < new.entries.len() && new.entries[at].key() < key {
+            while at < range.end && new.entries[at].key() < key {
                 at += 1;
             }
-            new_only(new, start, at, recount);
-            new_needs(new, start, at, places, needs);
+            new_only(new, start, at, &mut part.recount);
+            new_needs(new, start, at, places, &mut part.needs);
             let end = survivors::group_end(&old, i);
             let from = at;
-            while at < new.entries.len() && new.entries[at].key() == key {
+            while at < range.end && new.entries[at].key() == key {
                 at += 1;
             }
-            needs.event(&old[i..end], &new.entries[from..at], places);
-            event(key, &old[i..end], new, from, at, places, recount, ties);
+            part.needs
+                .event(&old[i..end], &new.entries[from..at], places);
+            event(
+                key,
+                &old[i..end],
+                new,
+                from,
+                at,
+                places,
+                &mut part.recount,
+                &mut part.ties,
+            );
             i = end;
         }
-        Ok(())
+        new_only(new, at, range.end, &mut part.recount);
+        new_needs(new, at, range.end, places, &mut part.needs);
+        Ok(part)
     })?;
-    result?;
+    let mut records = 0u64;
+    for part in parts {
+        records += part.records;
+        recount.absorb(part.recount);
+        ties.extend(part.ties);
+        needs.absorb(part.needs);
+    }
     if records != manifest.records {
         return Err(IndexError::Damaged {
             path: survivors::manifest_path(out),
@@ -1025,7 +1101,8 @@ fn merge_index(
         }
         .into());
     }
-    let start = at;
+    // New records past every index file's keys (an index of no files).
+    let start = ranges.last().map_or(0, |r| r.end);
     new_only(new, start, new.entries.len(), recount);
     new_needs(new, start, new.entries.len(), places, needs);
     Ok(())

@@ -2209,33 +2209,48 @@ pub fn lookup(
     Ok(found)
 }
 
-/// Reads the whole index in `out` described by `manifest`, its layers
-/// merged in, handing each index file's entries (in index order) to
-/// `each`. Checks every file against the manifest.
-pub fn read_merged(
-    out: &Path,
-    manifest: &Manifest,
-    each: &mut dyn FnMut(Vec<Entry>) -> Result<(), IndexError>,
-) -> Result<(), IndexError> {
-    let dir = dir(out);
-    let mut layered: Vec<Entry> = Vec::new();
-    for layer in &manifest.layers {
-        layered.extend(Loaded::read(&dir, layer, true)?.entries());
-    }
-    // Stable: a layer's records of one event keep their order.
-    layered.sort_by_key(|e| (e.key(), e.ingested_at, e.occurred_at));
-    let files = manifest.files.len() as u32;
-    let mut at = 0;
-    for (j, file) in manifest.files.iter().enumerate() {
-        let base = Loaded::read(&dir, file, true)?.entries();
-        let from = at;
-        while at < layered.len() && file_of(layered[at].id_hash, files) == j as u32 {
-            at += 1;
+/// The layers of the index in `out` described by `manifest`, their entries
+/// sorted in index order and cut at the index files' key ranges: the
+/// entries of index file `j` are `entries[ranges[j].clone()]`.
+struct Layered {
+    entries: Vec<Entry>,
+    ranges: Vec<std::ops::Range<usize>>,
+}
+
+impl Layered {
+    fn read(dir: &Path, manifest: &Manifest) -> Result<Layered, IndexError> {
+        let mut entries: Vec<Entry> = Vec::new();
+        for layer in &manifest.layers {
+            entries.extend(Loaded::read(dir, layer, true)?.entries());
         }
-        let layer = &layered[from..at];
+        // Stable: a layer's records of one event keep their order.
+        entries.sort_by_key(|e| (e.key(), e.ingested_at, e.occurred_at));
+        let files = manifest.files.len() as u32;
+        let mut ranges = Vec::with_capacity(manifest.files.len());
+        let mut at = 0;
+        for j in 0..files {
+            let from = at;
+            while at < entries.len() && file_of(entries[at].id_hash, files) == j {
+                at += 1;
+            }
+            ranges.push(from..at);
+        }
+        if at != entries.len() {
+            return Err(damaged(
+                &dir.join(layer_name(1)),
+                "a layer holds a key outside every index file",
+            ));
+        }
+        Ok(Layered { entries, ranges })
+    }
+
+    /// Index file `j` of `manifest` read, with the layers' entries of its
+    /// keys merged in.
+    fn merged(&self, dir: &Path, manifest: &Manifest, j: usize) -> Result<Vec<Entry>, IndexError> {
+        let base = Loaded::read(dir, &manifest.files[j], true)?.entries();
+        let layer = &self.entries[self.ranges[j].clone()];
         if layer.is_empty() {
-            each(base)?;
-            continue;
+            return Ok(base);
         }
         let mut merged = Vec::with_capacity(base.len() + layer.len());
         let (mut b, mut l) = (0, 0);
@@ -2260,15 +2275,57 @@ pub fn read_merged(
                 merge_group(&mut merged[start..]);
             }
         }
-        each(merged)?;
+        Ok(merged)
     }
-    if at != layered.len() {
-        return Err(damaged(
-            &dir.join(layer_name(1)),
-            "a layer holds a key outside every index file",
-        ));
-    }
-    Ok(())
+}
+
+/// Reads the whole index in `out` described by `manifest`, its layers
+/// merged in, handing each index file's entries (in index order) to
+/// `each`, one file after the other; the next file is read while `each`
+/// takes one. Checks every file against the manifest.
+pub fn read_merged(
+    out: &Path,
+    manifest: &Manifest,
+    each: &mut dyn FnMut(Vec<Entry>) -> Result<(), IndexError>,
+) -> Result<(), IndexError> {
+    let dir = dir(out);
+    let layered = Layered::read(&dir, manifest)?;
+    std::thread::scope(|scope| {
+        let (send, receive) = std::sync::mpsc::sync_channel(1);
+        let (dir, layered) = (&dir, &layered);
+        scope.spawn(move || {
+            for j in 0..manifest.files.len() {
+                let merged = layered.merged(dir, manifest, j);
+                let failed = merged.is_err();
+                if send.send(merged).is_err() || failed {
+                    return;
+                }
+            }
+        });
+        // The reader stops at the first error, or when this side stops
+        // taking (dropping `receive` on an error of `each`).
+        for merged in receive {
+            each(merged?)?;
+        }
+        Ok(())
+    })
+}
+
+/// Reads the whole index in `out` described by `manifest`, its layers
+/// merged in, and hands each index file's entries (in index order) with the
+/// file's number to `each`, files in parallel; returns what `each` gives,
+/// in file order. Checks every file against the manifest.
+pub fn map_merged<R: Send, E: Send + From<IndexError>>(
+    out: &Path,
+    manifest: &Manifest,
+    each: &(dyn Fn(usize, Vec<Entry>) -> Result<R, E> + Sync),
+) -> Result<Vec<R>, E> {
+    let dir = dir(out);
+    let layered = Layered::read(&dir, manifest)?;
+    (0..manifest.files.len())
+        .into_par_iter()
+        .map(|j| each(j, layered.merged(&dir, manifest, j)?))
+        .collect()
 }
 
 /// The index of an output and the blake3 of its manifest, or `None` when
@@ -2569,6 +2626,100 @@ mod tests {
         .unwrap();
         assert_eq!(merged.len(), 70_001);
         assert_eq!(merged[65_535..65_539], expected[..]);
+    }
+
+    /// The whole index of several files, a layer merged in, reads the same
+    /// file by file in order (the next read ahead) and in parallel; an error
+    /// of the reader's caller stops the reading, and a damaged file is
+    /// refused either way.
+    #[test]
+    fn the_whole_index_reads_alike_in_order_and_in_parallel() {
+        let out = tempfile::tempdir().unwrap();
+        let dir = dir(out.path());
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut sorted: Vec<Entry> = (0..200_000u64)
+            .map(|i| {
+                let (hi, lo) = id_key(format!("ev-{i}").as_bytes());
+                Entry {
+                    id_hash: hi,
+                    id_hash_low: lo,
+                    occurred_at: 1_777_636_800_000 + i as i64,
+                    ingested_at: 1_777_640_000_000 + i as i64,
+                    fields: i,
+                    source: (i % 3) as u32,
+                }
+            })
+            .collect();
+        sorted.sort_by_key(|e| e.key());
+        let mut writer = IndexWriter::to_paths((0..4).map(|j| dir.join(file_name(j))).collect());
+        writer.push(sorted.iter().copied()).unwrap();
+        let (files, records, events, days) = writer.finish_counted().unwrap();
+        assert_eq!(files.len(), 4);
+        let at = sorted
+            .iter()
+            .position(|e| file_of(e.id_hash, 4) == 2)
+            .unwrap();
+        let later = Entry {
+            ingested_at: sorted[at].ingested_at + 1,
+            fields: 99,
+            source: 3,
+            ..sorted[at]
+        };
+        let mut layer = IndexWriter::single(&dir.join(layer_name(1)));
+        layer.push([later]).unwrap();
+        let (layers, ..) = layer.finish().unwrap();
+        let manifest = Manifest {
+            index_format: LAYERED_FORMAT_VERSION,
+            shard_format: SHARD_FORMAT_VERSION,
+            records: records + 1,
+            events,
+            max_line_bytes: 0,
+            inputs: Vec::new(),
+            files,
+            layers,
+            days: Some(days),
+        };
+        let mut in_order = Vec::new();
+        read_merged(out.path(), &manifest, &mut |batch| {
+            in_order.push(batch);
+            Ok(())
+        })
+        .unwrap();
+        let parallel = map_merged(out.path(), &manifest, &|j, batch| {
+            Ok::<_, IndexError>((j, batch))
+        })
+        .unwrap();
+        assert_eq!(
+            parallel.iter().map(|(j, _)| *j).collect::<Vec<_>>(),
+            vec![0, 1, 2, 3]
+        );
+        assert_eq!(
+            in_order,
+            parallel.into_iter().map(|(_, b)| b).collect::<Vec<_>>()
+        );
+        let mut expected = sorted.clone();
+        expected.insert(at + 1, later);
+        assert_eq!(in_order.concat(), expected);
+
+        let mut calls = 0;
+        let stopped = read_merged(out.path(), &manifest, &mut |_| {
+            calls += 1;
+            Err(IndexError::Order("stop".to_string()))
+        });
+        assert!(matches!(stopped, Err(IndexError::Order(_))));
+        assert_eq!(calls, 1);
+
+        let last = dir.join(file_name(3));
+        let mut bytes = std::fs::read(&last).unwrap();
+        let middle = bytes.len() / 2;
+        bytes[middle] ^= 1;
+        std::fs::write(&last, bytes).unwrap();
+        let damaged =
+            |e: &IndexError| matches!(e, IndexError::Damaged { path, .. } if *path == last);
+        let err = read_merged(out.path(), &manifest, &mut |_| Ok(())).unwrap_err();
+        assert!(damaged(&err), "{err}");
+        let err = map_merged(out.path(), &manifest, &|_, _| Ok::<_, IndexError>(())).unwrap_err();
+        assert!(damaged(&err), "{err}");
     }
 
     /// The bytes of index files for fixed entries, as index format 1 has
