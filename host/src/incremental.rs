@@ -26,10 +26,11 @@
 //! record's timestamps with other fields (a tie the index layer could not
 //! order), another rule or compute version, an index with
 //! [`survivors::MAX_LAYERS`] layers already: each makes the run recompute
-//! from every input, as before, which also writes a fresh index without
-//! layers. A changed or removed file, or an index without its per-day
-//! counts, makes status read the whole index, and the run recompute the
-//! stale days from the files they need ([`crate::partial`]).
+//! the stale days from the files they need ([`crate::partial`], after a
+//! second, whole read of the index) or, when that is every file or a tie
+//! blocks it, from every input; both write a fresh index without layers. A
+//! changed or removed file, or an index without its per-day counts, makes
+//! status read the whole index at once.
 
 use crate::aggregate::{Aggregate, Contribution};
 use crate::backfill::Plan;

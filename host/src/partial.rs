@@ -20,11 +20,14 @@
 //! a full recompute's index has them, so that the index too is the one a
 //! full recompute writes.
 //!
-//! It applies when every written day is known ([`crate::backfill::Plan`])
-//! and no new record ties with a recorded one on both timestamps but
-//! differs from it (their order in the index would take the recorded
-//! record's details, which the index does not hold): the run then reads
-//! every input, as before.
+//! A run reads the whole index this way when a recorded file changed or
+//! went, and also when the new files alone cannot be applied
+//! ([`crate::incremental::blocker`]: another rule, too many layers, ...) but
+//! the stale days may need fewer than every file. It applies when no new
+//! record ties with a recorded one on both timestamps but differs from it
+//! (their order in the index would take the recorded record's details,
+//! which the index does not hold), and when the files it reads fit the
+//! memory limit: else the run reads every input, as before.
 
 use crate::aggregate::Contribution;
 use crate::backfill::Plan;

@@ -275,6 +275,21 @@ pub struct Late {
 }
 
 impl Late {
+    /// The input files (positions) holding the surviving record of an event
+    /// of one of `days`, by the index's count of each day's events: files a
+    /// recompute of those days reads whatever else it reads.
+    pub fn survivor_files(&self, days: &BTreeSet<String>) -> BTreeSet<usize> {
+        self.manifest
+            .days
+            .iter()
+            .flatten()
+            .filter(|(day, _)| days.contains(*day))
+            .flat_map(|(_, sources)| sources.iter())
+            .filter(|(_, events)| **events > 0)
+            .filter_map(|(&source, _)| self.positions.get(source as usize).copied())
+            .collect()
+    }
+
     /// The positions among the inputs of the files holding displaced
     /// survivors, in order: read by an incremental recompute.
     pub fn displaced_files(&self) -> Vec<usize> {

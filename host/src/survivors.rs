@@ -2544,6 +2544,29 @@ mod tests {
             Err(IndexError::Order(_))
         ));
     }
+    /// The manifest of the index files `written` into `dir`, with a layer
+    /// of one entry written beside them.
+    fn with_layer(
+        dir: &Path,
+        (files, records, events, days): (Vec<IndexFile>, u64, u64, Days),
+        entry: Entry,
+    ) -> Manifest {
+        let mut layer = IndexWriter::single(&dir.join(layer_name(1)));
+        layer.push([entry]).unwrap();
+        let (layers, ..) = layer.finish().unwrap();
+        Manifest {
+            index_format: LAYERED_FORMAT_VERSION,
+            shard_format: SHARD_FORMAT_VERSION,
+            records: records + 1,
+            events,
+            max_line_bytes: 0,
+            inputs: Vec::new(),
+            files,
+            layers,
+            days: Some(days),
+        }
+    }
+
     /// Looking keys up, reading only the key columns or the whole file,
     /// finds every record of an event, even one whose records run on from
     /// one batch into the next, and nothing for an absent key; a layer's
@@ -2587,20 +2610,7 @@ mod tests {
             fields: 1,
             source: 2,
         };
-        let mut layer = IndexWriter::single(&dir.join(layer_name(1)));
-        layer.push([layer_entry]).unwrap();
-        let (layers, ..) = layer.finish().unwrap();
-        let manifest = Manifest {
-            index_format: LAYERED_FORMAT_VERSION,
-            shard_format: SHARD_FORMAT_VERSION,
-            records: records + 1,
-            events,
-            max_line_bytes: 0,
-            inputs: Vec::new(),
-            files,
-            layers,
-            days: Some(days),
-        };
+        let manifest = with_layer(&dir, (files, records, events, days), layer_entry);
         let keys = [
             (0, 7),
             (5 << 40, 8),
@@ -2665,20 +2675,7 @@ mod tests {
             source: 3,
             ..sorted[at]
         };
-        let mut layer = IndexWriter::single(&dir.join(layer_name(1)));
-        layer.push([later]).unwrap();
-        let (layers, ..) = layer.finish().unwrap();
-        let manifest = Manifest {
-            index_format: LAYERED_FORMAT_VERSION,
-            shard_format: SHARD_FORMAT_VERSION,
-            records: records + 1,
-            events,
-            max_line_bytes: 0,
-            inputs: Vec::new(),
-            files,
-            layers,
-            days: Some(days),
-        };
+        let manifest = with_layer(&dir, (files, records, events, days), later);
         let mut in_order = Vec::new();
         read_merged(out.path(), &manifest, &mut |batch| {
             in_order.push(batch);

@@ -233,3 +233,60 @@ fn a_changed_record_on_a_recorded_records_time_with_other_fields_reads_every_inp
     assert_eq!(partitions(&base.out), partitions(&truth));
     assert_eq!(index(&base.out), index(&truth));
 }
+
+#[test]
+fn what_the_new_files_alone_cannot_apply_is_recomputed_from_the_files_it_needs() {
+    let base = base();
+    let (dir, days) = by_day(&base);
+    let day_names: Vec<&String> = days.keys().collect();
+
+    // Another rule over a window of three days: the lookup cannot apply it,
+    // the whole index tells the files those days need.
+    let v2 = crate::common::rule("creator-pay-v2");
+    let (from, to) = (day_names[4], day_names[6]);
+    let window = format!("{from}..{to}");
+    let copy = full(&base, "before-rule", &[&dir], &base.rule);
+    let truth = base.path("truth-rule");
+    crate::common::copy_tree(&copy, &truth, &|_| false);
+    crate::support::run(&[&dir], &v2, &truth, &["--days", &window]);
+    let (code, run) = backfill(&[&dir], &v2, &copy, &["--stale-only", "--days", &window]);
+    assert_eq!(code, 0, "{run:#}");
+    let plan = &run["plan"];
+    assert_eq!(plan["partial"], true, "{}", plan["reads"]);
+    let written: BTreeSet<String> = [from, day_names[5], to]
+        .iter()
+        .map(|d| d.to_string())
+        .collect();
+    assert_eq!(stale_days(&json_days(plan)), written);
+    assert_eq!(strings(&plan["read_files"]), needed(&dir, &written));
+    assert!(strings(&plan["read_files"]).len() < days.len());
+    assert_eq!(partitions(&copy), partitions(&truth));
+    assert_eq!(index(&copy), index(&truth));
+
+    // New files holding more than a quarter of the records: too many for
+    // an index layer, so the days they touch are recomputed from the
+    // files those days need.
+    let template = days[day_names[8]][0].clone();
+    let many: Vec<Event> = (0..6_000)
+        .map(|i| Event {
+            event_id: format!("bulk-{i}"),
+            occurred_ms: noon(day_names[8]) + i,
+            ingested_ms: noon(day_names[8]) + DAY + i,
+            ..template.clone()
+        })
+        .collect();
+    write_events(&dir.join("bulk.jsonl"), &many);
+    let truth = full(&base, "truth-bulk", &[&dir], &base.rule);
+    let (code, run) = backfill(&[&dir], &base.rule, &base.out, &["--stale-only"]);
+    assert_eq!(code, 0, "{run:#}");
+    let plan = &run["plan"];
+    assert_eq!(plan["incremental"], false);
+    assert_eq!(plan["partial"], true, "{}", plan["reads"]);
+    assert_eq!(partitions(&base.out), partitions(&truth));
+    assert_eq!(index(&base.out), index(&truth));
+}
+
+/// A plan's days as a status report's: `{"days": [{"day", "stale"}]}`.
+fn json_days(plan: &Value) -> Value {
+    serde_json::json!({ "days": plan["days"] })
+}

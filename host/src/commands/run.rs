@@ -8,7 +8,7 @@ use tally::backfill::{BackfillOptions, Plan};
 use tally::pipeline::{RunOptions, run_scoped};
 use tally::report::{FailedRun, RuleSummary, RunReport, RunResult, Status};
 use tally::rule::{Limits, Rule};
-use tally::status::{InputChange, StatusOptions};
+use tally::status::{ForRun, InputChange, StatusOptions};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -225,16 +225,19 @@ fn backfill(args: Args) -> anyhow::Result<ExitCode> {
         };
         backfill.creators = scope.as_ref().map(tally::scope::CreatorScope::len);
         let (options, rule) = load(args, &mut result.rule)?;
-        let (status, late) = if tally::layout::is_output(&options.out) {
-            let (status, late) = tally::status::status_for_run(&StatusOptions {
+        let status_for_run = |full_scan: bool| {
+            tally::status::status_for_run(&StatusOptions {
                 out: options.out.clone(),
                 inputs: options.inputs.clone(),
                 rule_hash: rule.hash.to_hex().to_string(),
                 checksum,
-                full_scan: false,
+                full_scan,
                 read: Some(options.read),
             })
-            .context("telling which days are stale")?;
+            .context("telling which days are stale")
+        };
+        let (status, mut late) = if tally::layout::is_output(&options.out) {
+            let (status, late) = status_for_run(false)?;
             (Some(status), late)
         } else {
             (None, None)
@@ -264,6 +267,36 @@ fn backfill(args: Args) -> anyhow::Result<ExitCode> {
             &sizes,
             &fits,
         );
+        // The new files alone cannot be applied (another rule, too many
+        // index layers, ...): read whole, the index may still tell a few
+        // files the stale days need. Not when the files holding the days'
+        // survivors are every file already, nor when a tie blocks it.
+        let planned_days: std::collections::BTreeSet<String> =
+            plan.days.iter().map(|d| d.day.clone()).collect();
+        let may_narrow = matches!(
+            &late,
+            Some(ForRun::Lookup(l))
+                if l.tied == 0 && l.survivor_files(&planned_days).len() < files.len()
+        );
+        if plan.scope == tally::backfill::Scope::Stale
+            && plan.writes()
+            && !plan.incremental
+            && scope.is_none()
+            && may_narrow
+        {
+            let (whole_status, whole) = status_for_run(true)?;
+            let narrowed = tally::backfill::plan(
+                Some(&whole_status),
+                whole.as_ref(),
+                options.days,
+                backfill,
+                &sizes,
+                &fits,
+            );
+            if narrowed.partial {
+                (plan, late) = (narrowed, whole);
+            }
+        }
         if let Some(scope) = &scope {
             tally::backfill::count_creator_rows(&mut plan, &options.out, scope)
                 .context("reading the planned days' partitions")?;

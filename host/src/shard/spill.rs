@@ -20,7 +20,7 @@
 //!
 //! A string table has one utf8 column, `string`, each distinct string once.
 //! Schema metadata holds `tally.shard_format` (the
-//! [`SHARD_FORMAT_VERSION`](super::SHARD_FORMAT_VERSION)) and, in spill files,
+//! [`SHARD_FORMAT_VERSION`]) and, in spill files,
 //! `tally.shard` and `tally.shards`. Rows within a file come in no particular
 //! order: dedup's survivor rule is a total order, so nothing downstream depends
 //! on it. Strings travel as ids so that neither writing nor reading a record
