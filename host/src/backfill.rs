@@ -129,7 +129,8 @@ pub struct Plan {
     pub reads: String,
     /// Whether the run reads only the input files holding records of the
     /// events of the days it writes, and recomputes those days from them
-    /// ([`crate::partial`]): when a recorded file changed or went.
+    /// ([`crate::partial`]): when a recorded file changed or went, or the
+    /// new files alone cannot be added and the days need fewer files.
     pub partial: bool,
     /// For an incremental run: the recorded survivors the new files'
     /// records displace (their files are read too).

@@ -58,7 +58,10 @@ pub struct Args {
     /// days keep their bytes and their commit. Nothing stale: nothing is
     /// written. The written partitions are those a full recompute writes.
     /// When new input files only add events, only they are read and their
-    /// events are added to the published rows.
+    /// events are added to the published rows. When a recorded file changed
+    /// or went (or the new files cannot simply be added), only the files
+    /// holding records of the stale days' events are read, where those are
+    /// fewer than every file.
     #[arg(long)]
     stale_only: bool,
     /// Commit the days in windows of at most N days, each its own commit
