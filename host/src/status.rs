@@ -44,10 +44,12 @@ pub struct StatusOptions {
     /// Read the whole survivor index, even when looking up the new records'
     /// events would do: slower, the same report (a cross-check).
     pub full_scan: bool,
-    /// For a run: how it reads input files. The new files are then read that
-    /// way and what was read is kept for the run ([`Late::read`]); else they
-    /// are read as the index's run read them, and not kept.
-    pub read: Option<ingest::ReadOptions>,
+    /// How a recompute reads input files. New and changed files are read
+    /// that way. A recorded file is read again when this `max_line_bytes`
+    /// and the index's read some of its lines differently.
+    pub read: ingest::ReadOptions,
+    /// For a run: keep the new files' records read ([`Late::read`]).
+    pub keep: bool,
 }
 
 /// Why the status of an output could not be told.
@@ -89,6 +91,11 @@ pub enum InputChange {
     Changed,
     /// Recorded, and not among the inputs any more.
     Removed,
+    /// Recorded, with the recorded content, but holding a line that the
+    /// `max_line_bytes` given and the one the output was computed with read
+    /// differently (a record under one, `line-too-long` under the other):
+    /// read again.
+    Reread,
 }
 
 /// An input file and what happened to it.
@@ -115,8 +122,9 @@ pub struct InputStatus {
 pub struct FileRead {
     pub path: String,
     /// `hash` (its blake3, to tell whether it changed), `records` (its
-    /// records, being new or changed) or `tie` (a record the index recorded
-    /// from it, to settle a tie with a new one).
+    /// records, being new, changed or read again), `tie` (a record the index
+    /// recorded from it, to settle a tie with a new one) or `lines` (its line
+    /// lengths, when the `max_line_bytes` given is not the index's).
     pub read: &'static str,
 }
 
@@ -158,6 +166,10 @@ pub enum Cause {
         new_blake3: String,
         events: u64,
     },
+    /// A file read again (its lines read differently with the
+    /// `max_line_bytes` given) held the surviving record of `events` of this
+    /// day's events, and no longer gives that record.
+    RereadFile { file: String, events: u64 },
     /// A file no longer among the inputs held the surviving record of
     /// `events` of this day's events.
     RemovedFile {
@@ -224,6 +236,8 @@ pub struct IndexUsed {
     /// recorded file changed or went and the index counts every day's
     /// events) or `whole`.
     pub read: &'static str,
+    /// The `max_line_bytes` its inputs were read with.
+    pub max_line_bytes: u64,
 }
 
 /// The new input files as a status for a run read them (with the run's read
@@ -379,6 +393,8 @@ pub struct StatusReport {
     pub stale: bool,
     pub stale_days: usize,
     pub stale_periods: usize,
+    /// The `max_line_bytes` a recompute reads with.
+    pub max_line_bytes: u64,
     /// The survivor index, or none (then every day is stale with cause
     /// `no-index`).
     pub index: Option<IndexUsed>,
@@ -398,6 +414,10 @@ enum Place {
     Present(usize),
     /// Gone (removed, or its content changed): file id for causes.
     Gone(usize),
+    /// Read again, at this position among the inputs (its lines read
+    /// differently with the limit given): its recorded records are gone
+    /// (file id for causes), its records read now are among the new ones.
+    Reread { gone: usize, at: usize },
 }
 
 /// A file as causes name it: present ones first, in input order, then the
@@ -635,21 +655,13 @@ pub fn status_for_run(
     let mut files: Vec<FileInfo> = Vec::new();
     let mut late = None;
     if let Some((commit, manifest)) = &index {
-        let (places, new_files) = classify_inputs(
-            &found,
-            manifest,
-            options.checksum,
-            &mut files,
-            &mut files_read,
-        )?;
-        let read = options.read.unwrap_or(ingest::ReadOptions {
-            max_line_bytes: usize::try_from(manifest.max_line_bytes).unwrap_or(usize::MAX),
-        });
+        let (places, new_files) =
+            classify_inputs(&found, manifest, options, &mut files, &mut files_read)?;
         let (mut new, mut kept) = read_new(
             &found,
             &new_files,
-            read,
-            options.read.is_some(),
+            options.read,
+            options.keep,
             &mut files_read,
         )?;
         let mut ties = Vec::new();
@@ -678,7 +690,9 @@ pub fn status_for_run(
                 positions: places
                     .iter()
                     .map(|p| match p {
-                        Place::Present(at) | Place::Gone(at) => *at,
+                        Place::Present(at) | Place::Gone(at) | Place::Reread { gone: at, .. } => {
+                            *at
+                        }
                     })
                     .collect(),
                 blake3: found
@@ -716,7 +730,7 @@ pub fn status_for_run(
                     .iter()
                     .map(|p| match p {
                         Place::Present(at) => Some(*at),
-                        Place::Gone(_) => None,
+                        Place::Gone(_) | Place::Reread { .. } => None,
                     })
                     .collect(),
                 blake3: (0..found.len())
@@ -786,6 +800,7 @@ pub fn status_for_run(
         stale: stale_days + stale_periods > 0,
         stale_days,
         stale_periods,
+        max_line_bytes: options.read.max_line_bytes as u64,
         index: index.map(|(commit, m)| IndexUsed {
             commit,
             records: m.records,
@@ -793,6 +808,7 @@ pub fn status_for_run(
             files: m.files.len(),
             layers: m.layers.len(),
             read,
+            max_line_bytes: m.max_line_bytes,
         }),
         inputs,
         files_read,
@@ -854,10 +870,11 @@ fn hash_file(file: &InputFile, files_read: &mut Vec<FileRead>) -> Result<String,
 fn classify_inputs(
     found: &[InputFile],
     manifest: &survivors::Manifest,
-    checksum: bool,
+    options: &StatusOptions,
     files: &mut Vec<FileInfo>,
     files_read: &mut Vec<FileRead>,
 ) -> Result<(Vec<Place>, Vec<usize>), StatusError> {
+    let checksum = options.checksum;
     let recorded: HashMap<&str, usize> = manifest
         .inputs
         .iter()
@@ -930,6 +947,31 @@ fn classify_inputs(
         }
         files[at].blake3 = blake3;
     }
+    // A recorded file read alike whatever the limit stays; one whose lines
+    // the two limits read differently is read again.
+    let recorded_limit = usize::try_from(manifest.max_line_bytes).unwrap_or(usize::MAX);
+    let mut reread = HashMap::new();
+    if recorded_limit != options.read.max_line_bytes {
+        for (r, place) in places.iter_mut().enumerate() {
+            let Some(Place::Present(at)) = *place else {
+                continue;
+            };
+            let file = &found[at];
+            if file.format == ingest::Format::Parquet {
+                continue;
+            }
+            files_read.push(FileRead {
+                path: absolute(&file.path),
+                read: "lines",
+            });
+            if ingest::reads_differently(file, recorded_limit, options.read.max_line_bytes)? {
+                files[at].change = InputChange::Reread;
+                *place = None;
+                reread.insert(r, at);
+                to_read.push(at);
+            }
+        }
+    }
     to_read.sort_unstable();
     // Recorded contents no longer among the inputs: removed, or replaced by
     // a changed file's new content.
@@ -939,7 +981,9 @@ fn classify_inputs(
         .map(|(r, place)| {
             place.unwrap_or_else(|| {
                 let rec = &manifest.inputs[r];
-                let change = if paths.contains(&rec.path) {
+                let change = if reread.contains_key(&r) {
+                    InputChange::Reread
+                } else if paths.contains(&rec.path) {
                     InputChange::Changed
                 } else {
                     InputChange::Removed
@@ -950,7 +994,11 @@ fn classify_inputs(
                     change,
                     moved_from: None,
                 });
-                Place::Gone(files.len() - 1)
+                let gone = files.len() - 1;
+                match reread.get(&r) {
+                    Some(&at) => Place::Reread { gone, at },
+                    None => Place::Gone(gone),
+                }
             })
         })
         .collect();
@@ -1299,15 +1347,24 @@ fn event(
     ties: &mut Vec<Tie>,
 ) {
     let survivor = &old[0];
+    let new_best = (from < to).then(|| (new.entries[from], new.details[from]));
+    let mut gone = |file: usize| {
+        *recount.gone.entry((survivor.day(), file)).or_default() += 1;
+        Some((survivor.day(), file))
+    };
     let before = match places[survivor.source as usize] {
         Place::Present(at) => Some((survivor.day(), at)),
-        Place::Gone(file) => {
-            *recount.gone.entry((survivor.day(), file)).or_default() += 1;
-            Some((survivor.day(), file))
-        }
+        Place::Gone(file) => gone(file),
+        // The file read again gives the same record, the best of the new
+        // ones: the survivor stays where it was.
+        Place::Reread { gone: file, at } => match new_best {
+            Some((n, _)) if n.source as usize == at && n.same_record(survivor) => {
+                Some((survivor.day(), at))
+            }
+            _ => gone(file),
+        },
     };
     let best = recorded_best(old, places);
-    let new_best = (from < to).then(|| (new.entries[from], new.details[from]));
     let after = match (best, new_best) {
         (None, None) => None,
         (Some((b, at)), None) => Some((b.day(), at)),
@@ -1453,7 +1510,10 @@ fn day_statuses(
                 let expected = expected_fingerprint(recount, files, day);
                 let moved = input_causes(recount, files, day);
                 let current = m.lineage.compute_version == COMPUTE_VERSION;
-                if expected != m.lineage.input_fingerprint || !current {
+                // A file read again keeps its path and content, so the day's
+                // fingerprint does not show a survivor it no longer gives.
+                let reread = moved.iter().any(|c| matches!(c, Cause::RereadFile { .. }));
+                if expected != m.lineage.input_fingerprint || !current || reread {
                     if moved.is_empty() && current {
                         causes.push(Cause::Outdated {
                             commit: m.commit,
@@ -1557,6 +1617,10 @@ fn input_causes(recount: &Recount, files: &[FileInfo], day: i32) -> Vec<Cause> {
                     .find(|x| x.path == f.path && x.change == InputChange::Changed)
                     .map(|x| x.blake3.clone())
                     .unwrap_or_default(),
+                events,
+            },
+            InputChange::Reread => Cause::RereadFile {
+                file: f.path.clone(),
                 events,
             },
             _ => Cause::RemovedFile {

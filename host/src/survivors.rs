@@ -1687,7 +1687,9 @@ pub fn install(
                 shard_format: SHARD_FORMAT_VERSION,
                 records: published.records + built.records,
                 events: built.events,
-                max_line_bytes: published.max_line_bytes.max(max_line_bytes as u64),
+                // Status checked that the recorded files read alike with
+                // this run's limit.
+                max_line_bytes: max_line_bytes as u64,
                 inputs: base.inputs.clone(),
                 files: published.files.clone(),
                 layers: published

@@ -290,3 +290,181 @@ fn what_the_new_files_alone_cannot_apply_is_recomputed_from_the_files_it_needs()
 fn json_days(plan: &Value) -> Value {
     serde_json::json!({ "days": plan["days"] })
 }
+
+/// `line` with an unknown field in front that makes it `bytes` long.
+fn padded(line: &str, bytes: usize) -> String {
+    let pad = bytes - line.len() - "\"pad\":\"\",".len();
+    format!("{{\"pad\":\"{}\",{}", "x".repeat(pad), &line[1..])
+}
+
+/// The causes of `day` in a status report, by kind.
+fn cause_kinds(report: &Value, day: &str) -> BTreeSet<String> {
+    report["days"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|d| d["day"] == day)
+        .flat_map(|d| d["causes"].as_array().unwrap().iter())
+        .map(|c| c["kind"].as_str().unwrap().to_string())
+        .collect()
+}
+
+#[test]
+fn another_max_line_bytes_rereads_the_files_it_reads_differently() {
+    let base = base();
+    let (dir, days) = by_day(&base);
+    let names: Vec<&String> = days.keys().collect();
+    let (long_day, other, longest) = (names[3], names[8], names[5]);
+    // A file of its own holds the first event of four other days (taken out
+    // of their day files), and two lines of 3,000 bytes: a new event, and an
+    // earlier re-ingest of an event of another day that moves it to
+    // `long_day`. Another day's file gains a line of 2 MiB, too long for
+    // both limits.
+    let template = days[long_day][0].clone();
+    let mover = base.on_day(other, 1)[0].0.clone();
+    let long = [
+        Event {
+            event_id: "long-new".to_string(),
+            occurred_ms: noon(long_day) + 5,
+            ingested_ms: noon(long_day) + DAY,
+            ..template.clone()
+        },
+        Event {
+            occurred_ms: noon(long_day) + 7,
+            ingested_ms: mover.ingested_ms - 1,
+            ..mover
+        },
+    ];
+    let append = |day: &str, lines: Vec<String>| {
+        let path = dir.join(format!("{day}.jsonl"));
+        let mut text = std::fs::read_to_string(&path).unwrap_or_default();
+        for line in lines {
+            text.push_str(&line);
+            text.push('\n');
+        }
+        std::fs::write(&path, text).unwrap();
+    };
+    let mut mixed = Vec::new();
+    for day in &names[10..14] {
+        let (first, rest) = days[*day].split_first().unwrap();
+        write_events(&dir.join(format!("{day}.jsonl")), rest);
+        mixed.push(status::line(first));
+    }
+    mixed.extend(long.iter().map(|e| padded(&status::line(e), 3000)));
+    // And an event of `conflict` of its own, with a long earlier re-ingest
+    // with another creator: the file's count of that day's events stays the
+    // same whichever record survives.
+    let conflict = names[12];
+    let own = Event {
+        event_id: "mixed-own".to_string(),
+        occurred_ms: noon(conflict),
+        ingested_ms: noon(conflict) + DAY,
+        ..days[conflict][0].clone()
+    };
+    mixed.push(status::line(&own));
+    mixed.push(padded(
+        &status::line(&Event {
+            creator_id: format!("{}-long", own.creator_id),
+            ingested_ms: own.ingested_ms - 1,
+            ..own.clone()
+        }),
+        3000,
+    ));
+    append("mixed", mixed);
+    append(longest, vec![padded(&status::line(&template), 2 << 20)]);
+    let small = ["--max-line-bytes", "1500"];
+    crate::support::run(&[&dir], &base.rule, &base.out, &small);
+
+    // With the limit the output was computed with, nothing is stale and no
+    // file is opened.
+    let (code, report) = status::status(&base.out, &[&dir], &base.rule, &small);
+    assert_eq!(code, 0, "{report:#}");
+    assert!(report["files_read"].as_array().unwrap().is_empty());
+    assert_eq!(report["index"]["max_line_bytes"], 1500);
+
+    // With the default limit, the JSON files are scanned; only the file the
+    // two limits read differently is read again, and the days stale are
+    // exactly those a full recompute changes.
+    let truth = full(&base, "truth", &[&dir], &base.rule);
+    let (code, report) = status::status(&base.out, &[&dir], &base.rule, &[]);
+    assert_eq!(code, 3, "{report:#}");
+    assert_eq!(report["max_line_bytes"], 1 << 20);
+    let change = |day: &str| {
+        let path = std::fs::canonicalize(dir.join(format!("{day}.jsonl"))).unwrap();
+        let input = report["inputs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|i| i["path"] == path.display().to_string())
+            .unwrap_or_else(|| panic!("{} among the inputs", path.display()));
+        input["change"].as_str().unwrap().to_string()
+    };
+    assert_eq!(change("mixed"), "reread");
+    assert_eq!(change(longest), "unchanged");
+    let scanned = report["files_read"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["read"] == "lines")
+        .count();
+    assert_eq!(scanned, days.len() + 1);
+    let current = partitions(&base.out);
+    let differ: BTreeSet<String> = partitions(&truth)
+        .into_iter()
+        .filter(|(name, bytes)| name.starts_with("daily/") && current.get(name) != Some(bytes))
+        .map(|(name, _)| name.trim_start_matches("daily/day=").to_string())
+        .collect();
+    assert_eq!(stale_days(&report), differ);
+    assert!(differ.contains(long_day.as_str()) && differ.contains(other.as_str()));
+    // The day whose survivor in the re-read file changes is stale; the days
+    // of its other survivors keep their bytes.
+    assert!(differ.contains(conflict.as_str()));
+    assert!(
+        cause_kinds(&report, conflict).contains("reread-file"),
+        "{:#}",
+        report["days"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|d| d["day"] == conflict.as_str())
+            .unwrap()
+    );
+    for day in [names[10], names[11], names[13]] {
+        assert!(!differ.contains(day.as_str()), "{day} stays fresh");
+    }
+    assert!(
+        differ.len() < days.len() / 2,
+        "days the long lines do not touch stay fresh: {differ:?}"
+    );
+    assert!(cause_kinds(&report, other).contains("moved-out"));
+
+    // The run recomputes those days from the files they need, as a full
+    // recompute with that limit would, index (and its limit) included.
+    let before = full(&base, "before", &[&dir], &base.rule);
+    crate::support::run(&[&dir], &base.rule, &before, &small);
+    let (code, run) = backfill(&[&dir], &base.rule, &base.out, &["--stale-only"]);
+    assert_eq!(code, 0, "{run:#}");
+    assert_eq!(run["plan"]["partial"], true, "{}", run["plan"]["reads"]);
+    assert_eq!(partitions(&base.out), partitions(&truth));
+    assert_eq!(index(&base.out), index(&truth));
+    let (code, after) = status::status(&base.out, &[&dir], &base.rule, &[]);
+    assert_eq!(code, 0, "fresh after: {after:#}");
+
+    // Back to the smaller limit: the long lines' records are gone again.
+    let (code, report) = status::status(&base.out, &[&dir], &base.rule, &small);
+    assert_eq!(code, 3);
+    assert!(
+        cause_kinds(&report, long_day).contains("reread-file"),
+        "{:#}",
+        report["days"]
+    );
+    let (code, run) = backfill(
+        &[&dir],
+        &base.rule,
+        &base.out,
+        &["--stale-only", small[0], small[1]],
+    );
+    assert_eq!(code, 0, "{run:#}");
+    assert_eq!(partitions(&base.out), partitions(&before));
+    assert_eq!(index(&base.out), index(&before));
+}

@@ -81,7 +81,7 @@ impl Base {
 }
 
 /// A record as a JSON line, timestamps as epoch milliseconds.
-fn line(e: &Event) -> String {
+pub(crate) fn line(e: &Event) -> String {
     json!({
         "event_id": e.event_id,
         "occurred_at": e.occurred_ms,

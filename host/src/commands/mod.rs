@@ -16,7 +16,8 @@ pub mod verify;
 
 use std::io::Write;
 
-/// How input files are read: the options `run`, `compare` and `explain` share.
+/// How input files are read: the options `run`, `status`, `compare` and
+/// `explain` share.
 #[derive(clap::Args)]
 pub struct ReadArgs {
     /// The longest JSON line read, in bytes (without its line end); a longer

@@ -235,7 +235,8 @@ fn backfill(args: Args) -> anyhow::Result<ExitCode> {
                 rule_hash: rule.hash.to_hex().to_string(),
                 checksum,
                 full_scan,
-                read: Some(options.read),
+                read: options.read,
+                keep: true,
             })
             .context("telling which days are stale")
         };
@@ -506,6 +507,7 @@ fn render_plan(plan: &Plan, dry_run: bool) -> String {
             InputChange::Changed => "changed",
             InputChange::Moved => "moved",
             InputChange::Removed => "removed",
+            InputChange::Reread => "read again (--max-line-bytes)",
         };
         let records = input.valid_records.map_or_else(String::new, |n| {
             format!(", {}", plural(n, "valid record", "valid records"))

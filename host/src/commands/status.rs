@@ -45,6 +45,11 @@ pub struct Args {
     /// new input files' records would do: slower, the same report.
     #[arg(long)]
     full_scan: bool,
+    /// As `tally run` reads the inputs: a recorded JSON lines file is
+    /// checked for lines this limit and the one the output was computed with
+    /// read differently.
+    #[command(flatten)]
+    read: super::ReadArgs,
     /// Print JSON instead of text.
     #[arg(long)]
     json: bool,
@@ -59,7 +64,8 @@ pub fn execute(args: Args) -> anyhow::Result<ExitCode> {
         rule_hash: rule.hash.to_hex().to_string(),
         checksum: args.checksum,
         full_scan: args.full_scan,
-        read: None,
+        read: args.read.options(),
+        keep: false,
     })?;
     if args.json {
         super::print(&serde_json::to_string_pretty(&StatusJson {
@@ -114,6 +120,10 @@ fn describe(cause: &Cause) -> String {
                 "event's surviving record is",
                 "events' surviving records are"
             )
+        ),
+        Cause::RereadFile { file, events } => format!(
+            "{file}, read again with another --max-line-bytes, no longer gives the surviving record of {}",
+            plural(*events, "event", "events")
         ),
         Cause::Dropped { events } => format!(
             "{} no valid record left",
@@ -197,6 +207,7 @@ fn render(report: &StatusReport, rule: &str) -> String {
         (InputChange::New, "new"),
         (InputChange::Changed, "changed"),
         (InputChange::Removed, "removed"),
+        (InputChange::Reread, "read again"),
     ];
     let counts: Vec<String> = changes
         .iter()
@@ -233,6 +244,16 @@ fn render(report: &StatusReport, rule: &str) -> String {
                 )
             ),
             InputChange::Removed => "removed".to_string(),
+            InputChange::Reread => format!(
+                "read again: --max-line-bytes {} reads its lines otherwise than {}, {}",
+                report.max_line_bytes,
+                report.index.as_ref().map_or(0, |i| i.max_line_bytes),
+                plural(
+                    input.valid_records.unwrap_or(0),
+                    "valid record",
+                    "valid records"
+                )
+            ),
         };
         text.push_str(&format!("  {}  {note}\n", input.path));
     }

@@ -299,6 +299,55 @@ impl Blocks {
     }
 }
 
+/// Whether `file` holds a line whose length (without its line end, and
+/// without a `\r` before it) is more than `shorter` and at most `longer`
+/// bytes: a line that limits of `shorter` and `longer` bytes read
+/// differently, a record under one and `line-too-long` under the other.
+/// Finds line ends only; parses nothing.
+pub(super) fn has_line_between(
+    file: &InputFile,
+    shorter: u64,
+    longer: u64,
+) -> Result<bool, IngestError> {
+    let fail = |source| IngestError::Read {
+        path: file.path.clone(),
+        source,
+    };
+    let differs = |length: u64, last: u8| {
+        let length = length - u64::from(last == b'\r');
+        length > shorter && length <= longer
+    };
+    let mut reader = open(&file.path, file.format).map_err(fail)?;
+    let mut buffer = vec![0; BLOCK_BYTES];
+    // The line read so far: its length, and its last byte.
+    let (mut length, mut last) = (0u64, 0u8);
+    loop {
+        let n = match reader.read(&mut buffer) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(fail(e)),
+        };
+        let read = &buffer[..n];
+        let mut start = 0;
+        for end in memchr::memchr_iter(b'\n', read) {
+            length += (end - start) as u64;
+            if end > start {
+                last = read[end - 1];
+            }
+            if differs(length, last) {
+                return Ok(true);
+            }
+            (length, last, start) = (0, 0, end + 1);
+        }
+        length += (n - start) as u64;
+        if n > start {
+            last = read[n - 1];
+        }
+    }
+    Ok(differs(length, last))
+}
+
 fn open(path: &std::path::Path, format: Format) -> std::io::Result<Box<dyn Read + Send>> {
     let file = BufReader::with_capacity(1 << 20, File::open(path)?);
     Ok(match format {
@@ -643,6 +692,46 @@ mod tests {
             ]
         );
         assert_eq!(blocks.iter().map(|b| b.1).sum::<u64>(), 4);
+    }
+
+    #[test]
+    fn a_line_between_two_limits_is_found_as_the_reader_measures_it() {
+        let line = |n: usize| format!("{{\"event_id\":\"{}\"}}", "x".repeat(n - 15));
+        // Lines of 300 bytes (with \r\n), 301 bytes, one across a block
+        // boundary, and a last one without a line end.
+        let across = line(BLOCK_BYTES + 10);
+        let text = format!(
+            "{}\r\n{}\n{across}\n{GOOD}\n{}",
+            line(300),
+            line(301),
+            line(700)
+        );
+        let (_dir, file) = file(text.as_bytes());
+        let between = |a, b| has_line_between(&file, a, b).unwrap();
+        // What the limits decide: the lines each one quarantines as too long.
+        let too_long = |limit: usize| -> Vec<u64> {
+            read(text.as_bytes(), limit)
+                .iter()
+                .flat_map(|b| b.2.iter())
+                .filter(|q| q.1 == "line-too-long")
+                .map(|q| q.0)
+                .collect()
+        };
+        for (a, b) in [
+            (299, 300),
+            (300, 301),
+            (301, 699),
+            (699, 700),
+            (700, 701),
+            (701, BLOCK_BYTES as u64 + 9),
+            (BLOCK_BYTES as u64 + 9, BLOCK_BYTES as u64 + 10),
+            (BLOCK_BYTES as u64 + 10, u64::MAX),
+        ] {
+            let differs = too_long(a as usize) != too_long(b as usize);
+            assert_eq!(between(a, b), differs, "limits {a} and {b}");
+        }
+        assert!(!between(301, 699));
+        assert!(between(299, 300) && between(699, 700) && between(701, BLOCK_BYTES as u64 + 10));
     }
 
     #[test]

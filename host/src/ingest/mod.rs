@@ -438,6 +438,16 @@ pub fn read_all(
     })
 }
 
+/// Whether `file` reads differently with a `--max-line-bytes` of `a` and of
+/// `b`: a JSON lines file holding a line longer than one and not longer than
+/// the other. Parquet files read alike whatever the limit.
+pub fn reads_differently(file: &InputFile, a: usize, b: usize) -> Result<bool, IngestError> {
+    if file.format == Format::Parquet || a == b {
+        return Ok(false);
+    }
+    jsonl::has_line_between(file, a.min(b) as u64, a.max(b) as u64)
+}
+
 /// Reads and validates every file, in parallel, handing each chunk as it is
 /// read to `each` with the interner its string ids point into (still lent to
 /// the worker, so `each` may resolve them). Returns what `each` returned, in a
