@@ -25,6 +25,7 @@ use crate::ingest::{self, IngestError, InputFile};
 use crate::layout;
 use crate::lineage::{self, LineageError};
 use crate::pipeline::{COMPUTE_VERSION, DayInput, PartitionManifest, day_fingerprint};
+use crate::progress::Progress;
 use crate::survivors::{self, Details, Entry, FieldHasher, IndexError, Record, SurvivorOrder};
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -50,6 +51,8 @@ pub struct StatusOptions {
     pub read: ingest::ReadOptions,
     /// For a run: keep the new files' records read ([`Late::read`]).
     pub keep: bool,
+    /// Show progress on stderr (when it is a terminal).
+    pub progress: bool,
 }
 
 /// Why the status of an output could not be told.
@@ -655,20 +658,17 @@ pub fn status_for_run(
     let mut files: Vec<FileInfo> = Vec::new();
     let mut late = None;
     if let Some((commit, manifest)) = &index {
+        let bar = Progress::stage("check inputs", options.progress);
         let (places, new_files) =
             classify_inputs(&found, manifest, options, &mut files, &mut files_read)?;
-        let (mut new, mut kept) = read_new(
-            &found,
-            &new_files,
-            options.read,
-            options.keep,
-            &mut files_read,
-        )?;
+        bar.finish();
+        let (mut new, mut kept) = read_new(&found, &new_files, options, &mut files_read)?;
         let mut ties = Vec::new();
         let lookup = !options.full_scan
             && manifest.days.is_some()
             && places.iter().all(|p| matches!(p, Place::Present(_)));
         if lookup {
+            let bar = Progress::stage("look up", options.progress);
             let (known, displaced, tied) = lookup_index(
                 out,
                 options.checksum,
@@ -678,6 +678,7 @@ pub fn status_for_run(
                 &mut recount,
                 &mut ties,
             )?;
+            bar.finish();
             let new_files = files
                 .iter()
                 .enumerate()
@@ -708,15 +709,17 @@ pub fn status_for_run(
             })));
         } else {
             let mut needs = Needs::new(found.len());
+            let bar = Progress::start("index", Some(manifest.records), options.progress);
             merge_index(
                 out,
                 manifest,
-                &places,
-                &new,
+                (&places, &new),
                 &mut recount,
                 &mut ties,
                 &mut needs,
+                &bar,
             )?;
+            bar.finish();
             let blocker = (needs.tied > 0).then(|| {
                 format!(
                     "{} event(s) of the new or changed files tie with a recorded record on both timestamps but differ from it",
@@ -743,6 +746,7 @@ pub fn status_for_run(
                 blocker,
             })));
         }
+        let bar = (!ties.is_empty()).then(|| Progress::stage("ties", options.progress));
         settle_ties(
             &found,
             &files,
@@ -752,6 +756,9 @@ pub fn status_for_run(
             &mut recount,
             &mut files_read,
         )?;
+        if let Some(bar) = bar {
+            bar.finish();
+        }
         for (i, f) in files.iter().enumerate() {
             let recorded = manifest.inputs.iter().find(|r| r.path == f.path);
             inputs.push(InputStatus {
@@ -1010,10 +1017,10 @@ fn classify_inputs(
 fn read_new(
     found: &[InputFile],
     positions: &[usize],
-    read: ingest::ReadOptions,
-    keep: bool,
+    options: &StatusOptions,
     files_read: &mut Vec<FileRead>,
 ) -> Result<(NewRecords, Option<NewRead>), StatusError> {
+    let (read, keep) = (options.read, options.keep);
     let subset: Vec<InputFile> = positions.iter().map(|&at| found[at].clone()).collect();
     for file in &subset {
         files_read.push(FileRead {
@@ -1021,7 +1028,11 @@ fn read_new(
             read: "records",
         });
     }
-    let was_read = crate::pipeline::read_files::<StatusError>(&subset, &read, false)?;
+    let was_read = crate::pipeline::read_files::<StatusError>(
+        &subset,
+        &read,
+        options.progress && !subset.is_empty(),
+    )?;
     // Sorting for the lookup takes the table apart: a run keeps a copy.
     let (mut table, kept) = if keep {
         let table = was_read.table.clone();
@@ -1079,11 +1090,11 @@ struct FilePart {
 fn merge_index(
     out: &Path,
     manifest: &survivors::Manifest,
-    places: &[Place],
-    new: &NewRecords,
+    (places, new): (&[Place], &NewRecords),
     recount: &mut Recount,
     ties: &mut Vec<Tie>,
     needs: &mut Needs,
+    bar: &Progress,
 ) -> Result<(), StatusError> {
     let dir = survivors::dir(out);
     // The new records of each index file: a range, as their keys are in
@@ -1145,6 +1156,7 @@ fn merge_index(
         }
         new_only(new, at, range.end, &mut part.recount);
         new_needs(new, at, range.end, places, &mut part.needs);
+        bar.inc(old.len() as u64);
         Ok(part)
     })?;
     let mut records = 0u64;

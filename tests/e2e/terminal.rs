@@ -364,6 +364,68 @@ fn quiet_or_not_a_terminal_writes_nothing_of_the_lines() {
     );
 }
 
+#[test]
+fn status_shows_its_stages_on_a_terminal_and_clears_them() {
+    let dir = TempDir::new().expect("temp dir");
+    let (input, _) = support::generate(dir.path(), "events", 200_000, 5, "jsonl", 50_000);
+    let rule = common::rule("creator-pay-v1");
+    let out = dir.path().join("out");
+    support::run(&[&input], &rule, &out, &[]);
+    // A recorded file changes: status hashes it, reads its records and the
+    // whole survivor index.
+    let (_, changed) = support::files_in(&input).remove(0);
+    let mut text = std::fs::read(&changed).unwrap();
+    let cut = text[..text.len() / 2]
+        .iter()
+        .rposition(|&b| b == b'\n')
+        .unwrap()
+        + 1;
+    text.truncate(cut);
+    std::fs::write(&changed, text).unwrap();
+    let args = [
+        "status",
+        "--out",
+        s(&out),
+        "--input",
+        s(&input),
+        "--rule",
+        s(&rule),
+    ];
+    let status = on_terminal(&args);
+    assert!(status.stdout.contains("STALE"), "{}", status.describe());
+    let lines = status.drawn();
+    let records: u64 = {
+        let manifest: serde_json::Value = serde_json::from_slice(
+            &std::fs::read(out.join("_tally/survivors/manifest.json")).unwrap(),
+        )
+        .unwrap();
+        manifest["records"].as_u64().unwrap()
+    };
+    let total = format!("/{}", support_thousands(records));
+    for stage in ["check inputs ", "ingest ", "index ["] {
+        assert!(
+            lines.iter().any(|l| l.starts_with(stage)),
+            "no {stage:?} line: {}",
+            status.describe()
+        );
+    }
+    assert!(
+        lines
+            .iter()
+            .filter(|l| l.starts_with("index ["))
+            .all(|l| l.contains(&total)),
+        "an index bar not towards {total}: {lines:?}"
+    );
+    assert!(
+        status.screen().trim().is_empty(),
+        "the progress lines were not cleared:\n{}",
+        status.screen()
+    );
+    let quiet = on_terminal(&[&args[..], &["--quiet"]].concat());
+    assert!(quiet.stdout.contains("STALE"), "{}", quiet.describe());
+    assert!(quiet.bytes.is_empty(), "{}", quiet.describe());
+}
+
 /// `1234567` as `1,234,567`.
 fn support_thousands(n: u64) -> String {
     crate::compare::thousands(n)

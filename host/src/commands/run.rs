@@ -237,6 +237,7 @@ fn backfill(args: Args) -> anyhow::Result<ExitCode> {
                 full_scan,
                 read: options.read,
                 keep: true,
+                progress: options.progress,
             })
             .context("telling which days are stale")
         };

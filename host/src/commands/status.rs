@@ -53,6 +53,9 @@ pub struct Args {
     /// Print JSON instead of text.
     #[arg(long)]
     json: bool,
+    /// Never show progress bars.
+    #[arg(long)]
+    quiet: bool,
 }
 
 pub fn execute(args: Args) -> anyhow::Result<ExitCode> {
@@ -66,6 +69,7 @@ pub fn execute(args: Args) -> anyhow::Result<ExitCode> {
         full_scan: args.full_scan,
         read: args.read.options(),
         keep: false,
+        progress: !args.quiet,
     })?;
     if args.json {
         super::print(&serde_json::to_string_pretty(&StatusJson {
