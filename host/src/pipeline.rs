@@ -442,6 +442,7 @@ fn count_quarantine(quarantine: &[Quarantined], counts: &mut Counts) {
 
 /// Input files read, validated and merged into one table: what dedup
 /// starts from.
+#[derive(Clone)]
 pub struct Read {
     /// Every valid record.
     pub table: Table,

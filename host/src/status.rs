@@ -641,6 +641,16 @@ pub fn status(options: &StatusOptions) -> Result<StatusReport, StatusError> {
 pub fn status_for_run(
     options: &StatusOptions,
 ) -> Result<(StatusReport, Option<ForRun>), StatusError> {
+    status_for_run_with(options, None)
+}
+
+/// [`status_for_run`], with the new files' records an earlier status of
+/// the same inputs read ([`Late::read`]): used instead of reading them
+/// again when they are the files to read, read the same way.
+pub fn status_for_run_with(
+    options: &StatusOptions,
+    earlier: Option<&NewRead>,
+) -> Result<(StatusReport, Option<ForRun>), StatusError> {
     let out = &options.out;
     let partitions = lineage::partitions(out, None)?;
     let months = lineage::derived(out, &derived::MONTHLY)?;
@@ -662,7 +672,7 @@ pub fn status_for_run(
         let (places, new_files) =
             classify_inputs(&found, manifest, options, &mut files, &mut files_read)?;
         bar.finish();
-        let (mut new, mut kept) = read_new(&found, &new_files, options, &mut files_read)?;
+        let (mut new, mut kept) = read_new(&found, &new_files, options, earlier, &mut files_read)?;
         let mut ties = Vec::new();
         let lookup = !options.full_scan
             && manifest.days.is_some()
@@ -1018,6 +1028,7 @@ fn read_new(
     found: &[InputFile],
     positions: &[usize],
     options: &StatusOptions,
+    earlier: Option<&NewRead>,
     files_read: &mut Vec<FileRead>,
 ) -> Result<(NewRecords, Option<NewRead>), StatusError> {
     let (read, keep) = (options.read, options.keep);
@@ -1028,11 +1039,14 @@ fn read_new(
             read: "records",
         });
     }
-    let was_read = crate::pipeline::read_files::<StatusError>(
-        &subset,
-        &read,
-        options.progress && !subset.is_empty(),
-    )?;
+    let was_read = match earlier {
+        Some(e) if e.positions == positions && e.options == read => e.read.clone(),
+        _ => crate::pipeline::read_files::<StatusError>(
+            &subset,
+            &read,
+            options.progress && !subset.is_empty(),
+        )?,
+    };
     // Sorting for the lookup takes the table apart: a run keeps a copy.
     let (mut table, kept) = if keep {
         let table = was_read.table.clone();

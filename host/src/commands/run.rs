@@ -228,21 +228,25 @@ fn backfill(args: Args) -> anyhow::Result<ExitCode> {
         };
         backfill.creators = scope.as_ref().map(tally::scope::CreatorScope::len);
         let (options, rule) = load(args, &mut result.rule)?;
-        let status_for_run = |full_scan: bool| {
-            tally::status::status_for_run(&StatusOptions {
-                out: options.out.clone(),
-                inputs: options.inputs.clone(),
-                rule_hash: rule.hash.to_hex().to_string(),
-                checksum,
-                full_scan,
-                read: options.read,
-                keep: true,
-                progress: options.progress,
-            })
+        let status_for_run = |full_scan: bool, earlier: Option<&tally::status::NewRead>| {
+            tally::status::status_for_run_with(
+                &StatusOptions {
+                    out: options.out.clone(),
+                    inputs: options.inputs.clone(),
+                    rule_hash: rule.hash.to_hex().to_string(),
+                    checksum,
+                    full_scan,
+                    read: options.read,
+                    // Only an incremental run, from the lookup, takes them.
+                    keep: !full_scan,
+                    progress: options.progress,
+                },
+                earlier,
+            )
             .context("telling which days are stale")
         };
         let (status, mut late) = if tally::layout::is_output(&options.out) {
-            let (status, late) = status_for_run(false)?;
+            let (status, late) = status_for_run(false, None)?;
             (Some(status), late)
         } else {
             (None, None)
@@ -289,7 +293,12 @@ fn backfill(args: Args) -> anyhow::Result<ExitCode> {
             && scope.is_none()
             && may_narrow
         {
-            let (whole_status, whole) = status_for_run(true)?;
+            // The new files the lookup read are not read again.
+            let earlier = match &late {
+                Some(ForRun::Lookup(l)) => l.read.as_ref(),
+                _ => None,
+            };
+            let (whole_status, whole) = status_for_run(true, earlier)?;
             let narrowed = tally::backfill::plan(
                 Some(&whole_status),
                 whole.as_ref(),
