@@ -758,3 +758,31 @@ fn usage_errors_exit_2_and_failures_1() {
     ]);
     common::assert_mentions(&stderr, &["not a Tally output directory"]);
 }
+
+#[test]
+fn file_names_reach_the_terminal_escaped() {
+    let base = base();
+    // A late file whose name holds a terminal escape (clear the screen).
+    let template = base.on_day("2026-05-07", 1)[0].0.clone();
+    let late = vec![Event {
+        event_id: "late-escaped".to_string(),
+        ingested_ms: noon("2026-05-08"),
+        ..template
+    }];
+    write_events(&base.path("late/late\u{1b}[2J.jsonl"), &late);
+    let output = common::tally(&[
+        "status",
+        "--out",
+        s(&base.out),
+        "--input",
+        s(&base.input),
+        "--input",
+        s(&base.path("late")),
+        "--rule",
+        s(&base.rule),
+    ]);
+    assert_eq!(output.status.code(), Some(3));
+    let text = String::from_utf8(output.stdout).unwrap();
+    assert!(!text.contains('\u{1b}'), "a raw escape on stdout: {text:?}");
+    assert!(text.contains("late\\u{1b}[2J.jsonl"), "{text}");
+}

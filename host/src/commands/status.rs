@@ -77,7 +77,7 @@ pub fn execute(args: Args) -> anyhow::Result<ExitCode> {
             report: &report,
         })?)?;
     } else {
-        super::print(&render(&report, &args.rule))?;
+        super::print(&printable(&render(&report, &args.rule)))?;
     }
     Ok(if report.stale {
         ExitCode::from(STALE_EXIT)
@@ -93,6 +93,20 @@ fn short(hash: &str) -> &str {
 /// `n` (with thousands separators) and the noun for it.
 pub(super) fn plural(n: u64, one: &str, many: &str) -> String {
     format!("{} {}", thousands(n), if n == 1 { one } else { many })
+}
+
+/// `text` safe for a terminal: control characters other than line ends and
+/// tabs (in file names, say) escaped as Rust writes them (`\u{1b}`).
+fn printable(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        if c.is_control() && c != '\n' && c != '\t' {
+            out.extend(c.escape_debug());
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 /// One cause, as a line of the tree.
