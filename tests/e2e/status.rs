@@ -785,4 +785,26 @@ fn file_names_reach_the_terminal_escaped() {
     let text = String::from_utf8(output.stdout).unwrap();
     assert!(!text.contains('\u{1b}'), "a raw escape on stdout: {text:?}");
     assert!(text.contains("late\\u{1b}[2J.jsonl"), "{text}");
+    // The plan of `tally run --stale-only` names them in its causes too.
+    let output = common::tally(&[
+        "run",
+        "--out",
+        s(&base.out),
+        "--input",
+        s(&base.input),
+        "--input",
+        s(&base.path("late")),
+        "--rule",
+        s(&base.rule),
+        "--stale-only",
+        "--dry-run",
+    ]);
+    assert!(output.status.success());
+    let plan =
+        String::from_utf8(output.stderr).unwrap() + &String::from_utf8(output.stdout).unwrap();
+    assert!(plan.contains("new event"), "{plan}");
+    assert!(
+        !plan.contains('\u{1b}'),
+        "a raw escape in the plan: {plan:?}"
+    );
 }

@@ -527,7 +527,8 @@ fn render_plan(plan: &Plan, dry_run: bool) -> String {
             input.path.escape_debug()
         ));
     }
-    text
+    // Causes name input files: their names reach a terminal escaped.
+    super::status::printable(&text)
 }
 
 /// Ends a run (`tally run`, `tally commit`): its JSON report goes to `file`

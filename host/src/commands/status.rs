@@ -97,7 +97,7 @@ pub(super) fn plural(n: u64, one: &str, many: &str) -> String {
 
 /// `text` safe for a terminal: control characters other than line ends and
 /// tabs (in file names, say) escaped as Rust writes them (`\u{1b}`).
-fn printable(text: &str) -> String {
+pub(super) fn printable(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     for c in text.chars() {
         if c.is_control() && c != '\n' && c != '\t' {
