@@ -70,6 +70,38 @@ pub fn sum_provenance(parts: impl IntoIterator<Item = Contribution>) -> Vec<Cont
         .collect()
 }
 
+/// How many of the survivors of each day came from each input file, as
+/// [`aggregate`] counts them: for a run that classifies only some of the
+/// survivors (a scoped run, [`crate::scope`]), the provenance of them all,
+/// taken before the others are set aside.
+pub fn provenance(deduped: &Deduped) -> Vec<Contribution> {
+    const PART: usize = 1 << 18;
+    let table = &deduped.table;
+    let parts: Vec<HashMap<(i32, u32), u64>> = deduped
+        .survivors
+        .par_chunks(PART)
+        .map(|rows| {
+            let mut counts: HashMap<(i32, u32), u64> = HashMap::new();
+            for (c, r) in table.rows(rows) {
+                *counts
+                    .entry((day_of(c.occurred_at[r]), c.source))
+                    .or_default() += 1;
+            }
+            counts
+        })
+        .collect();
+    sum_provenance(
+        parts
+            .into_iter()
+            .flatten()
+            .map(|((day, source), events)| Contribution {
+                day,
+                source,
+                events,
+            }),
+    )
+}
+
 /// What can go wrong while aggregating.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]

@@ -513,6 +513,7 @@ pub fn run(
             options.progress,
             &options.spill,
             true,
+            scope,
         ),
     })?;
     let existing =

@@ -556,6 +556,35 @@ pub fn survive(table: Table, days: Option<(i32, i32)>, counts: &mut Counts) -> D
     deduped
 }
 
+/// Sets aside the survivors of creators `scope` does not list, counting
+/// them as outside the scope: a scoped run classifies only its creators'
+/// events. Returns the provenance of all the survivors, taken before: a day's
+/// fingerprint names every event of the day, whoever's it is.
+pub fn narrow_to_scope(
+    deduped: &mut Deduped,
+    scope: &CreatorScope,
+    counts: &mut Counts,
+) -> Vec<crate::aggregate::Contribution> {
+    let provenance = crate::aggregate::provenance(deduped);
+    let table = &deduped.table;
+    let listed: HashSet<u32> = scope
+        .iter()
+        .filter_map(|creator| table.strings.find(creator))
+        .collect();
+    let kept: Vec<u32> = deduped
+        .survivors
+        .iter()
+        .zip(table.rows(&deduped.survivors))
+        .filter(|(_, (c, r))| listed.contains(&c.creator[*r]))
+        .map(|(&g, _)| g)
+        .collect();
+    let set_aside = (deduped.survivors.len() - kept.len()) as u64;
+    deduped.survivors = kept;
+    counts.classified -= set_aside;
+    counts.outside_scope += set_aside;
+    provenance
+}
+
 /// Classifies the survivors with `rule` and sums them into daily rows; adds
 /// the payable events, amounts and reasons to `counts`.
 pub fn classify_and_sum(
@@ -645,12 +674,16 @@ pub fn compute(
     progress: bool,
     spill: &shard::SpillOptions,
 ) -> Result<Computed, RunError> {
-    compute_with(inputs, read, rule, batch_size, days, progress, spill, false)
+    compute_with(
+        inputs, read, rule, batch_size, days, progress, spill, false, None,
+    )
 }
 
 /// [`compute`], and with `index`, the survivor index of every valid record
 /// (in the days window or not), written into a work directory under
-/// `spill`'s until the commit installs it.
+/// `spill`'s until the commit installs it. With `scope`, only the listed
+/// creators' events are classified and summed ([`narrow_to_scope`]); the
+/// days' provenance still counts every event.
 #[allow(clippy::too_many_arguments)]
 pub fn compute_with(
     inputs: &[PathBuf],
@@ -661,6 +694,7 @@ pub fn compute_with(
     progress: bool,
     spill: &shard::SpillOptions,
     index: bool,
+    scope: Option<&CreatorScope>,
 ) -> Result<Computed, RunError> {
     let found = find_inputs(inputs)?;
     // A rule's failure names the input file of the event it failed on.
@@ -669,15 +703,20 @@ pub fn compute_with(
     let shards = spill.shards_for(&found.files);
     if shards > 1 || spill.shards.is_some() {
         return shard::compute(
-            found, read, rule, batch_size, days, progress, spill, shards, index,
+            found, read, rule, batch_size, days, progress, spill, shards, index, scope,
         )
         .map_err(named);
     }
-    let prepared = prepare_found(found, read, days, progress)?;
+    let mut prepared = prepare_found(found, read, days, progress)?;
+    let provenance =
+        scope.map(|scope| narrow_to_scope(&mut prepared.deduped, scope, &mut prepared.counts));
     let mut timings = prepared.timings.clone();
-    let (_, aggregate, counts, checks) =
+    let (_, mut aggregate, counts, checks) =
         classify_and_aggregate(&prepared, &rule, batch_size, progress, &mut timings)
             .map_err(named)?;
+    if let Some(provenance) = provenance {
+        aggregate.provenance = provenance;
+    }
     let Prepared {
         run_id,
         files,
@@ -893,6 +932,7 @@ fn run_in_pool(
         options.progress,
         &options.spill,
         true,
+        scope,
     )?;
     commit_scoped(&computed, options, started, scope)
 }

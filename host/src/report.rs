@@ -60,7 +60,12 @@ pub struct Counts {
     pub unique: u64,
     /// Unique events outside the recomputed days (`--days`), not classified.
     pub outside_window: u64,
-    /// Unique events classified (inside the recomputed days).
+    /// Unique events of creators a scoped run does not recompute
+    /// (`--creators`), not classified.
+    #[serde(default)]
+    pub outside_scope: u64,
+    /// Unique events classified (inside the recomputed days, of the listed
+    /// creators when the run is scoped).
     pub classified: u64,
     /// Unique events the rule found payable.
     pub payable: u64,
@@ -284,9 +289,12 @@ pub fn checks(counts: &Counts, row_sums: (u64, u64, i64)) -> Vec<Check> {
             format!("{} = {} + {}", c.valid, c.duplicates, c.unique),
         ),
         check(
-            "unique = classified + outside the window",
-            c.unique == c.classified + c.outside_window,
-            format!("{} = {} + {}", c.unique, c.classified, c.outside_window),
+            "unique = classified + outside the window + outside the scope",
+            c.unique == c.classified + c.outside_window + c.outside_scope,
+            format!(
+                "{} = {} + {} + {}",
+                c.unique, c.classified, c.outside_window, c.outside_scope
+            ),
         ),
         check(
             "payable <= unique",
@@ -370,6 +378,13 @@ impl fmt::Display for RunReport {
                 f,
                 "  outside --days {:>8} (not classified)",
                 thousands(c.outside_window)
+            )?;
+        }
+        if c.outside_scope > 0 {
+            writeln!(
+                f,
+                "  of unlisted creators {:>8} (not classified: --creators)",
+                thousands(c.outside_scope)
             )?;
         }
         writeln!(

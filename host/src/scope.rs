@@ -2,10 +2,10 @@
 //! --creators FILE`), and what the output records of such a run.
 //!
 //! A scoped run reads and deduplicates every input as any run does (dedup
-//! does not care whose events they are), but commits only the rows of the
-//! listed creators: their published rows are reconciled with the new ones,
-//! and every other creator's published rows are carried over as they are,
-//! with the rule hash each was stamped with. A partition whose rows then
+//! does not care whose events they are), classifies only the listed
+//! creators' events, and commits only their rows: their published rows are
+//! reconciled with the new ones, and every other creator's published rows
+//! are carried over as they are, with the rule hash each was stamped with. A partition whose rows then
 //! carry several rule hashes says so (`rule_hashes` in its manifest,
 //! `tally.rule_hashes` in its footer), and `tally status` and `tally
 //! lineage` show it. The list itself is kept in the output
@@ -90,6 +90,11 @@ impl CreatorScope {
         Ok((0..published.len())
             .filter(|&i| self.contains(published.row(i).0.creator))
             .count() as u64)
+    }
+
+    /// The listed creators, in byte order.
+    pub fn iter(&self) -> impl Iterator<Item = &str> + '_ {
+        self.creators.iter().map(String::as_str)
     }
 
     /// How many creators are listed.

@@ -7,6 +7,7 @@
 use crate::common::{self, s};
 use crate::model::Event;
 use crate::status::{self, Base, base, noon, partitions, write_events};
+use crate::support::count;
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::BufRead;
@@ -491,6 +492,28 @@ fn a_creators_scoped_backfill_touches_only_the_listed_creators_rows() {
     let report = crate::support::run(&[&base.input], &v2, &base.out, &["--creators", s(&list)]);
     assert_eq!(report["scope"]["creators"], 3, "{report:#}");
     assert_eq!(report["scope"]["list"], "_tally/scopes/commit=2.txt");
+    // Only the listed creators' events were classified, the others set aside.
+    let listed = |rows: &Rows, field: fn(&crate::model::Totals) -> i64| -> i64 {
+        rows.iter()
+            .filter(|((_, c, _), _)| scoped(c))
+            .map(|(_, (t, _))| field(t))
+            .sum()
+    };
+    let classified = count(&report, "classified");
+    assert_eq!(classified as i64, listed(&v2_rows, |t| t.events));
+    assert_eq!(
+        count(&report, "payable") as i64,
+        listed(&v2_rows, |t| t.payable_events)
+    );
+    assert_eq!(
+        report["counts"]["amount_micros"],
+        listed(&v2_rows, |t| t.amount_micros)
+    );
+    assert!(classified > 0);
+    assert_eq!(
+        count(&report, "outside_scope"),
+        count(&report, "unique") - classified
+    );
     let mut sorted = creators.clone();
     sorted.sort();
     assert_eq!(

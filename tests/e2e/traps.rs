@@ -170,6 +170,54 @@ fn a_panic_names_its_message_location_and_event() {
     common::assert_mentions(&stderr, &[&expected]);
 }
 
+/// A scoped backfill classifies only the listed creators' events: the rule
+/// never sees another creator's event, so one it fails on does not stop the
+/// run, in memory or out of core. Listing that event's creator does.
+#[test]
+fn a_scoped_backfill_shows_the_rule_only_the_listed_creators_events() {
+    let rule = sdk_rule();
+    let v1 = common::rule("creator-pay-v1");
+    let dir = TempDir::new().expect("temp dir");
+    // ev-0 … ev-9 of creators cr-0, cr-1, cr-2 in turn: ev-7 is cr-1's.
+    let input = input(dir.path(), 10, &[]);
+    let others = dir.path().join("others.txt");
+    std::fs::write(&others, "cr-0\ncr-2\n").expect("list");
+    let failing = dir.path().join("failing.txt");
+    std::fs::write(&failing, "cr-1\n").expect("list");
+    for (n, extra) in [&[][..], &["--shards", "3"]].into_iter().enumerate() {
+        let out = dir.path().join(format!("out-{n}"));
+        crate::support::run(&[&input], &v1, &out, extra);
+        let mut args = vec!["--creators", s(&others)];
+        args.extend_from_slice(extra);
+        let report = crate::support::run(&[&input], rule, &out, &args);
+        let count = |name: &str| crate::support::count(&report, name);
+        assert_eq!(
+            (count("unique"), count("classified"), count("outside_scope")),
+            (10, 7, 3),
+            "{extra:?}: {:#}",
+            report["counts"]
+        );
+        // The rule finds every event it sees not payable, for "fine".
+        assert_eq!(
+            crate::support::count_map(&report, "by_reason"),
+            [("fine".to_string(), 7)].into()
+        );
+        assert_eq!(count("payable"), 0);
+        assert_eq!(report["scope"]["creators"], 2);
+
+        let before = common::snapshot(&out);
+        let mut args = vec!["--creators", s(&failing)];
+        args.extend_from_slice(extra);
+        let stderr = run_err(&input, rule, &out, &args);
+        common::assert_mentions(&stderr, &["no rate for creator cr-1", "on event \"ev-7\""]);
+        assert_eq!(
+            common::snapshot(&out),
+            before,
+            "{extra:?}: the output is untouched"
+        );
+    }
+}
+
 #[test]
 fn explain_shows_the_failure_of_a_rule_on_its_event() {
     let rule = sdk_rule();

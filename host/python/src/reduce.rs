@@ -213,6 +213,7 @@ impl Reducer {
                         &rule,
                         plan.batch_size,
                         plan.days,
+                        None,
                         started,
                         &mut timings,
                     )

@@ -60,6 +60,7 @@ impl Merger {
         c.unique += p.unique;
         c.classified += p.classified;
         c.outside_window += p.outside_window;
+        c.outside_scope += p.outside_scope;
         c.payable += p.payable;
         for (reason, n) in &p.by_reason {
             *c.by_reason.entry(reason.clone()).or_default() += n;

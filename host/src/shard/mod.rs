@@ -288,6 +288,7 @@ pub fn compute(
     spill: &SpillOptions,
     shards: u32,
     index: bool,
+    scope: Option<&crate::scope::CreatorScope>,
 ) -> Result<Computed, RunError> {
     let mut timings = Timings::default();
     let t = Instant::now();
@@ -313,6 +314,7 @@ pub fn compute(
             &rule,
             batch_size,
             days,
+            scope,
             &mut timings,
         )?;
         if partial.counts.valid != w.rows {

@@ -9,6 +9,7 @@ use crate::intern::Interner;
 use crate::pipeline::{self, RunError};
 use crate::report::{Counts, Timings};
 use crate::rule::Rule;
+use crate::scope::CreatorScope;
 use std::time::Instant;
 
 /// What one shard contributes: its rows (string ids into `strings`) and its
@@ -25,6 +26,7 @@ pub struct Partial {
 }
 
 /// Reduces shard `shard` of `shards` from its spill files.
+#[allow(clippy::too_many_arguments)]
 pub fn reduce(
     files: &[spill::SpillFile],
     shard: u32,
@@ -32,11 +34,12 @@ pub fn reduce(
     rule: &Rule,
     batch_size: usize,
     days: Option<(i32, i32)>,
+    scope: Option<&CreatorScope>,
     timings: &mut Timings,
 ) -> Result<Partial, RunError> {
     let t = Instant::now();
     let (chunks, interners) = spill::read(files, shard, shards)?;
-    let mut partial = reduce_chunks(chunks, interners, rule, batch_size, days, t, timings)?;
+    let mut partial = reduce_chunks(chunks, interners, rule, batch_size, days, scope, t, timings)?;
     if let Some(crate::survivors::Part::Records(records)) = partial.index.as_mut() {
         // Buckets of the index are then cut from this shard's keys alone.
         records.shard = shard;
@@ -50,12 +53,16 @@ pub fn reduce(
 /// `started` is when reading them began, counted as dedup time. The
 /// records are kept in the result for the survivor index, as those of shard
 /// 0 of 1 (set [`crate::survivors::Records`]'s shard when it is known).
+/// With `scope`, only the listed creators' events are classified and summed
+/// ([`pipeline::narrow_to_scope`]).
+#[allow(clippy::too_many_arguments)]
 pub fn reduce_chunks(
     mut chunks: Vec<Chunk>,
     interners: Vec<Interner>,
     rule: &Rule,
     batch_size: usize,
     days: Option<(i32, i32)>,
+    scope: Option<&CreatorScope>,
     started: Instant,
     timings: &mut Timings,
 ) -> Result<Partial, RunError> {
@@ -69,10 +76,14 @@ pub fn reduce_chunks(
         valid: table.len() as u64,
         ..Counts::default()
     };
-    let deduped = pipeline::survive(table, days, &mut counts);
+    let mut deduped = pipeline::survive(table, days, &mut counts);
+    let provenance = scope.map(|scope| pipeline::narrow_to_scope(&mut deduped, scope, &mut counts));
     timings.dedup += t.elapsed().as_secs_f64();
-    let (_, aggregate) =
+    let (_, mut aggregate) =
         pipeline::classify_and_sum(&deduped, &mut counts, rule, batch_size, false, timings)?;
+    if let Some(provenance) = provenance {
+        aggregate.provenance = provenance;
+    }
     let mut records = crate::survivors::Records::keep(deduped.table, 0, 1);
     let strings = std::mem::take(&mut records.table.strings);
     Ok(Partial {

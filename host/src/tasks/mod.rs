@@ -676,6 +676,7 @@ pub fn reduce(work: &Path, shard: u32) -> Result<TaskOutcome, TaskError> {
         &rule,
         plan.batch_size,
         plan.days,
+        None,
         &mut timings,
     )
     .map_err(|e| {
