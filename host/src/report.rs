@@ -362,6 +362,14 @@ impl fmt::Display for RunReport {
             thousands(c.conflicts)
         )?;
         writeln!(f, "  unique      {:>10}", thousands(c.unique))?;
+        if c.outside_scope > 0 {
+            writeln!(
+                f,
+                "  classified  {:>10}  (the listed creators' events; {} of other creators not classified)",
+                thousands(c.classified),
+                thousands(c.outside_scope)
+            )?;
+        }
         for (reason, n) in &c.by_reason {
             let reason = shown(reason);
             writeln!(f, "      {reason:<28} {:>10}", thousands(*n))?;
@@ -378,13 +386,6 @@ impl fmt::Display for RunReport {
                 f,
                 "  outside --days {:>8} (not classified)",
                 thousands(c.outside_window)
-            )?;
-        }
-        if c.outside_scope > 0 {
-            writeln!(
-                f,
-                "  of unlisted creators {:>8} (not classified: --creators)",
-                thousands(c.outside_scope)
             )?;
         }
         writeln!(

@@ -116,7 +116,8 @@ fn input(dir: &Path, n: usize, extra: &[&str]) -> PathBuf {
     path
 }
 
-fn run_err(input: &Path, rule: &Path, out: &Path, extra: &[&str]) -> String {
+/// `tally run` of `input` with `rule` into `out`, quiet, and `extra`.
+fn run_args<'a>(input: &'a Path, rule: &'a Path, out: &'a Path, extra: &[&'a str]) -> Vec<&'a str> {
     let mut args = vec![
         "run",
         "--input",
@@ -128,7 +129,11 @@ fn run_err(input: &Path, rule: &Path, out: &Path, extra: &[&str]) -> String {
         "--quiet",
     ];
     args.extend_from_slice(extra);
-    tally_err(&args)
+    args
+}
+
+fn run_err(input: &Path, rule: &Path, out: &Path, extra: &[&str]) -> String {
+    tally_err(&run_args(input, rule, out, extra))
 }
 
 #[test]
@@ -216,6 +221,18 @@ fn a_scoped_backfill_shows_the_rule_only_the_listed_creators_events() {
             "{extra:?}: the output is untouched"
         );
     }
+    // The summary says what was classified and what was set aside.
+    let out = dir.path().join("out-text");
+    crate::support::run(&[&input], &v1, &out, &[]);
+    let text = tally_ok(&run_args(&input, rule, &out, &["--creators", s(&others)]));
+    let line = text
+        .lines()
+        .find(|l| l.trim_start().starts_with("classified"))
+        .unwrap_or_else(|| panic!("no classified line in:\n{text}"));
+    assert_eq!(
+        line.split_whitespace().collect::<Vec<_>>().join(" "),
+        "classified 7 (the listed creators' events; 3 of other creators not classified)"
+    );
 }
 
 #[test]
