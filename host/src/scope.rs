@@ -5,13 +5,13 @@
 //! does not care whose events they are), classifies only the listed
 //! creators' events, and commits only their rows: their published rows are
 //! reconciled with the new ones, and every other creator's published rows
-//! are carried over as they are, with the rule hash each was stamped with. A partition whose rows then
-//! carry several rule hashes says so (`rule_hashes` in its manifest,
-//! `tally.rule_hashes` in its footer), and `tally status` and `tally
-//! lineage` show it. The list itself is kept in the output
-//! (`_tally/scopes/commit=N.txt`, sorted, one id a line), so an auditor can
-//! see exactly whose rows a commit recomputed, and `tally verify` checks
-//! those rows.
+//! are carried over as they are, with the rule hash each was stamped with.
+//! A partition whose rows then carry several rule hashes says so
+//! (`rule_hashes` in its manifest, `tally.rule_hashes` in its footer), and
+//! `tally status` and `tally lineage` show it. The list itself is kept in
+//! the output (`_tally/scopes/commit=N.txt`, sorted, one id a line), so an
+//! auditor can see exactly whose rows a commit recomputed, and `tally
+//! verify` checks those rows.
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
