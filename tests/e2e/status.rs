@@ -770,35 +770,24 @@ fn file_names_reach_the_terminal_escaped() {
         ..template
     }];
     write_events(&base.path("late/late\u{1b}[2J.jsonl"), &late);
-    let output = common::tally(&[
-        "status",
+    let late_dir = base.path("late");
+    let given = [
         "--out",
         s(&base.out),
         "--input",
         s(&base.input),
         "--input",
-        s(&base.path("late")),
+        s(&late_dir),
         "--rule",
         s(&base.rule),
-    ]);
+    ];
+    let output = common::tally(&[&["status"][..], &given].concat());
     assert_eq!(output.status.code(), Some(3));
     let text = String::from_utf8(output.stdout).unwrap();
     assert!(!text.contains('\u{1b}'), "a raw escape on stdout: {text:?}");
     assert!(text.contains("late\\u{1b}[2J.jsonl"), "{text}");
     // The plan of `tally run --stale-only` names them in its causes too.
-    let output = common::tally(&[
-        "run",
-        "--out",
-        s(&base.out),
-        "--input",
-        s(&base.input),
-        "--input",
-        s(&base.path("late")),
-        "--rule",
-        s(&base.rule),
-        "--stale-only",
-        "--dry-run",
-    ]);
+    let output = common::tally(&[&["run"][..], &given, &["--stale-only", "--dry-run"]].concat());
     assert!(output.status.success());
     let plan =
         String::from_utf8(output.stderr).unwrap() + &String::from_utf8(output.stdout).unwrap();

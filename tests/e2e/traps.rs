@@ -192,9 +192,8 @@ fn a_scoped_backfill_shows_the_rule_only_the_listed_creators_events() {
     for (n, extra) in [&[][..], &["--shards", "3"]].into_iter().enumerate() {
         let out = dir.path().join(format!("out-{n}"));
         crate::support::run(&[&input], &v1, &out, extra);
-        let mut args = vec!["--creators", s(&others)];
-        args.extend_from_slice(extra);
-        let report = crate::support::run(&[&input], rule, &out, &args);
+        let scoped = |list| [&["--creators", list][..], extra].concat();
+        let report = crate::support::run(&[&input], rule, &out, &scoped(s(&others)));
         let count = |name: &str| crate::support::count(&report, name);
         assert_eq!(
             (count("unique"), count("classified"), count("outside_scope")),
@@ -211,9 +210,7 @@ fn a_scoped_backfill_shows_the_rule_only_the_listed_creators_events() {
         assert_eq!(report["scope"]["creators"], 2);
 
         let before = common::snapshot(&out);
-        let mut args = vec!["--creators", s(&failing)];
-        args.extend_from_slice(extra);
-        let stderr = run_err(&input, rule, &out, &args);
+        let stderr = run_err(&input, rule, &out, &scoped(s(&failing)));
         common::assert_mentions(&stderr, &["no rate for creator cr-1", "on event \"ev-7\""]);
         assert_eq!(
             common::snapshot(&out),

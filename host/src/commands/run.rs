@@ -528,7 +528,7 @@ fn render_plan(plan: &Plan, dry_run: bool) -> String {
         ));
     }
     // Causes name input files: their names reach a terminal escaped.
-    super::status::printable(&text)
+    tally::rule::shown_lines(&text).into_owned()
 }
 
 /// Ends a run (`tally run`, `tally commit`): its JSON report goes to `file`

@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 use tally::report::thousands;
+use tally::rule::shown_lines;
 use tally::status::{Cause, InputChange, StatusOptions, StatusReport, status};
 
 /// The version of `tally status --json`'s report: raised only when a field
@@ -77,7 +78,7 @@ pub fn execute(args: Args) -> anyhow::Result<ExitCode> {
             report: &report,
         })?)?;
     } else {
-        super::print(&printable(&render(&report, &args.rule)))?;
+        super::print(&shown_lines(&render(&report, &args.rule)))?;
     }
     Ok(if report.stale {
         ExitCode::from(STALE_EXIT)
@@ -93,20 +94,6 @@ fn short(hash: &str) -> &str {
 /// `n` (with thousands separators) and the noun for it.
 pub(super) fn plural(n: u64, one: &str, many: &str) -> String {
     format!("{} {}", thousands(n), if n == 1 { one } else { many })
-}
-
-/// `text` safe for a terminal: control characters other than line ends and
-/// tabs (in file names, say) escaped as Rust writes them (`\u{1b}`).
-pub(super) fn printable(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        if c.is_control() && c != '\n' && c != '\t' {
-            out.extend(c.escape_debug());
-        } else {
-            out.push(c);
-        }
-    }
-    out
 }
 
 /// One cause, as a line of the tree.

@@ -5,7 +5,8 @@
 //! newline in a reason would forge a line of the run summary, an ANSI escape
 //! sequence would drive the terminal, and a 20 MB error message would bury
 //! everything else. Every place that prints rule-supplied text for a person
-//! passes it through [`shown`] first. Machine-readable outputs (JSON, Parquet)
+//! passes it through [`shown`] first. Reports that name input files pass
+//! through [`shown_lines`], for the same reasons. Machine-readable outputs (JSON, Parquet)
 //! keep the text as it is: their encoders escape what needs escaping.
 
 use std::borrow::Cow;
@@ -51,12 +52,35 @@ pub fn shown(text: &str) -> Cow<'_, str> {
             let _ = write!(out, "… ({} bytes in all)", text.len());
             break;
         }
+        push_shown(&mut out, c);
+    }
+    Cow::Owned(out)
+}
+
+/// Writes `c` as [`shown`] shows it.
+fn push_shown(out: &mut String, c: char) {
+    match c {
+        '\n' => out.push_str("\\n"),
+        '\r' => out.push_str("\\r"),
+        '\t' => out.push_str("\\t"),
+        c if needs_escape(c) => out.extend(c.escape_unicode()),
+        c => out.push(c),
+    }
+}
+
+/// A report of several lines that names things no one vetted (input file
+/// names, in `tally status`'s text and the plan of `tally run
+/// --stale-only`), as it may be shown: every character but the line ends as
+/// [`shown`] shows it, nothing cut.
+pub fn shown_lines(text: &str) -> Cow<'_, str> {
+    if !text.chars().any(|c| c != '\n' && needs_escape(c)) {
+        return Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 32);
+    for c in text.chars() {
         match c {
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            c if needs_escape(c) => out.extend(c.escape_unicode()),
-            c => out.push(c),
+            '\n' => out.push(c),
+            c => push_shown(&mut out, c),
         }
     }
     Cow::Owned(out)
@@ -73,6 +97,18 @@ mod tests {
         }
         let longest = "x".repeat(SHOWN_CHARS);
         assert_eq!(shown(&longest), longest);
+    }
+
+    #[test]
+    fn lines_keep_their_ends_and_escape_the_rest() {
+        let plain = "a.jsonl\n  b.jsonl\n";
+        assert!(matches!(shown_lines(plain), Cow::Borrowed(t) if t == plain));
+        assert_eq!(
+            shown_lines("late\u{1b}[2J.jsonl\n\tx\r\u{202e}y\n"),
+            "late\\u{1b}[2J.jsonl\n\\tx\\r\\u{202e}y\n"
+        );
+        let long = "x".repeat(2 * SHOWN_CHARS) + "\u{7}";
+        assert_eq!(shown_lines(&long), "x".repeat(2 * SHOWN_CHARS) + "\\u{7}");
     }
 
     #[test]
