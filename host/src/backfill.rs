@@ -373,20 +373,28 @@ fn read_less(
     else {
         return;
     };
-    if let Some(tie) = &whole.blocker {
-        plan.reads = format!("every input file is read: {tie}");
-        return;
-    }
     let read = whole.files_for(plan.days.iter().filter_map(|d| parse_day(&d.day)));
     if read.len() == inputs.len() {
-        plan.reads =
-            "every input file is read: each holds records of the written days' events".to_string();
+        plan.reads = format!(
+            "every input file is read: each holds records of the written days' events{}",
+            if whole.tied.is_empty() {
+                ""
+            } else {
+                " or recorded records that new ones tie with"
+            }
+        );
     } else if !fits(&read) {
         plan.reads = format!("every input file is read: {too_big}");
     } else {
         plan.partial = true;
+        let tied = match whole.tied.len() {
+            0 => String::new(),
+            events => format!(
+                " (with the files of the recorded records that {events} event(s)' new records tie with on both timestamps)"
+            ),
+        };
         plan.reads = format!(
-            "only the {} holding records of the written days' events {} read, and those days are recomputed from them",
+            "only the {} holding records of the written days' events{tied} {} read, and those days are recomputed from them",
             if read.len() == 1 {
                 "input file".to_string()
             } else {
@@ -682,7 +690,7 @@ mod tests {
 
     /// A whole read of an index over three input files, whose day 10 needs
     /// files 0 and 2 and day 11 every file.
-    fn whole(blocker: Option<&str>) -> ForRun {
+    fn whole(tie_files: &[usize]) -> ForRun {
         ForRun::Whole(Box::new(crate::status::Whole {
             commit: 1,
             manifest: survivors::Manifest {
@@ -703,7 +711,12 @@ mod tests {
                 .collect(),
             new_entries: Vec::new(),
             records: 0,
-            blocker: blocker.map(str::to_string),
+            tied: if tie_files.is_empty() {
+                Default::default()
+            } else {
+                [(1, 2)].into_iter().collect()
+            },
+            tie_files: set_of(tie_files),
         }))
     }
 
@@ -736,8 +749,8 @@ mod tests {
     }
 
     #[test]
-    fn a_partial_read_takes_the_files_of_its_days_when_they_fit_and_no_record_ties() {
-        let plan = narrowed(&[10], &whole(None), true);
+    fn a_partial_read_takes_the_files_of_its_days_and_its_ties_when_they_fit() {
+        let plan = narrowed(&[10], &whole(&[]), true);
         assert!(plan.partial && !plan.incremental);
         assert_eq!(plan.read_files, vec!["/in/0.jsonl", "/in/2.jsonl"]);
         assert_eq!((plan.input_files, plan.input_bytes), (2, 200));
@@ -747,7 +760,7 @@ mod tests {
             plan.reads
         );
 
-        let every = narrowed(&[10, 11], &whole(None), true);
+        let every = narrowed(&[10, 11], &whole(&[]), true);
         assert!(!every.partial);
         assert!(
             every.reads.contains("each holds records"),
@@ -756,13 +769,24 @@ mod tests {
         );
         assert_eq!(every.input_files, 3);
 
-        let big = narrowed(&[10], &whole(None), false);
+        let big = narrowed(&[10], &whole(&[]), false);
         assert!(!big.partial);
         assert!(big.reads.contains("memory limit"), "{}", big.reads);
         assert_eq!((big.input_files, big.read_files.len()), (3, 0));
 
-        let tied = narrowed(&[10], &whole(Some("1 event(s) ... tie")), true);
+        // New records tie with recorded ones in a file the day reads
+        // anyway, then in another: that one is read too.
+        let tied = narrowed(&[10], &whole(&[2]), true);
+        assert!(tied.partial);
+        assert_eq!(tied.read_files, vec!["/in/0.jsonl", "/in/2.jsonl"]);
+        assert!(
+            tied.reads.contains("1 event(s)' new records tie"),
+            "{}",
+            tied.reads
+        );
+        let tied = narrowed(&[10], &whole(&[1]), true);
         assert!(!tied.partial);
-        assert!(tied.reads.ends_with("tie"), "{}", tied.reads);
+        assert_eq!(tied.input_files, 3);
+        assert!(tied.reads.contains("tie with"), "{}", tied.reads);
     }
 }

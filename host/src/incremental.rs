@@ -27,8 +27,9 @@
 //! order), another rule or compute version, an index with
 //! [`survivors::MAX_LAYERS`] layers already: each makes the run recompute
 //! the stale days from the files they need ([`crate::partial`], after a
-//! second, whole read of the index) or, when that is every file or a tie
-//! blocks it, from every input; both write a fresh index without layers. A
+//! second, whole read of the index; a tie adds the files of the recorded
+//! records it ties with) or, when that is every file, from every input;
+//! both write a fresh index without layers. A
 //! changed or removed file, or an index without its per-day counts, makes
 //! status read the whole index at once.
 

@@ -23,22 +23,25 @@
 //! A run reads the whole index this way when a recorded file changed or
 //! went, and also when the new files alone cannot be applied
 //! ([`crate::incremental::blocker`]: another rule, too many layers, ...) but
-//! the stale days may need fewer than every file. It applies when no new
-//! record ties with a recorded one on both timestamps but differs from it
-//! (their order in the index would take the recorded record's details,
-//! which the index does not hold), and when the files it reads fit the
-//! memory limit: else the run reads every input, as before.
+//! the stale days may need fewer than every file. When a new record ties
+//! with a recorded one on both timestamps but differs from it, their order
+//! in the index takes the recorded record's details, which the index does
+//! not hold (only a hash of them): the run then also reads the files of the
+//! recorded records on those timestamps ([`Whole::tie_files`]) and orders
+//! the records by their details. It applies when the files it reads fit
+//! the memory limit: else the run reads every input, as before.
 
 use crate::aggregate::Contribution;
 use crate::backfill::Plan;
 use crate::commit;
+use crate::dedup::Table;
 use crate::event::{day_of, parse_day};
 use crate::ingest;
 use crate::pipeline::{self, Computed, Planned, RunError, RunOptions};
 use crate::rule::Rule;
 use crate::status::Whole;
-use crate::survivors::{self, Entry, IndexError, IndexWriter};
-use std::collections::{BTreeMap, BTreeSet};
+use crate::survivors::{self, Entry, IndexError, IndexWriter, Key, SurvivorOrder};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 fn invariant(message: String) -> RunError {
     RunError::Invariant(message)
@@ -100,7 +103,8 @@ pub fn compute(
     let t = std::time::Instant::now();
     let (work, dir) = pipeline::index_work_dir(&options.spill, &run_id)?;
     let out = commit::resolve(&options.out)?;
-    let built = rewrite_index(&out, &whole, &dir, &files)?;
+    let settled = settle_ties(&prepared.deduped.table, &whole.tied);
+    let built = rewrite_index(&out, &whole, &settled, &dir, &files)?;
     check_provenance(&built, &aggregate.provenance, &days)?;
     timings.dedup += t.elapsed().as_secs_f64();
 
@@ -125,12 +129,36 @@ pub fn compute(
     })
 }
 
+/// One record as the index orders it: `(ingested_at, occurred_at, fields)`.
+type Timed = (i64, i64, u64);
+
+/// The records read of each event in `tied`, distinct, in the survivor
+/// rule's order: what orders a tie between a recorded and a new record,
+/// both read (the run reads the files of the recorded records that new
+/// ones tie with, see [`Whole::tie_files`]).
+fn settle_ties(table: &Table, tied: &HashSet<Key>) -> HashMap<Key, Vec<Timed>> {
+    let order = SurvivorOrder::default();
+    survivors::records_of(table, tied)
+        .into_iter()
+        .map(|(key, mut rs)| {
+            rs.sort_by(|a, b| order.records(a, b));
+            let mut timed: Vec<Timed> = rs
+                .iter()
+                .map(|r| (r.ingested_at, r.occurred_at, r.fields_hash()))
+                .collect();
+            timed.dedup();
+            (key, timed)
+        })
+        .collect()
+}
+
 /// Writes into `dir` the index of every input: the records of the index in
 /// `out` still among the inputs merged with `whole`'s new records, each
 /// event's records in the order a full recompute's index has them.
 fn rewrite_index(
     out: &std::path::Path,
     whole: &Whole,
+    settled: &HashMap<Key, Vec<Timed>>,
     dir: &std::path::Path,
     files: &[ingest::InputFile],
 ) -> Result<survivors::Built, RunError> {
@@ -169,7 +197,7 @@ fn rewrite_index(
                 group.push(new[at]);
                 at += 1;
             }
-            order_group(&mut group, &mut ranks);
+            order_group(&mut group, &mut ranks, settled.get(&key).map(Vec::as_slice));
             batch.extend_from_slice(&group);
             i = end;
         }
@@ -190,16 +218,20 @@ fn rewrite_index(
 /// Puts one event's records (the recorded ones in their index order, then
 /// the new ones in theirs) in the order of a full recompute's index: by
 /// `ingested_at`, then `occurred_at`; records on the same timestamps with
-/// other fields as each list had them (the survivor rule's order by their
-/// details: the two lists never both hold such records, see
-/// [`crate::status::Whole::blocker`]), and the same record in several files
-/// by file.
-fn order_group(group: &mut [Entry], ranks: &mut Vec<u32>) {
+/// other fields in the survivor rule's order of their details, and the same
+/// record in several files by file.
+///
+/// Each list has its records on one pair of timestamps in that order
+/// already; where both lists hold records on one pair with other fields (a
+/// tie, [`Whole::tied`]), `settled` has every record of the pair in that
+/// order, read from the files.
+fn order_group(group: &mut [Entry], ranks: &mut Vec<u32>, settled: Option<&[Timed]>) {
     if group.len() < 2 {
         return;
     }
-    // Each record's rank among the distinct fields on its timestamps, by
-    // first appearance.
+    // Each record's rank among the distinct fields on its timestamps: as
+    // `settled` has them where it has every record on them, else by first
+    // appearance.
     ranks.clear();
     let mut seen: Vec<u64> = Vec::new();
     for (i, e) in group.iter().enumerate() {
@@ -216,6 +248,23 @@ fn order_group(group: &mut [Entry], ranks: &mut Vec<u32>) {
             .position(|&f| f == e.fields)
             .unwrap_or(seen.len());
         ranks.push(rank as u32);
+    }
+    if let Some(settled) = settled {
+        let time = |e: &Entry| (e.ingested_at, e.occurred_at);
+        let place = |e: &Entry| {
+            settled
+                .iter()
+                .filter(|s| (s.0, s.1) == time(e))
+                .position(|s| s.2 == e.fields)
+        };
+        for (i, e) in group.iter().enumerate() {
+            let same_time = || group.iter().filter(|o| time(o) == time(e));
+            if let Some(rank) = place(e)
+                && same_time().all(|o| place(o).is_some())
+            {
+                ranks[i] = rank as u32;
+            }
+        }
     }
     let mut keyed: Vec<(Entry, u32)> = group.iter().copied().zip(ranks.iter().copied()).collect();
     keyed.sort_by_key(|(e, rank)| (e.ingested_at, e.occurred_at, *rank, e.source));
@@ -290,7 +339,7 @@ mod tests {
             entry(10, 7, 0),
             entry(5, 9, 4),
         ];
-        order_group(&mut group, &mut Vec::new());
+        order_group(&mut group, &mut Vec::new(), None);
         let order: Vec<(i64, u64, u32)> = group
             .iter()
             .map(|e| (e.ingested_at, e.fields, e.source))
@@ -298,6 +347,39 @@ mod tests {
         assert_eq!(
             order,
             vec![(5, 9, 4), (10, 7, 0), (10, 7, 3), (10, 5, 1), (20, 7, 2)]
+        );
+    }
+
+    #[test]
+    fn a_tie_is_ordered_as_the_records_read_back_are() {
+        // Recorded: two records on one timestamp, in their order, and two
+        // on a later one; new: a record on each timestamp with other fields.
+        let recorded = [
+            entry(10, 7, 3),
+            entry(10, 5, 1),
+            entry(20, 4, 2),
+            entry(20, 3, 0),
+        ];
+        let new = [entry(10, 9, 4), entry(20, 8, 4)];
+        let order = |settled: Option<&[Timed]>| {
+            let mut group: Vec<Entry> = recorded.iter().chain(&new).copied().collect();
+            order_group(&mut group, &mut Vec::new(), settled);
+            group
+                .iter()
+                .map(|e| (e.ingested_at, e.fields))
+                .collect::<Vec<_>>()
+        };
+        // The records read back rank the new one between the first two; on
+        // the later timestamps one recorded record was not read, and the
+        // order there stays as the lists had it.
+        let settled = [(10, 0, 7), (10, 0, 9), (10, 0, 5), (20, 0, 8), (20, 0, 4)];
+        assert_eq!(
+            order(Some(&settled)),
+            vec![(10, 7), (10, 9), (10, 5), (20, 4), (20, 3), (20, 8)]
+        );
+        assert_eq!(
+            order(None),
+            vec![(10, 7), (10, 5), (10, 9), (20, 4), (20, 3), (20, 8)]
         );
     }
 }

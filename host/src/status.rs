@@ -26,7 +26,7 @@ use crate::layout;
 use crate::lineage::{self, LineageError};
 use crate::pipeline::{COMPUTE_VERSION, DayInput, PartitionManifest, day_fingerprint};
 use crate::progress::Progress;
-use crate::survivors::{self, Details, Entry, FieldHasher, IndexError, Record, SurvivorOrder};
+use crate::survivors::{self, Details, Entry, FieldHasher, IndexError, SurvivorOrder};
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
@@ -343,14 +343,22 @@ pub struct Whole {
     /// The index's records still among the inputs, plus the new ones: the
     /// rows of the index after a recompute.
     pub records: u64,
-    /// Why a recompute cannot read only some files, if it cannot.
-    pub blocker: Option<String>,
+    /// The events with a new record on a recorded record's timestamps with
+    /// other fields: the index holds a hash of the recorded record's
+    /// fields, not the fields, so its place among the new records is told
+    /// by reading it back.
+    pub tied: HashSet<survivors::Key>,
+    /// The files (positions) holding the recorded records on those
+    /// timestamps: a recompute reads them too.
+    pub tie_files: BTreeSet<usize>,
 }
 
 impl Whole {
-    /// The input files (positions, in order) a recompute of `days` reads.
+    /// The input files (positions, in order) a recompute of `days` reads:
+    /// those of the days, and those of the recorded records that new ones
+    /// tie with.
     pub fn files_for(&self, days: impl IntoIterator<Item = i32>) -> Vec<usize> {
-        let mut files = BTreeSet::new();
+        let mut files = self.tie_files.clone();
         for day in days {
             files.extend(self.needs.get(&day).into_iter().flatten().copied());
         }
@@ -544,9 +552,12 @@ struct Needs {
     files: hashbrown::HashMap<i32, Vec<bool>>,
     inputs: usize,
     /// Events with a new record on a recorded record's timestamps with
-    /// other fields: their order in a rewritten index would take the
-    /// recorded record's details.
-    tied: u64,
+    /// other fields: their order in a rewritten index takes the recorded
+    /// records' details, read back from their files.
+    tied: Vec<survivors::Key>,
+    /// The files (positions) holding the recorded records on those
+    /// timestamps.
+    tie_files: BTreeSet<usize>,
     /// Recorded records still among the inputs.
     present: u64,
     /// One event's records now: (day, position).
@@ -558,7 +569,8 @@ impl Needs {
         Needs {
             files: hashbrown::HashMap::new(),
             inputs,
-            tied: 0,
+            tied: Vec::new(),
+            tie_files: BTreeSet::new(),
             present: 0,
             scratch: Vec::new(),
         }
@@ -567,18 +579,29 @@ impl Needs {
     /// One event: its recorded records `old` and its new records `new`.
     fn event(&mut self, old: &[Entry], new: &[Entry], places: &[Place]) {
         self.scratch.clear();
+        let time = |e: &Entry| (e.ingested_at, e.occurred_at);
         let mut tied = false;
         for o in old {
             if let Some(Place::Present(at)) = places.get(o.source as usize) {
                 self.present += 1;
                 self.scratch.push((o.day(), *at));
-                tied |= new.iter().any(|n| {
-                    (n.ingested_at, n.occurred_at) == (o.ingested_at, o.occurred_at)
-                        && n.fields != o.fields
-                });
+                tied |= new
+                    .iter()
+                    .any(|n| time(n) == time(o) && n.fields != o.fields);
             }
         }
-        self.tied += u64::from(tied);
+        if tied {
+            self.tied.extend(old.first().map(Entry::key));
+            // Every recorded record on a timestamp pair with a tie: each
+            // one's place among the records there takes its details.
+            for o in old {
+                if let Some(Place::Present(at)) = places.get(o.source as usize)
+                    && new.iter().any(|n| time(n) == time(o))
+                {
+                    self.tie_files.insert(*at);
+                }
+            }
+        }
         self.scratch
             .extend(new.iter().map(|n| (n.day(), n.source as usize)));
         for &(day, _) in &self.scratch {
@@ -596,7 +619,8 @@ impl Needs {
 
     /// Adds what `other` gathered over other events.
     fn absorb(&mut self, other: Needs) {
-        self.tied += other.tied;
+        self.tied.extend(other.tied);
+        self.tie_files.extend(other.tie_files);
         self.present += other.present;
         for (day, row) in other.files {
             match self.files.entry(day) {
@@ -730,12 +754,6 @@ pub fn status_for_run_with(
                 &bar,
             )?;
             bar.finish();
-            let blocker = (needs.tied > 0).then(|| {
-                format!(
-                    "{} event(s) of the new or changed files tie with a recorded record on both timestamps but differ from it",
-                    needs.tied
-                )
-            });
             late = Some(ForRun::Whole(Box::new(Whole {
                 commit: *commit,
                 manifest: manifest.clone(),
@@ -753,7 +771,8 @@ pub fn status_for_run_with(
                 // Taken from `new` once nothing else needs them.
                 new_entries: Vec::new(),
                 records: needs.present + new.entries.len() as u64,
-                blocker,
+                tied: needs.tied.iter().copied().collect(),
+                tie_files: std::mem::take(&mut needs.tie_files),
             })));
         }
         let bar = (!ties.is_empty()).then(|| Progress::stage("ties", options.progress));
@@ -1452,18 +1471,7 @@ fn settle_ties(
         ingest::check_unchanged(std::slice::from_ref(file))?;
         let (table, _) = crate::dedup::merge(chunks, interners)?;
         let wanted: HashSet<(u64, u64)> = ties.iter().map(|t| t.key).collect();
-        let mut records: HashMap<(u64, u64), Vec<Record>> = HashMap::new();
-        for c in &table.chunks {
-            for r in 0..c.len() {
-                let key = survivors::id_key(c.event_id(r));
-                if wanted.contains(&key) {
-                    records
-                        .entry(key)
-                        .or_default()
-                        .push(Record::of(c, r, &table.strings));
-                }
-            }
-        }
+        let records = survivors::records_of(&table, &wanted);
         for tie in ties {
             let recorded = records
                 .get(&tie.key)

@@ -170,6 +170,30 @@ pub fn file_of(id_hash: u64, files: u32) -> u32 {
     ((u128::from(id_hash) * u128::from(files.max(1))) >> 64) as u32
 }
 
+/// The records of `table` of the events whose keys are in `wanted`, by key,
+/// in the table's order.
+pub fn records_of(
+    table: &Table,
+    wanted: &std::collections::HashSet<Key>,
+) -> std::collections::HashMap<Key, Vec<Record>> {
+    let mut records: std::collections::HashMap<Key, Vec<Record>> = Default::default();
+    if wanted.is_empty() {
+        return records;
+    }
+    for c in &table.chunks {
+        for r in 0..c.len() {
+            let key = id_key(c.event_id(r));
+            if wanted.contains(&key) {
+                records
+                    .entry(key)
+                    .or_default()
+                    .push(Record::of(c, r, &table.strings));
+            }
+        }
+    }
+    records
+}
+
 /// The hash of the fields the survivor rule compares after the two
 /// timestamps: `xxh3_64` with [`FIELDS_SEED`] of four 64-bit little-endian
 /// words: `xxh3_64(creator_id)`, `xxh3_64(template_id)`, `xxh3_64(brand_id)`

@@ -206,32 +206,65 @@ fn a_changed_or_removed_day_file_is_recomputed_from_the_files_its_days_need() {
 }
 
 #[test]
-fn a_changed_record_on_a_recorded_records_time_with_other_fields_reads_every_input() {
+fn a_changed_record_on_a_recorded_records_time_with_other_fields_reads_that_records_file() {
     let base = base();
     let (dir, days) = by_day(&base);
     let day_names: Vec<&String> = days.keys().collect();
-    let (changed, other) = (day_names[2], day_names[5]);
-    // The changed file gains a record of an event of another day's file on
-    // that record's timestamps with another creator: a tie the index
-    // cannot order.
-    let recorded = days[other][0].clone();
+    let (changed, loses, wins) = (day_names[2], day_names[5], day_names[8]);
+    // The changed file gains, on the timestamps of records of other days'
+    // files, a record with another creator: ties the index cannot order (it
+    // holds a hash of a record's fields). One sorts after the recorded
+    // record and changes no day; one sorts first and replaces the survivor
+    // of its day.
     let mut events = days[changed][1..].to_vec();
+    let loser = base.on_day(loses, 1)[0].0.clone();
+    let winner = base.on_day(wins, 1)[0].0.clone();
     events.push(Event {
-        creator_id: format!("{}-tie", recorded.creator_id),
-        ..recorded
+        creator_id: format!("{}-tie", loser.creator_id),
+        ..loser
+    });
+    events.push(Event {
+        creator_id: format!("!{}", winner.creator_id),
+        ..winner
     });
     write_events(&dir.join(format!("{changed}.jsonl")), &events);
+
+    let (code, report) = status::status(&base.out, &[&dir], &base.rule, &[]);
+    assert_eq!(code, 3);
+    let stale = stale_days(&report);
+    assert!(stale.contains(changed) && stale.contains(wins), "{stale:?}");
+    assert!(!stale.contains(loses), "{stale:?}");
+    // What the written days need, and the file of the record that the
+    // losing one ties with.
+    let mut expected: BTreeSet<String> = needed(&dir, &stale).into_iter().collect();
+    let loses_file = std::fs::canonicalize(dir.join(format!("{loses}.jsonl"))).unwrap();
+    assert!(!expected.contains(&loses_file.display().to_string()));
+    expected.insert(loses_file.display().to_string());
+
     let truth = full(&base, "truth", &[&dir], &base.rule);
     let (code, run) = backfill(&[&dir], &base.rule, &base.out, &["--stale-only"]);
     assert_eq!(code, 0, "{run:#}");
-    assert_eq!(run["plan"]["partial"], false);
+    let plan = &run["plan"];
+    assert_eq!(plan["partial"], true, "{}", plan["reads"]);
     assert!(
-        run["plan"]["reads"].as_str().unwrap().contains("tie"),
+        plan["reads"]
+            .as_str()
+            .unwrap()
+            .contains("2 event(s)' new records tie"),
         "{}",
-        run["plan"]["reads"]
+        plan["reads"]
     );
+    let read: BTreeSet<String> = strings(&plan["read_files"]).into_iter().collect();
+    assert_eq!(read, expected);
+    assert!(read.len() < days.len(), "fewer than every file: {read:?}");
     assert_eq!(partitions(&base.out), partitions(&truth));
-    assert_eq!(index(&base.out), index(&truth));
+    assert_eq!(
+        index(&base.out),
+        index(&truth),
+        "the index a full recompute writes, the tied records in order"
+    );
+    let (code, after) = status::status(&base.out, &[&dir], &base.rule, &[]);
+    assert_eq!(code, 0, "fresh after: {after:#}");
 }
 
 #[test]

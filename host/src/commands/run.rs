@@ -279,20 +279,22 @@ fn backfill(args: Args) -> anyhow::Result<ExitCode> {
         // The new files alone cannot be applied (another rule, too many
         // index layers, ...): read whole, the index may still tell a few
         // files the stale days need. Not when the files holding the days'
-        // survivors are every file already, nor when a tie blocks it.
+        // survivors are every file already.
         let planned_days: std::collections::BTreeSet<String> =
             plan.days.iter().map(|d| d.day.clone()).collect();
-        let may_narrow = matches!(
-            &late,
-            Some(ForRun::Lookup(l))
-                if l.tied == 0 && l.survivor_files(&planned_days).len() < files.len()
-        );
-        if plan.scope == tally::backfill::Scope::Stale
+        let survivor_files = match &late {
+            Some(ForRun::Lookup(l)) => Some(l.survivor_files(&planned_days).len()),
+            _ => None,
+        };
+        let recomputes_stale = plan.scope == tally::backfill::Scope::Stale
             && plan.writes()
             && !plan.incremental
-            && scope.is_none()
-            && may_narrow
-        {
+            && scope.is_none();
+        if recomputes_stale && survivor_files == Some(files.len()) {
+            plan.reads
+                .push_str(", and every input file holds survivors of the written days' events");
+        }
+        if recomputes_stale && survivor_files.is_some_and(|n| n < files.len()) {
             // The new files the lookup read are not read again.
             let earlier = match &late {
                 Some(ForRun::Lookup(l)) => l.read.as_ref(),
@@ -309,6 +311,8 @@ fn backfill(args: Args) -> anyhow::Result<ExitCode> {
             );
             if narrowed.partial {
                 (plan, late) = (narrowed, whole);
+            } else {
+                plan.reads = narrowed.reads;
             }
         }
         if let Some(scope) = &scope {
