@@ -13,13 +13,17 @@
 //! `occurred_at` (as many pipelines land them), one day's file replaced by
 //! a copy without every tenth record. `--stale-only` then reads only the
 //! files holding records of the stale days' events (a partial recompute).
+//! Then conflicting re-sends: every hundredth record of one day sent again
+//! on both its timestamps with another creator, a tie the survivor index
+//! cannot order (it holds a hash of the fields): `--stale-only` reads that
+//! day's file too, for the recorded records' fields.
 //!
 //! `cargo bench -p tally-benches --bench staleness` (after `make rules`);
 //! `TALLY_BENCH_EVENTS` sets the output's size (default 10,000,000),
 //! `TALLY_BENCH_RUNS` the runs of each (default 3).
 
-use arrow::array::{Array, AsArray, BooleanArray};
-use arrow::datatypes::TimestampMillisecondType;
+use arrow::array::{Array, AsArray, BooleanArray, RecordBatch, StringArray};
+use arrow::datatypes::{DataType, TimestampMillisecondType};
 use parquet::arrow::ArrowWriter;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use std::fs::File;
@@ -157,6 +161,77 @@ fn main() {
         "corrected day: {CORRECTED_DAY} of {day_files} day files rewritten with {kept} records (every tenth dropped), {days} stale days, {read} files read: --stale-only {stale:.2}s, full run {full:.2}s: {:.1}% (medians of {runs})",
         stale * 100.0 / full
     );
+
+    // Conflicting re-sends among the day files (the corrected one back as
+    // it was): records of one day sent again on both their timestamps with
+    // another creator, ties the survivor index cannot order.
+    std::fs::remove_file(&corrected).expect("the corrected file removed");
+    let original = by_day.join(format!("{CORRECTED_DAY}.parquet"));
+    std::fs::hard_link(&original, &corrected)
+        .or_else(|_| std::fs::copy(&original, &corrected).map(|_| ()))
+        .expect("the day file back");
+    let conflicts = data.join(format!("conflicts-{count}"));
+    let resent = resent_with_another_creator(
+        &by_day.join(format!("{CONFLICT_DAY}.parquet")),
+        &conflicts.join("resent.parquet"),
+        100,
+    );
+    let (full, stale, plan) = measure(&[&work, &conflicts], &base, "partial");
+    let days = plan["days"].as_array().map_or(0, Vec::len);
+    let read = plan["input_files"].as_u64().unwrap_or(0);
+    println!(
+        "conflicting re-sends: {resent} records of {CONFLICT_DAY} sent again with another creator, {days} stale days, {read} of {} files read: --stale-only {stale:.2}s, full run {full:.2}s: {:.1}% (medians of {runs})",
+        day_files + 1,
+        stale * 100.0 / full
+    );
+}
+
+/// The day whose records the conflicting re-sends copy.
+const CONFLICT_DAY: &str = "2026-05-20";
+
+/// Writes every `every`-th record of `from` to `to` (a fresh directory's
+/// file) with `!` put before its `creator_id`: on the same timestamps, a
+/// record that wins the survivor rule's tie-break against the original.
+/// Returns the records written.
+fn resent_with_another_creator(from: &Path, to: &Path, every: usize) -> usize {
+    let dir = to.parent().expect("a directory");
+    let _ = std::fs::remove_dir_all(dir);
+    std::fs::create_dir_all(dir).expect("a directory");
+    let reader = ParquetRecordBatchReaderBuilder::try_new(File::open(from).expect("a day file"))
+        .expect("Parquet")
+        .build()
+        .expect("a reader");
+    let mut writer: Option<ArrowWriter<File>> = None;
+    let (mut at, mut written) = (0usize, 0usize);
+    for batch in reader {
+        let batch = batch.expect("a batch");
+        let keep: BooleanArray = (0..batch.num_rows())
+            .map(|i| Some((at + i) % every == 0))
+            .collect();
+        at += batch.num_rows();
+        let part = arrow::compute::filter_record_batch(&batch, &keep).expect("filtered");
+        let schema = part.schema();
+        let (column, field) = schema.column_with_name("creator_id").expect("creator_id");
+        let as_text = arrow::compute::cast(part.column(column), &DataType::Utf8).expect("text");
+        let renamed: StringArray = as_text
+            .as_string::<i32>()
+            .iter()
+            .map(|v| v.map(|v| format!("!{v}")))
+            .collect();
+        let mut columns = part.columns().to_vec();
+        columns[column] = arrow::compute::cast(&renamed, field.data_type()).expect("cast back");
+        let part = RecordBatch::try_new(schema.clone(), columns).expect("a batch");
+        written += part.num_rows();
+        writer
+            .get_or_insert_with(|| {
+                ArrowWriter::try_new(File::create(to).expect("a file"), schema, None)
+                    .expect("a writer")
+            })
+            .write(&part)
+            .expect("written");
+    }
+    writer.expect("one batch at least").close().expect("closed");
+    written
 }
 
 /// The day whose file the corrected-day case rewrites.
