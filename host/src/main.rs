@@ -118,7 +118,9 @@ fn main() -> ExitCode {
             if commands::is_broken_pipe(&err) {
                 return ExitCode::SUCCESS;
             }
-            eprintln!("error: {err:#}");
+            // Errors name input files and carry text from rules: no
+            // terminal control reaches stderr through them.
+            eprintln!("error: {}", tally::rule::shown_lines(&format!("{err:#}")));
             if commands::usage::is_usage_error(&err) {
                 return ExitCode::from(commands::usage::EXIT);
             }

@@ -402,7 +402,7 @@ impl fmt::Display for RunReport {
                 "  scope   the rows of {} creator(s) of {} recomputed (kept as {}); \
                  the other creators' rows carried over as they were",
                 thousands(scope.creators),
-                scope.given.escape_debug(),
+                crate::rule::shown_name(&scope.given),
                 scope.list
             )?;
         }

@@ -67,6 +67,28 @@ pub fn tally_ok(args: &[&str]) -> String {
     String::from_utf8(out.stdout).expect("utf-8 stdout")
 }
 
+/// The arguments of `tally run` of `input` with `rule` into `out`, quiet,
+/// and `extra`.
+pub fn run_args<'a>(
+    input: &'a Path,
+    rule: &'a Path,
+    out: &'a Path,
+    extra: &[&'a str],
+) -> Vec<&'a str> {
+    let mut args = vec![
+        "run",
+        "--input",
+        s(input),
+        "--rule",
+        s(rule),
+        "--out",
+        s(out),
+        "--quiet",
+    ];
+    args.extend_from_slice(extra);
+    args
+}
+
 /// Runs `tally`, expects the ordinary failure (exit code 1: not a panic, not
 /// a signal; an `error:` line) and returns stderr.
 pub fn tally_err(args: &[&str]) -> String {

@@ -44,18 +44,7 @@ fn events_with_templates(dir: &Path, name: &str, templates: &[String]) -> PathBu
 /// returns the run report.
 fn run_ok(dir: &Path, input: &Path, rule: &Path, extra: &[&str]) -> serde_json::Value {
     let out = dir.join("out");
-    let mut args = vec![
-        "run",
-        "--input",
-        s(input),
-        "--rule",
-        s(rule),
-        "--out",
-        s(&out),
-        "--quiet",
-    ];
-    args.extend_from_slice(extra);
-    common::tally_ok(&args);
+    common::tally_ok(&common::run_args(input, rule, &out, extra));
     let report = common::report(&out);
     let checks = report["checks"].as_array().expect("checks");
     assert!(checks.iter().all(|c| c["ok"] == true), "{checks:?}");

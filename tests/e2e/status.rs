@@ -770,7 +770,20 @@ fn file_names_reach_the_terminal_escaped() {
         ..template
     }];
     write_events(&base.path("late/late\u{1b}[2J.jsonl"), &late);
+    // And one whose name would forge a line of the report.
+    let forged = vec![Event {
+        event_id: "late-forged".to_string(),
+        ..late[0].clone()
+    }];
+    write_events(&base.path("late/late\nerror: forged.jsonl"), &forged);
     let late_dir = base.path("late");
+    let no_forged_line = |text: &str| {
+        assert!(
+            !text.lines().any(|l| l.starts_with("error: forged")),
+            "a forged line: {text}"
+        );
+        assert!(text.contains("late\\nerror: forged.jsonl"), "{text}");
+    };
     let given = [
         "--out",
         s(&base.out),
@@ -786,6 +799,7 @@ fn file_names_reach_the_terminal_escaped() {
     let text = String::from_utf8(output.stdout).unwrap();
     assert!(!text.contains('\u{1b}'), "a raw escape on stdout: {text:?}");
     assert!(text.contains("late\\u{1b}[2J.jsonl"), "{text}");
+    no_forged_line(&text);
     // The plan of `tally run --stale-only` names them in its causes too.
     let output = common::tally(&[&["run"][..], &given, &["--stale-only", "--dry-run"]].concat());
     assert!(output.status.success());
@@ -795,5 +809,23 @@ fn file_names_reach_the_terminal_escaped() {
     assert!(
         !plan.contains('\u{1b}'),
         "a raw escape in the plan: {plan:?}"
+    );
+    no_forged_line(&plan);
+}
+
+#[test]
+fn an_error_naming_a_file_reaches_the_terminal_escaped() {
+    let dir = TempDir::new().expect("temp dir");
+    let input = dir.path().join("in");
+    std::fs::create_dir_all(&input).unwrap();
+    // Not Parquet: the run fails naming the file, whose name would clear
+    // the screen.
+    std::fs::write(input.join("bad\u{1b}[2J.parquet"), b"not parquet").unwrap();
+    let (out, rule) = (dir.path().join("out"), common::rule("creator-pay-v1"));
+    let stderr = common::tally_err(&common::run_args(&input, &rule, &out, &[]));
+    assert!(!stderr.contains('\u{1b}'), "a raw escape: {stderr:?}");
+    assert!(
+        stderr.contains("bad\\u{1b}[2J.parquet"),
+        "the file named, escaped: {stderr}"
     );
 }

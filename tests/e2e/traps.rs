@@ -116,24 +116,8 @@ fn input(dir: &Path, n: usize, extra: &[&str]) -> PathBuf {
     path
 }
 
-/// `tally run` of `input` with `rule` into `out`, quiet, and `extra`.
-fn run_args<'a>(input: &'a Path, rule: &'a Path, out: &'a Path, extra: &[&'a str]) -> Vec<&'a str> {
-    let mut args = vec![
-        "run",
-        "--input",
-        s(input),
-        "--rule",
-        s(rule),
-        "--out",
-        s(out),
-        "--quiet",
-    ];
-    args.extend_from_slice(extra);
-    args
-}
-
 fn run_err(input: &Path, rule: &Path, out: &Path, extra: &[&str]) -> String {
-    tally_err(&run_args(input, rule, out, extra))
+    tally_err(&common::run_args(input, rule, out, extra))
 }
 
 #[test]
@@ -221,7 +205,12 @@ fn a_scoped_backfill_shows_the_rule_only_the_listed_creators_events() {
     // The summary says what was classified and what was set aside.
     let out = dir.path().join("out-text");
     crate::support::run(&[&input], &v1, &out, &[]);
-    let text = tally_ok(&run_args(&input, rule, &out, &["--creators", s(&others)]));
+    let text = tally_ok(&common::run_args(
+        &input,
+        rule,
+        &out,
+        &["--creators", s(&others)],
+    ));
     let line = text
         .lines()
         .find(|l| l.trim_start().starts_with("classified"))

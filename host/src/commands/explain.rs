@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 use tally::explain::{Explanation, explain};
-use tally::rule::shown;
+use tally::rule::{shown, shown_name};
 
 /// The version of `tally explain --json`'s report: raised only when a field
 /// changes meaning or disappears.
@@ -65,10 +65,12 @@ pub fn execute(args: Args) -> anyhow::Result<ExitCode> {
         if e.records.is_empty() {
             text.push_str("  no record with this event_id in the input\n");
         }
+        // File names and records come from the input: each kept on its
+        // line, with nothing a terminal would act on.
         for s in &e.records {
             text.push_str(&format!(
                 "  {} {} {}: {}{}\n    {}\n",
-                s.file,
+                shown_name(&s.file),
                 s.position_kind,
                 s.position,
                 s.status,
@@ -76,7 +78,7 @@ pub fn execute(args: Args) -> anyhow::Result<ExitCode> {
                     .as_ref()
                     .map(|n| format!(" ({n})"))
                     .unwrap_or_default(),
-                s.record
+                shown_name(&s.record.to_string())
             ));
         }
         for v in &e.verdicts {

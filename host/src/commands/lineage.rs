@@ -71,7 +71,7 @@ fn describe(m: &PartitionManifest) -> String {
         for input in &m.day_inputs {
             text.push_str(&format!(
                 "           {} ({} events, blake3 {})\n",
-                input.path.escape_debug(),
+                tally::rule::shown_name(&input.path),
                 input.events,
                 input.blake3
             ));
@@ -81,7 +81,7 @@ fn describe(m: &PartitionManifest) -> String {
     for input in &m.inputs {
         text.push_str(&format!(
             "           {} ({} bytes, blake3 {})\n",
-            input.path.escape_debug(),
+            tally::rule::shown_name(&input.path),
             input.size,
             input.blake3
         ));

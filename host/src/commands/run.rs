@@ -528,7 +528,7 @@ fn render_plan(plan: &Plan, dry_run: bool) -> String {
         });
         text.push_str(&format!(
             "    {}  {change}{records}\n",
-            input.path.escape_debug()
+            tally::rule::shown_name(&input.path)
         ));
     }
     // Causes name input files: their names reach a terminal escaped.

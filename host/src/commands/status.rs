@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 use tally::report::thousands;
-use tally::rule::shown_lines;
+use tally::rule::{shown_lines, shown_name};
 use tally::status::{Cause, InputChange, StatusOptions, StatusReport, status};
 
 /// The version of `tally status --json`'s report: raised only when a field
@@ -188,7 +188,8 @@ pub(super) fn tree(text: &mut String, causes: &[Cause]) {
         } else {
             "├─"
         };
-        text.push_str(&format!("    {branch} {}\n", describe(cause)));
+        // A cause names input files: kept on its line.
+        text.push_str(&format!("    {branch} {}\n", shown_name(&describe(cause))));
     }
 }
 
@@ -260,7 +261,11 @@ fn render(report: &StatusReport, rule: &str) -> String {
                 )
             ),
         };
-        text.push_str(&format!("  {}  {note}\n", input.path));
+        text.push_str(&format!(
+            "  {}  {}\n",
+            shown_name(&input.path),
+            shown_name(&note)
+        ));
     }
     if let Some(index) = &report.index {
         let layers = match index.layers {

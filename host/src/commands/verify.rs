@@ -100,7 +100,7 @@ pub fn execute(args: Args) -> anyhow::Result<ExitCode> {
                 let key = if x.key.is_empty() {
                     String::new()
                 } else {
-                    format!("{}: ", x.key.escape_debug())
+                    format!("{}: ", tally::rule::shown_name(&x.key))
                 };
                 text.push_str(&format!(
                     "    {key}{}: expected {}, found {}\n",

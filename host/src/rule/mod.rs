@@ -25,7 +25,7 @@ pub use metadata::{
     BadMetadata, MAX_VERSION_BYTES, VersionError, parse_version, valid_name, valid_version,
     version_order,
 };
-pub use text::{SHOWN_CHARS, shown, shown_lines};
+pub use text::{SHOWN_CHARS, shown, shown_lines, shown_name};
 
 use std::fmt;
 use std::path::{Path, PathBuf};

@@ -5,8 +5,9 @@
 //! newline in a reason would forge a line of the run summary, an ANSI escape
 //! sequence would drive the terminal, and a 20 MB error message would bury
 //! everything else. Every place that prints rule-supplied text for a person
-//! passes it through [`shown`] first. Reports that name input files pass
-//! through [`shown_lines`], for the same reasons. Machine-readable outputs (JSON, Parquet)
+//! passes it through [`shown`] first. Reports that name input files write
+//! each name through [`shown_name`], and pass through [`shown_lines`] as a
+//! whole, for the same reasons. Machine-readable outputs (JSON, Parquet)
 //! keep the text as it is: their encoders escape what needs escaping.
 
 use std::borrow::Cow;
@@ -68,6 +69,21 @@ fn push_shown(out: &mut String, c: char) {
     }
 }
 
+/// A name no one vetted (an input file's path, a key read from a file) as
+/// it may be shown within a line of a report: every character
+/// [`needs_escape`] picks, line ends included, written as [`shown`] writes
+/// it; nothing cut.
+pub fn shown_name(text: &str) -> Cow<'_, str> {
+    if !text.chars().any(needs_escape) {
+        return Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 32);
+    for c in text.chars() {
+        push_shown(&mut out, c);
+    }
+    Cow::Owned(out)
+}
+
 /// A report of several lines that names things no one vetted (input file
 /// names, in `tally status`'s text and the plan of `tally run
 /// --stale-only`), as it may be shown: every character but the line ends as
@@ -97,6 +113,20 @@ mod tests {
         }
         let longest = "x".repeat(SHOWN_CHARS);
         assert_eq!(shown(&longest), longest);
+    }
+
+    #[test]
+    fn a_name_is_kept_on_its_line_and_whole() {
+        assert!(matches!(
+            shown_name("late.jsonl"),
+            Cow::Borrowed("late.jsonl")
+        ));
+        assert_eq!(
+            shown_name("late\nerror: forged\u{1b}[2J.jsonl"),
+            "late\\nerror: forged\\u{1b}[2J.jsonl"
+        );
+        let long = "x".repeat(2 * SHOWN_CHARS) + "\n";
+        assert_eq!(shown_name(&long), "x".repeat(2 * SHOWN_CHARS) + "\\n");
     }
 
     #[test]
