@@ -554,7 +554,7 @@ struct Needs {
     /// Events with a new record on a recorded record's timestamps with
     /// other fields: their order in a rewritten index takes the recorded
     /// records' details, read back from their files.
-    tied: Vec<survivors::Key>,
+    tied: HashSet<survivors::Key>,
     /// The files (positions) holding the recorded records on those
     /// timestamps.
     tie_files: BTreeSet<usize>,
@@ -569,7 +569,7 @@ impl Needs {
         Needs {
             files: hashbrown::HashMap::new(),
             inputs,
-            tied: Vec::new(),
+            tied: HashSet::new(),
             tie_files: BTreeSet::new(),
             present: 0,
             scratch: Vec::new(),
@@ -771,7 +771,7 @@ pub fn status_for_run_with(
                 // Taken from `new` once nothing else needs them.
                 new_entries: Vec::new(),
                 records: needs.present + new.entries.len() as u64,
-                tied: needs.tied.iter().copied().collect(),
+                tied: std::mem::take(&mut needs.tied),
                 tie_files: std::mem::take(&mut needs.tie_files),
             })));
         }

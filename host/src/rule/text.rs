@@ -74,14 +74,7 @@ fn push_shown(out: &mut String, c: char) {
 /// [`needs_escape`] picks, line ends included, written as [`shown`] writes
 /// it; nothing cut.
 pub fn shown_name(text: &str) -> Cow<'_, str> {
-    if !text.chars().any(needs_escape) {
-        return Cow::Borrowed(text);
-    }
-    let mut out = String::with_capacity(text.len() + 32);
-    for c in text.chars() {
-        push_shown(&mut out, c);
-    }
-    Cow::Owned(out)
+    escaped(text, false)
 }
 
 /// A report of several lines that names things no one vetted (input file
@@ -89,14 +82,22 @@ pub fn shown_name(text: &str) -> Cow<'_, str> {
 /// --stale-only`), as it may be shown: every character but the line ends as
 /// [`shown`] shows it, nothing cut.
 pub fn shown_lines(text: &str) -> Cow<'_, str> {
-    if !text.chars().any(|c| c != '\n' && needs_escape(c)) {
+    escaped(text, true)
+}
+
+/// `text` with every character [`needs_escape`] picks written as [`shown`]
+/// writes it, its line ends kept as they are when `keep_lines`; nothing cut.
+fn escaped(text: &str, keep_lines: bool) -> Cow<'_, str> {
+    let escape = |c: char| needs_escape(c) && !(keep_lines && c == '\n');
+    if !text.chars().any(escape) {
         return Cow::Borrowed(text);
     }
     let mut out = String::with_capacity(text.len() + 32);
     for c in text.chars() {
-        match c {
-            '\n' => out.push(c),
-            c => push_shown(&mut out, c),
+        if escape(c) {
+            push_shown(&mut out, c);
+        } else {
+            out.push(c);
         }
     }
     Cow::Owned(out)
