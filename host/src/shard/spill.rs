@@ -30,10 +30,7 @@ use super::{SHARD_FORMAT_VERSION, shard_of};
 use crate::ingest::Chunk;
 use crate::intern::Interner;
 use crate::validate::{EventColumns, NO_BRAND};
-use arrow::array::{
-    Array, ArrayRef, AsArray, FixedSizeBinaryBuilder, Int64Builder, RecordBatch, StringArray,
-    StringBuilder, UInt8Builder, UInt32Builder, UInt64Builder,
-};
+use arrow::array::{Array, ArrayRef, AsArray, RecordBatch, StringArray};
 use arrow::datatypes::{
     DataType, Field, Int64Type, Schema, SchemaRef, UInt8Type, UInt32Type, UInt64Type,
 };
@@ -128,81 +125,135 @@ fn close(path: &Path, mut writer: FileWriter<BufWriter<File>>) -> Result<u64, Sp
     Ok(file.metadata().map_err(|e| io(path, e))?.len())
 }
 
-/// Rows of one shard gathered until they are written as one batch.
+/// The most rows a spill batch holds.
+const MAX_BATCH_ROWS: usize = 1 << 16;
+
+/// Rows of one shard gathered until they are written as one batch: plain
+/// vectors, each sized for a whole batch when its first row comes, so that
+/// filling it never grows it, and handed to the batch as they are.
+#[derive(Default)]
 struct Buffer {
-    event_id: StringBuilder,
-    occurred_at: Int64Builder,
-    ingested_at: Int64Builder,
-    creator: UInt32Builder,
-    template: UInt32Builder,
-    brand: UInt32Builder,
-    content_kind: UInt8Builder,
-    action: UInt8Builder,
-    user_tier: UInt8Builder,
-    country: FixedSizeBinaryBuilder,
-    source: UInt32Builder,
-    position: UInt64Builder,
-    rows: usize,
+    capacity: usize,
+    event_id_offsets: Vec<i32>,
+    event_id_bytes: Vec<u8>,
+    occurred_at: Vec<i64>,
+    ingested_at: Vec<i64>,
+    creator: Vec<u32>,
+    template: Vec<u32>,
+    brand: Vec<u32>,
+    content_kind: Vec<u8>,
+    action: Vec<u8>,
+    user_tier: Vec<u8>,
+    country: Vec<u8>,
+    source: Vec<u32>,
+    position: Vec<u64>,
 }
 
 impl Buffer {
-    /// A buffer sized for `rows` rows, so that it does not grow as it fills.
-    fn with_capacity(rows: usize) -> Self {
+    /// An empty buffer that takes memory for `rows` rows on its first row.
+    fn new(rows: usize) -> Self {
         Buffer {
-            event_id: StringBuilder::with_capacity(rows, rows * 40),
-            occurred_at: Int64Builder::with_capacity(rows),
-            ingested_at: Int64Builder::with_capacity(rows),
-            creator: UInt32Builder::with_capacity(rows),
-            template: UInt32Builder::with_capacity(rows),
-            brand: UInt32Builder::with_capacity(rows),
-            content_kind: UInt8Builder::with_capacity(rows),
-            action: UInt8Builder::with_capacity(rows),
-            user_tier: UInt8Builder::with_capacity(rows),
-            country: FixedSizeBinaryBuilder::with_capacity(rows, 2),
-            source: UInt32Builder::with_capacity(rows),
-            position: UInt64Builder::with_capacity(rows),
-            rows: 0,
+            capacity: rows,
+            ..Buffer::default()
         }
+    }
+
+    /// A buffer sized for `rows` rows.
+    fn with_capacity(rows: usize) -> Self {
+        let mut event_id_offsets = Vec::with_capacity(rows + 1);
+        event_id_offsets.push(0);
+        Buffer {
+            capacity: rows,
+            event_id_offsets,
+            event_id_bytes: Vec::with_capacity(rows * 40),
+            occurred_at: Vec::with_capacity(rows),
+            ingested_at: Vec::with_capacity(rows),
+            creator: Vec::with_capacity(rows),
+            template: Vec::with_capacity(rows),
+            brand: Vec::with_capacity(rows),
+            content_kind: Vec::with_capacity(rows),
+            action: Vec::with_capacity(rows),
+            user_tier: Vec::with_capacity(rows),
+            country: Vec::with_capacity(rows * 2),
+            source: Vec::with_capacity(rows),
+            position: Vec::with_capacity(rows),
+        }
+    }
+
+    fn rows(&self) -> usize {
+        self.occurred_at.len()
     }
 
     /// Appends row `r` of `events`, its strings as ids `[creator, template,
     /// brand]` of the writer's table.
     fn push(&mut self, events: &EventColumns, r: usize, ids: [u32; 3]) {
-        // Event ids were checked as UTF-8 when they were read.
-        self.event_id
-            .append_value(String::from_utf8_lossy(events.event_id(r)));
-        self.occurred_at.append_value(events.occurred_at[r]);
-        self.ingested_at.append_value(events.ingested_at[r]);
-        self.creator.append_value(ids[0]);
-        self.template.append_value(ids[1]);
-        self.brand.append_value(ids[2]);
-        self.content_kind.append_value(events.content_kind[r]);
-        self.action.append_value(events.action[r]);
-        self.user_tier.append_value(events.user_tier[r]);
-        self.country
-            .append_value(events.country[r])
-            .expect("countries are two bytes");
-        self.source.append_value(events.source);
+        if self.event_id_offsets.is_empty() {
+            // The first row since the buffer was made or written: the memory
+            // of the batch written last is free again by now.
+            *self = Buffer::with_capacity(self.capacity);
+        }
+        self.event_id_bytes.extend_from_slice(events.event_id(r));
+        // Event ids are at most 128 bytes, and a batch holds at most
+        // `MAX_BATCH_ROWS` rows: the offsets stay far below `i32::MAX`.
+        self.event_id_offsets.push(self.event_id_bytes.len() as i32);
+        self.occurred_at.push(events.occurred_at[r]);
+        self.ingested_at.push(events.ingested_at[r]);
+        self.creator.push(ids[0]);
+        self.template.push(ids[1]);
+        self.brand.push(ids[2]);
+        self.content_kind.push(events.content_kind[r]);
+        self.action.push(events.action[r]);
+        self.user_tier.push(events.user_tier[r]);
+        self.country.extend_from_slice(&events.country[r]);
+        self.source.push(events.source);
         self.position
-            .append_value(events.position.get(r).copied().unwrap_or(0));
-        self.rows += 1;
+            .push(events.position.get(r).copied().unwrap_or(0));
     }
 
+    /// The buffered rows as a batch; the buffer is then empty.
     fn finish(&mut self, schema: &SchemaRef) -> Result<RecordBatch, arrow::error::ArrowError> {
-        self.rows = 0;
+        use arrow::array::{FixedSizeBinaryArray, PrimitiveArray};
+        use arrow::buffer::{Buffer as Bytes, OffsetBuffer, ScalarBuffer};
+        let Buffer {
+            capacity: _,
+            event_id_offsets,
+            event_id_bytes,
+            occurred_at,
+            ingested_at,
+            creator,
+            template,
+            brand,
+            content_kind,
+            action,
+            user_tier,
+            country,
+            source,
+            position,
+        } = std::mem::replace(self, Buffer::new(self.capacity));
+        fn array<T: arrow::datatypes::ArrowPrimitiveType>(values: Vec<T::Native>) -> ArrayRef {
+            Arc::new(PrimitiveArray::<T>::new(ScalarBuffer::from(values), None))
+        }
+        // Event ids were checked as UTF-8 when they were read; `try_new`
+        // checks the batch's bytes again, in one pass.
+        let event_id = StringArray::try_new(
+            OffsetBuffer::new(ScalarBuffer::from(event_id_offsets)),
+            Bytes::from_vec(event_id_bytes),
+            None,
+        )?;
+        let country = FixedSizeBinaryArray::try_new(2, Bytes::from_vec(country), None)?;
         let columns: Vec<ArrayRef> = vec![
-            Arc::new(self.event_id.finish()),
-            Arc::new(self.occurred_at.finish()),
-            Arc::new(self.ingested_at.finish()),
-            Arc::new(self.creator.finish()),
-            Arc::new(self.template.finish()),
-            Arc::new(self.brand.finish()),
-            Arc::new(self.content_kind.finish()),
-            Arc::new(self.action.finish()),
-            Arc::new(self.user_tier.finish()),
-            Arc::new(self.country.finish()),
-            Arc::new(self.source.finish()),
-            Arc::new(self.position.finish()),
+            Arc::new(event_id),
+            array::<Int64Type>(occurred_at),
+            array::<Int64Type>(ingested_at),
+            array::<UInt32Type>(creator),
+            array::<UInt32Type>(template),
+            array::<UInt32Type>(brand),
+            array::<UInt8Type>(content_kind),
+            array::<UInt8Type>(action),
+            array::<UInt8Type>(user_tier),
+            Arc::new(country),
+            array::<UInt32Type>(source),
+            array::<UInt64Type>(position),
         ];
         RecordBatch::try_new(schema.clone(), columns)
     }
@@ -219,7 +270,7 @@ struct ShardFile {
 
 impl ShardFile {
     fn flush(&mut self) -> Result<(), SpillError> {
-        if self.buffer.rows == 0 {
+        if self.buffer.rows() == 0 {
             return Ok(());
         }
         let batch = self
@@ -261,19 +312,24 @@ struct Set {
     ids: HashMap<usize, Vec<u32>>,
 }
 
-impl Set {
-    /// The table id of string `id` of the interner `interner` (`strings`).
-    fn id(&mut self, interner: usize, strings: &Interner, id: u32) -> u32 {
+/// Maps string ids of one interner to ids of a writer's table.
+struct Ids<'a> {
+    /// The interner the records' ids point into.
+    from: &'a Interner,
+    /// For each of its ids, the id in `to`, `u32::MAX` where not yet looked up.
+    map: &'a mut Vec<u32>,
+    to: &'a mut Interner,
+}
+
+impl Ids<'_> {
+    /// The table id of string `id` of the records' interner.
+    fn get(&mut self, id: u32) -> u32 {
         if id == NO_BRAND {
             return NO_BRAND;
         }
-        let ids = self.ids.entry(interner).or_default();
-        if ids.len() <= id as usize {
-            ids.resize(strings.len().max(id as usize + 1), u32::MAX);
-        }
-        let slot = &mut ids[id as usize];
+        let slot = &mut self.map[id as usize];
         if *slot == u32::MAX {
-            *slot = self.strings.intern(strings.get(id));
+            *slot = self.to.intern(self.from.get(id));
         }
         *slot
     }
@@ -302,9 +358,10 @@ pub fn strings_path(dir: &Path, prefix: &str, set: usize) -> PathBuf {
 impl ShardWriters {
     /// Writers for `shards` shards into `dir` (which must exist), one set per
     /// thread of the current pool; each shard's rows are written in batches
-    /// of `buffer_rows`.
+    /// of `buffer_rows` (1 to 65,536).
     pub fn new(dir: &Path, prefix: &str, shards: u32, buffer_rows: usize) -> Self {
         let shards = shards.max(1);
+        let buffer_rows = buffer_rows.clamp(1, MAX_BATCH_ROWS);
         let sets = (0..rayon::current_num_threads().max(1))
             .map(|set| {
                 Mutex::new(Set {
@@ -313,7 +370,7 @@ impl ShardWriters {
                             path: shard_path(dir, prefix, k, set),
                             schema: schema(k, shards),
                             writer: None,
-                            buffer: Buffer::with_capacity(buffer_rows),
+                            buffer: Buffer::new(buffer_rows),
                             rows: 0,
                         })
                         .collect(),
@@ -326,7 +383,7 @@ impl ShardWriters {
         ShardWriters {
             sets,
             shards,
-            buffer_rows: buffer_rows.max(1),
+            buffer_rows,
         }
     }
 
@@ -340,16 +397,31 @@ impl ShardWriters {
     ) -> Result<(), SpillError> {
         let set = &self.sets[rayon::current_thread_index().unwrap_or(0) % self.sets.len()];
         let mut set = set.lock().unwrap_or_else(|e| e.into_inner());
+        let Set {
+            files,
+            strings: table,
+            ids,
+            ..
+        } = &mut *set;
+        let map = ids.entry(interner).or_default();
+        if map.len() < strings.len() {
+            map.resize(strings.len(), u32::MAX);
+        }
+        let mut to_table = Ids {
+            from: strings,
+            map,
+            to: table,
+        };
         for r in 0..events.len() {
             let ids = [
-                set.id(interner, strings, events.creator[r]),
-                set.id(interner, strings, events.template[r]),
-                set.id(interner, strings, events.brand[r]),
+                to_table.get(events.creator[r]),
+                to_table.get(events.template[r]),
+                to_table.get(events.brand[r]),
             ];
-            let file = &mut set.files[shard_of(events.event_id(r), self.shards) as usize];
+            let file = &mut files[shard_of(events.event_id(r), self.shards) as usize];
             file.buffer.push(events, r, ids);
             file.rows += 1;
-            if file.buffer.rows >= self.buffer_rows {
+            if file.buffer.rows() >= self.buffer_rows {
                 file.flush()?;
             }
         }
