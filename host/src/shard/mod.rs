@@ -297,7 +297,6 @@ pub fn compute(
 
     // Reduce each shard, then merge.
     let bar = Progress::counting("shards", Some(u64::from(shards)), "shards", progress);
-    let mut merger = merge::Merger::default();
     let index_dir = spilled.work.path.join("index");
     let mut writer = match index {
         true => Some(crate::survivors::IndexWriter::create(
@@ -306,7 +305,11 @@ pub fn compute(
         )?),
         false => None,
     };
-    for w in &spilled.written {
+    // A shard's sums are merged and its spill files removed (the kernel
+    // frees their cached pages then, which takes a while) on a thread of
+    // their own while the next shard is reduced: its records are in the
+    // index by then, so what that thread holds is the shard's rows alone.
+    let mut reduce_shard = |w: &spill::Written| -> Result<reduce::Partial, RunError> {
         let mut partial = reduce::reduce(
             &w.files,
             w.shard,
@@ -328,10 +331,29 @@ pub fn compute(
             part.write(writer)?;
             timings.dedup += t.elapsed().as_secs_f64();
         }
-        merger.add(partial)?;
-        spilled.release(w.shard);
-        bar.set(u64::from(w.shard) + 1);
-    }
+        Ok(partial)
+    };
+    let merger = std::thread::scope(|threads| -> Result<merge::Merger, RunError> {
+        let mut merging = Merging::Idle(Box::default());
+        for w in &spilled.written {
+            let partial = match reduce_shard(w) {
+                Ok(partial) => partial,
+                Err(e) => {
+                    merging.wait()?;
+                    return Err(e);
+                }
+            };
+            let mut merger = merging.wait()?;
+            let (spilled, bar) = (&spilled, &bar);
+            merging = Merging::Busy(threads.spawn(move || {
+                merger.add(partial)?;
+                spilled.release(w.shard);
+                bar.set(u64::from(w.shard) + 1);
+                Ok(merger)
+            }));
+        }
+        merging.wait()
+    })?;
     bar.finish();
     let t = Instant::now();
     let (strings, aggregate, counts, checks) = merger.finish(&rule, spilled.counts.clone())?;
@@ -364,6 +386,25 @@ pub fn compute(
         index,
         increment: None,
     })
+}
+
+/// The merger of an out-of-core run: waiting for the next shard's sums, or
+/// adding a shard's sums on a thread of its own.
+enum Merging<'scope> {
+    Idle(Box<merge::Merger>),
+    Busy(std::thread::ScopedJoinHandle<'scope, Result<merge::Merger, RunError>>),
+}
+
+impl Merging<'_> {
+    /// The merger, once it has added what it was given.
+    fn wait(self) -> Result<merge::Merger, RunError> {
+        match self {
+            Merging::Idle(merger) => Ok(*merger),
+            Merging::Busy(handle) => handle
+                .join()
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic)),
+        }
+    }
 }
 
 /// The shard (`0..shards`) of an `event_id`. `shards` must be at least 1.
