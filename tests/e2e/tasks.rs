@@ -1,7 +1,8 @@
 //! The phases as separate processes: `tally plan`, `map`, `reduce` (in a
 //! shuffled order, killed and rerun, run twice at once) and `commit` give the
 //! bytes of `tally run`; a missing or damaged task output, a changed input and
-//! a swapped rule are refused, naming them, and nothing is committed.
+//! a swapped rule are refused, naming them, and nothing is committed; counts
+//! that do not add up across shards fail the commit.
 
 use crate::common::{self, s};
 use crate::output;
@@ -253,6 +254,52 @@ fn commit_refuses_missing_or_damaged_task_outputs_and_commits_nothing() {
     common::assert_mentions(&err, &[s(&spill), "damaged"]);
     assert!(!w.work.join("reduce/shard-2").exists());
     assert!(!w.out.exists(), "nothing was committed");
+}
+
+/// The invariants hold across shards: a reduce output whose counts do not
+/// add up (edited here, as a faulty engine or disk might leave it) fails the
+/// commit, naming the invariant, and nothing is committed.
+#[test]
+fn counts_that_do_not_add_up_across_shards_fail_the_commit() {
+    let w = Work::planned();
+    w.map_all();
+    for shard in 0..SHARDS {
+        w.reduce(shard);
+    }
+    let done = w.work.join("reduce/shard-1/done.json");
+    let good = std::fs::read_to_string(&done).unwrap();
+    let edited = |field: &str, by: i64| {
+        let mut value: serde_json::Value = serde_json::from_str(&good).unwrap();
+        let n = value["counts"][field].as_i64().expect("a count");
+        value["counts"][field] = (n + by).into();
+        std::fs::write(&done, serde_json::to_string(&value).unwrap()).unwrap();
+    };
+    for (field, by, invariant) in [
+        (
+            "valid",
+            1,
+            "shard 1: records reduced = records the map tasks spilled",
+        ),
+        (
+            "duplicates",
+            1,
+            "records = quarantined + duplicates + unique",
+        ),
+        ("payable", -1, "daily rows sum to the classified totals"),
+        (
+            "amount_micros",
+            7,
+            "daily rows sum to the classified totals",
+        ),
+    ] {
+        edited(field, by);
+        let err = w.commit_err();
+        common::assert_mentions(&err, &["invariant broken, nothing committed", invariant]);
+        assert!(!w.out.exists(), "{field}: nothing is committed");
+    }
+    std::fs::write(&done, &good).unwrap();
+    common::tally_ok(&["commit", "--work", s(&w.work), "--quiet"]);
+    assert_eq!(output::data_files(&w.out), w.expected());
 }
 
 #[test]
