@@ -1,5 +1,6 @@
-//! Progress on a real terminal: `tally run` and `tally gen` with stderr
-//! attached to a pseudo-terminal, what the terminal received read back.
+//! Progress on a real terminal: `tally run`, `tally gen`, `tally status` and
+//! the tasks (`map`, `reduce`, `commit`) with stderr attached to a
+//! pseudo-terminal, what the terminal received read back.
 //!
 //! A progress line appears while a stage works; its figures read as a person
 //! writes them (rates with at most one decimal, an ETA only towards a known
@@ -437,4 +438,92 @@ fn status_shows_its_stages_on_a_terminal_and_clears_them() {
 /// `1234567` as `1,234,567`.
 fn support_thousands(n: u64) -> String {
     crate::compare::thousands(n)
+}
+
+/// Lines drawn that belong to none of `stages` (each a line's beginning).
+fn of_no_stage(lines: &[String], stages: &[&str]) -> Vec<String> {
+    lines
+        .iter()
+        .filter(|l| !stages.iter().any(|stage| l.starts_with(stage)))
+        .cloned()
+        .collect()
+}
+
+#[test]
+fn tasks_show_their_progress_on_a_terminal_and_clear_it() {
+    let dir = TempDir::new().expect("temp dir");
+    let (input, _) = support::generate(dir.path(), "events", 400_000, 9, "jsonl", 100_000);
+    let rule = common::rule("creator-pay-v1");
+    let work = dir.path().join("work");
+    // Tiny batches: classify (a sandbox instance a batch) lasts long enough
+    // to be drawn.
+    common::tally_ok(&[
+        "plan",
+        "--input",
+        s(&input),
+        "--rule",
+        s(&rule),
+        "--out",
+        s(&dir.path().join("out")),
+        "--work",
+        s(&work),
+        "--shards",
+        "2",
+        "--batch-size",
+        "10",
+    ]);
+
+    // map: a counter of the records read.
+    let map = on_terminal(&["map", "--work", s(&work), "--task", "0"]);
+    assert!(map.success, "{}", map.describe());
+    let lines = map.drawn();
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with("map ") && l.contains(" records")),
+        "no map line: {}",
+        map.describe()
+    );
+    assert_eq!(of_no_stage(&lines, &["map "]), Vec::<String>::new());
+    assert!(map.screen().trim().is_empty(), "{}", map.screen());
+
+    // reduce: its stages, the classify bar among them.
+    let reduce = on_terminal(&["reduce", "--work", s(&work), "--shard", "0"]);
+    assert!(reduce.success, "{}", reduce.describe());
+    assert!(reduce.stdout.contains("reduce 0"), "{}", reduce.describe());
+    let lines = reduce.drawn();
+    let stages = ["read ", "dedup ", "classify ", "aggregate "];
+    assert_eq!(of_no_stage(&lines, &stages), Vec::<String>::new());
+    let classify: Vec<&String> = lines
+        .iter()
+        .filter(|l| l.starts_with("classify "))
+        .collect();
+    assert!(
+        !classify.is_empty(),
+        "no classify line: {}",
+        reduce.describe()
+    );
+    assert!(
+        classify.iter().all(|l| l.contains('[') && l.contains('/')),
+        "a classify line without its bar: {classify:?}"
+    );
+    for (number, unit) in rates(&lines) {
+        assert!(is_rate(&number, &unit), "rate {number} {unit} in {lines:?}");
+    }
+    assert!(reduce.screen().trim().is_empty(), "{}", reduce.screen());
+
+    // --quiet: the terminal receives nothing.
+    let quiet = on_terminal(&["reduce", "--work", s(&work), "--shard", "1", "--quiet"]);
+    assert!(quiet.success, "{}", quiet.describe());
+    assert!(quiet.bytes.is_empty(), "{}", quiet.describe());
+
+    // commit: the merge bar over the shards, then the commit stage.
+    let commit = on_terminal(&["commit", "--work", s(&work)]);
+    assert!(commit.success, "{}", commit.describe());
+    let lines = commit.drawn();
+    assert_eq!(
+        of_no_stage(&lines, &["merge ", "commit "]),
+        Vec::<String>::new()
+    );
+    assert!(commit.screen().trim().is_empty(), "{}", commit.screen());
 }

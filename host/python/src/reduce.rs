@@ -215,6 +215,7 @@ impl Reducer {
                         plan.days,
                         None,
                         started,
+                        false,
                         &mut timings,
                     )
                 })

@@ -85,6 +85,9 @@ pub struct ReduceArgs {
     /// Print JSON.
     #[arg(long)]
     json: bool,
+    /// Never show progress bars.
+    #[arg(long)]
+    quiet: bool,
 }
 
 #[derive(clap::Args)]
@@ -209,7 +212,7 @@ pub fn map(args: MapArgs) -> anyhow::Result<ExitCode> {
 }
 
 pub fn reduce(args: ReduceArgs) -> anyhow::Result<ExitCode> {
-    let done = tasks::reduce(&args.work, args.shard).with_context(|| {
+    let done = tasks::reduce(&args.work, args.shard, !args.quiet).with_context(|| {
         format!(
             "reduce of shard {} failed; nothing was published",
             args.shard

@@ -318,6 +318,7 @@ pub fn compute(
             batch_size,
             days,
             scope,
+            false,
             &mut timings,
         )?;
         if partial.counts.valid != w.rows {

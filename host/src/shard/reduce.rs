@@ -7,6 +7,7 @@ use crate::dedup::merge;
 use crate::ingest::Chunk;
 use crate::intern::Interner;
 use crate::pipeline::{self, RunError};
+use crate::progress::Progress;
 use crate::report::{Counts, Timings};
 use crate::rule::Rule;
 use crate::scope::CreatorScope;
@@ -25,7 +26,8 @@ pub struct Partial {
     pub index: Option<crate::survivors::Part>,
 }
 
-/// Reduces shard `shard` of `shards` from its spill files.
+/// Reduces shard `shard` of `shards` from its spill files. With `progress`,
+/// each stage (read, dedup, classify) draws its line on a terminal.
 #[allow(clippy::too_many_arguments)]
 pub fn reduce(
     files: &[spill::SpillFile],
@@ -35,11 +37,16 @@ pub fn reduce(
     batch_size: usize,
     days: Option<(i32, i32)>,
     scope: Option<&CreatorScope>,
+    progress: bool,
     timings: &mut Timings,
 ) -> Result<Partial, RunError> {
     let t = Instant::now();
+    let bar = Progress::stage("read", progress);
     let (chunks, interners) = spill::read(files, shard, shards)?;
-    let mut partial = reduce_chunks(chunks, interners, rule, batch_size, days, scope, t, timings)?;
+    bar.finish();
+    let mut partial = reduce_chunks(
+        chunks, interners, rule, batch_size, days, scope, t, progress, timings,
+    )?;
     if let Some(crate::survivors::Part::Records(records)) = partial.index.as_mut() {
         // Buckets of the index are then cut from this shard's keys alone.
         records.shard = shard;
@@ -54,7 +61,8 @@ pub fn reduce(
 /// records are kept in the result for the survivor index, as those of shard
 /// 0 of 1 (set [`crate::survivors::Records`]'s shard when it is known).
 /// With `scope`, only the listed creators' events are classified and summed
-/// ([`pipeline::narrow_to_scope`]).
+/// ([`pipeline::narrow_to_scope`]). With `progress`, dedup and classify
+/// draw their lines on a terminal.
 #[allow(clippy::too_many_arguments)]
 pub fn reduce_chunks(
     mut chunks: Vec<Chunk>,
@@ -64,9 +72,11 @@ pub fn reduce_chunks(
     days: Option<(i32, i32)>,
     scope: Option<&CreatorScope>,
     started: Instant,
+    progress: bool,
     timings: &mut Timings,
 ) -> Result<Partial, RunError> {
     let t = started;
+    let bar = Progress::stage("dedup", progress);
     // In input-file order, as the in-memory run has them: of two identical
     // records in different files, dedup keeps the first it sees, and the
     // day's provenance names that one's file.
@@ -78,9 +88,10 @@ pub fn reduce_chunks(
     };
     let mut deduped = pipeline::survive(table, days, &mut counts);
     let provenance = scope.map(|scope| pipeline::narrow_to_scope(&mut deduped, scope, &mut counts));
+    bar.finish();
     timings.dedup += t.elapsed().as_secs_f64();
     let (_, mut aggregate) =
-        pipeline::classify_and_sum(&deduped, &mut counts, rule, batch_size, false, timings)?;
+        pipeline::classify_and_sum(&deduped, &mut counts, rule, batch_size, progress, timings)?;
     if let Some(provenance) = provenance {
         aggregate.provenance = provenance;
     }

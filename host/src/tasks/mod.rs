@@ -612,8 +612,9 @@ pub struct ReduceDone {
 }
 
 /// `tally reduce --shard K`: dedups, classifies with the pinned rule and sums
-/// shard K's records from every map task.
-pub fn reduce(work: &Path, shard: u32) -> Result<TaskOutcome, TaskError> {
+/// shard K's records from every map task. With `progress`, its stages draw
+/// their lines on a terminal.
+pub fn reduce(work: &Path, shard: u32, progress: bool) -> Result<TaskOutcome, TaskError> {
     let started = Instant::now();
     let plan = read_plan(work)?;
     if shard >= plan.shards {
@@ -677,6 +678,7 @@ pub fn reduce(work: &Path, shard: u32) -> Result<TaskOutcome, TaskError> {
         plan.batch_size,
         plan.days,
         None,
+        progress,
         &mut timings,
     )
     .map_err(|e| {
