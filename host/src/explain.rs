@@ -138,19 +138,22 @@ pub fn explain(
     rules: &[(Rule, String)],
     event_id: &str,
     read: &ReadOptions,
+    progress: bool,
 ) -> Result<Explanation, RunError> {
     // Only this event's records are kept as the inputs are read, so that any
     // input size fits in memory.
-    let found = pipeline::find_inputs(inputs)?;
+    let found = pipeline::find_inputs(inputs, progress)?;
     let quoted = serde_json::Value::String(event_id.to_string()).to_string();
+    let bar = crate::progress::Progress::start("ingest", None, progress);
     let (chunks, interners) =
-        crate::ingest::read_each(&found.files, read, &|_| {}, &|mut chunk, _| {
+        crate::ingest::read_each(&found.files, read, &|n| bar.set(n), &|mut chunk, _| {
             chunk.events = only(&chunk.events, event_id.as_bytes());
             chunk
                 .quarantine
                 .retain(|q| quarantined_as(q, event_id, &quoted));
             Ok::<_, RunError>(chunk)
         })?;
+    bar.finish();
     crate::ingest::check_unchanged(&found.files)?;
     let (table, chunks) = crate::dedup::merge(chunks, interners)?;
     let quarantine: Vec<_> = chunks.into_iter().flat_map(|c| c.quarantine).collect();

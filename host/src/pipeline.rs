@@ -289,7 +289,7 @@ pub fn prepare(
     days: Option<(i32, i32)>,
     progress: bool,
 ) -> Result<Prepared, RunError> {
-    let found = find_inputs(inputs)?;
+    let found = find_inputs(inputs, progress)?;
     prepare_found(found, read, days, progress)
 }
 
@@ -301,10 +301,13 @@ pub struct Found {
     pub fingerprint: blake3::Hash,
 }
 
-/// Lists the input files and hashes them.
-pub fn find_inputs(inputs: &[PathBuf]) -> Result<Found, RunError> {
+/// Lists the input files and hashes them; with `progress`, a `hash inputs`
+/// bar over the files is drawn on a terminal.
+pub fn find_inputs(inputs: &[PathBuf], progress: bool) -> Result<Found, RunError> {
     let files = ingest::discover(inputs)?;
-    let hashes = ingest::hash_files(&files)?;
+    let bar = Progress::counting("hash inputs", Some(files.len() as u64), "files", progress);
+    let hashes = ingest::hash_files_counted(&files, &|| bar.inc(1))?;
+    bar.finish();
     let fingerprint = ingest::fingerprint(&files, &hashes);
     let inputs = input_summaries(&files, &hashes);
     Ok(Found {
@@ -696,7 +699,7 @@ pub fn compute_with(
     index: bool,
     scope: Option<&CreatorScope>,
 ) -> Result<Computed, RunError> {
-    let found = find_inputs(inputs)?;
+    let found = find_inputs(inputs, progress)?;
     // A rule's failure names the input file of the event it failed on.
     let sources = commit::sources(&found.files);
     let named = |e: RunError| e.naming_inputs(&sources);

@@ -108,11 +108,13 @@ impl PartitionCheck {
 }
 
 /// Recomputes the partitions of `out` (or only `day`'s). `load_rule` fetches a
-/// rule by its hash (from the registry).
+/// rule by its hash (from the registry). With `progress`, the check of the
+/// inputs and each recompute draw their stages on a terminal.
 pub fn verify(
     out: &Path,
     day: Option<i32>,
     batch_size: usize,
+    progress: bool,
     load_rule: &dyn Fn(&str) -> Result<Rule, RunError>,
 ) -> Result<VerifyReport, VerifyError> {
     let manifests = lineage::partitions(out, day)?;
@@ -123,7 +125,7 @@ pub fn verify(
     }
     let mut checks = Vec::new();
     for group in by_commit.values() {
-        checks.extend(verify_commit(out, group, batch_size, load_rule)?);
+        checks.extend(verify_commit(out, group, batch_size, progress, load_rule)?);
     }
     checks.sort_by(|a, b| a.day.cmp(&b.day));
     // The derived tables are checked when the whole output is: with `--day`,
@@ -273,6 +275,7 @@ fn verify_commit(
     out: &Path,
     group: &[PartitionManifest],
     batch_size: usize,
+    progress: bool,
     load_rule: &dyn Fn(&str) -> Result<Rule, RunError>,
 ) -> Result<Vec<PartitionCheck>, VerifyError> {
     let first = &group[0];
@@ -320,10 +323,17 @@ fn verify_commit(
         })
         .collect();
     let mut inputs_ok = true;
+    let bar = crate::progress::Progress::counting(
+        "check inputs",
+        Some(files.len() as u64),
+        "files",
+        progress,
+    );
     for (file, recorded) in files.iter().zip(&first.inputs) {
         let actual = ingest::hash_files(std::slice::from_ref(file))
             .map(|h| h[0].to_hex().to_string())
             .unwrap_or_else(|e| format!("unreadable ({e})"));
+        bar.inc(1);
         if actual != recorded.blake3 {
             inputs_ok = false;
             for check in &mut checks {
@@ -336,6 +346,7 @@ fn verify_commit(
             }
         }
     }
+    bar.finish();
     if !inputs_ok {
         return Ok(checks);
     }
@@ -361,7 +372,7 @@ fn verify_commit(
         rule,
         batch_size,
         window,
-        false,
+        progress,
         &crate::shard::SpillOptions::default(),
     )?;
     // Compute version 1 stamped every partition with the run's fingerprint;

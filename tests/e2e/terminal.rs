@@ -1,6 +1,7 @@
-//! Progress on a real terminal: `tally run`, `tally gen`, `tally status` and
-//! the tasks (`map`, `reduce`, `commit`) with stderr attached to a
-//! pseudo-terminal, what the terminal received read back.
+//! Progress on a real terminal: `tally run`, `tally gen`, `tally status`,
+//! `tally verify`, `tally explain` and the tasks (`plan`, `map`, `reduce`,
+//! `commit`) with stderr attached to a pseudo-terminal, what the terminal
+//! received read back.
 //!
 //! A progress line appears while a stage works; its figures read as a person
 //! writes them (rates with at most one decimal, an ETA only towards a known
@@ -138,7 +139,7 @@ fn is_rate(number: &str, unit: &str) -> bool {
         && whole.chars().all(|c| c.is_ascii_digit())
         && decimals.len() <= 1
         && decimals.chars().all(|c| c.is_ascii_digit())
-        && matches!(unit, "records/s" | "shards/s")
+        && matches!(unit, "records/s" | "shards/s" | "files/s")
 }
 
 /// Every rate in the drawn lines, as `(number, unit)`.
@@ -456,8 +457,8 @@ fn tasks_show_their_progress_on_a_terminal_and_clear_it() {
     let rule = common::rule("creator-pay-v1");
     let work = dir.path().join("work");
     // Tiny batches: classify (a sandbox instance a batch) lasts long enough
-    // to be drawn.
-    common::tally_ok(&[
+    // to be drawn. plan: the inputs hashed, a bar over the files.
+    let plan = on_terminal(&[
         "plan",
         "--input",
         s(&input),
@@ -472,6 +473,12 @@ fn tasks_show_their_progress_on_a_terminal_and_clear_it() {
         "--batch-size",
         "10",
     ]);
+    assert!(plan.success, "{}", plan.describe());
+    assert_eq!(
+        of_no_stage(&plan.drawn(), &["hash inputs "]),
+        Vec::<String>::new()
+    );
+    assert!(plan.screen().trim().is_empty(), "{}", plan.screen());
 
     // map: a counter of the records read.
     let map = on_terminal(&["map", "--work", s(&work), "--task", "0"]);
@@ -526,4 +533,81 @@ fn tasks_show_their_progress_on_a_terminal_and_clear_it() {
         Vec::<String>::new()
     );
     assert!(commit.screen().trim().is_empty(), "{}", commit.screen());
+}
+
+#[test]
+fn verify_and_explain_show_their_progress_on_a_terminal_and_clear_it() {
+    let dir = TempDir::new().expect("temp dir");
+    let (input, _) = support::generate(dir.path(), "events", 400_000, 13, "jsonl", 100_000);
+    let rule = common::rule("creator-pay-v1");
+    let registry = dir.path().join("registry");
+    common::tally_ok(&["rule", "publish", s(&rule), "--registry", s(&registry)]);
+    let out = dir.path().join("out");
+    support::run(&[&input], &rule, &out, &[]);
+
+    // verify: the inputs checked, then the recompute's stages.
+    let args = ["verify", s(&out), "--registry", s(&registry)];
+    let verify = on_terminal(&args);
+    assert!(verify.success, "{}", verify.describe());
+    assert!(verify.stdout.contains("identical"), "{}", verify.describe());
+    let lines = verify.drawn();
+    let stages = [
+        "check inputs ",
+        "hash inputs ",
+        "ingest ",
+        "dedup ",
+        "classify ",
+        "aggregate ",
+    ];
+    assert_eq!(of_no_stage(&lines, &stages), Vec::<String>::new());
+    assert!(
+        lines.iter().any(|l| l.starts_with("ingest ")),
+        "no ingest line: {}",
+        verify.describe()
+    );
+    for (number, unit) in rates(&lines) {
+        assert!(is_rate(&number, &unit), "rate {number} {unit} in {lines:?}");
+    }
+    assert!(verify.screen().trim().is_empty(), "{}", verify.screen());
+    let quiet = on_terminal(&[&args[..], &["--quiet"]].concat());
+    assert!(quiet.success, "{}", quiet.describe());
+    assert!(quiet.bytes.is_empty(), "{}", quiet.describe());
+
+    // explain: the inputs hashed and read, for one event's records.
+    let (_, first) = support::files_in(&input).remove(0);
+    // The first record with an id (the generated files hold broken ones too).
+    let bytes = std::fs::read(&first).unwrap();
+    let event = bytes
+        .split(|&b| b == b'\n')
+        .find_map(|line| {
+            let record: serde_json::Value = serde_json::from_slice(line).ok()?;
+            Some(record["event_id"].as_str()?.to_string())
+        })
+        .expect("a record with an event id");
+    let args = [
+        "explain",
+        "--input",
+        s(&input),
+        "--rule",
+        s(&rule),
+        "--event",
+        &event,
+    ];
+    let explain = on_terminal(&args);
+    assert!(explain.success, "{}", explain.describe());
+    assert!(explain.stdout.contains(&event), "{}", explain.describe());
+    let lines = explain.drawn();
+    assert_eq!(
+        of_no_stage(&lines, &["hash inputs ", "ingest "]),
+        Vec::<String>::new()
+    );
+    assert!(
+        lines.iter().any(|l| l.starts_with("ingest ")),
+        "no ingest line: {}",
+        explain.describe()
+    );
+    assert!(explain.screen().trim().is_empty(), "{}", explain.screen());
+    let quiet = on_terminal(&[&args[..], &["--quiet"]].concat());
+    assert!(quiet.success, "{}", quiet.describe());
+    assert!(quiet.bytes.is_empty(), "{}", quiet.describe());
 }

@@ -106,6 +106,7 @@ pub fn plan(
             },
             batch_size: batch_size.unwrap_or(tally::pipeline::DEFAULT_BATCH_SIZE),
             days,
+            progress: false,
         };
         let (mut plan, files) = tasks::new_plan(&options).map_err(failed)?;
         if let Some(f) = files

@@ -36,6 +36,9 @@ pub struct Args {
     /// Print JSON instead of text.
     #[arg(long)]
     json: bool,
+    /// Never show progress bars.
+    #[arg(long)]
+    quiet: bool,
     /// The rule registry for references that are not paths (default:
     /// $TALLY_REGISTRY, else ./tally-registry).
     #[arg(long)]
@@ -53,7 +56,13 @@ pub fn execute(args: Args) -> anyhow::Result<ExitCode> {
                 .map(|rule| (rule, r.clone()))
         })
         .collect::<anyhow::Result<Vec<_>>>()?;
-    let e = explain(&args.inputs, &rules, &args.event, &args.read.options())?;
+    let e = explain(
+        &args.inputs,
+        &rules,
+        &args.event,
+        &args.read.options(),
+        !args.quiet,
+    )?;
     if args.json {
         let report = ExplainReport {
             schema_version: EXPLAIN_SCHEMA_VERSION,

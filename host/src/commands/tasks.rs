@@ -50,6 +50,9 @@ pub struct PlanArgs {
     /// Print the plan as JSON.
     #[arg(long)]
     json: bool,
+    /// Never show progress bars.
+    #[arg(long)]
+    quiet: bool,
     #[command(flatten)]
     read: super::ReadArgs,
 }
@@ -127,6 +130,7 @@ pub fn plan(args: PlanArgs) -> anyhow::Result<ExitCode> {
         read: args.read.options(),
         batch_size: args.batch_size as usize,
         days: args.days,
+        progress: !args.quiet,
     };
     let plan = tasks::plan(&options).context("plan failed")?;
     if args.json {

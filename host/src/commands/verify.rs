@@ -33,6 +33,9 @@ pub struct Args {
     /// Print JSON instead of text.
     #[arg(long)]
     json: bool,
+    /// Never show progress bars.
+    #[arg(long)]
+    quiet: bool,
 }
 
 pub fn execute(args: Args) -> anyhow::Result<ExitCode> {
@@ -49,6 +52,7 @@ pub fn execute(args: Args) -> anyhow::Result<ExitCode> {
         &args.out,
         args.day,
         tally::pipeline::DEFAULT_BATCH_SIZE,
+        !args.quiet,
         &load,
     )?;
     if args.json {

@@ -172,7 +172,7 @@ pub fn compare_rules(
     spill: &crate::shard::SpillOptions,
 ) -> Result<Comparison, RunError> {
     let started = std::time::Instant::now();
-    let found = pipeline::find_inputs(inputs)?;
+    let found = pipeline::find_inputs(inputs, options.progress)?;
     let fingerprint = found.fingerprint.to_hex().to_string();
     let shards = spill.shards_for(&found.files);
     let mut sums = Sums::new();

@@ -358,6 +358,15 @@ pub fn check_unchanged(files: &[InputFile]) -> Result<(), IngestError> {
 
 /// The blake3 hash of each file's contents, computed in parallel.
 pub fn hash_files(files: &[InputFile]) -> Result<Vec<blake3::Hash>, IngestError> {
+    hash_files_counted(files, &|| {})
+}
+
+/// [`hash_files`], calling `hashed` as each file is done (for a progress
+/// line over the files).
+pub fn hash_files_counted(
+    files: &[InputFile],
+    hashed: &(dyn Fn() + Sync),
+) -> Result<Vec<blake3::Hash>, IngestError> {
     files
         .par_iter()
         .map(|file| {
@@ -368,6 +377,7 @@ pub fn hash_files(files: &[InputFile]) -> Result<Vec<blake3::Hash>, IngestError>
                     path: file.path.clone(),
                     source,
                 })?;
+            hashed();
             Ok(hasher.finalize())
         })
         .collect()

@@ -135,6 +135,8 @@ pub struct PlanOptions {
     pub read: ReadOptions,
     pub batch_size: usize,
     pub days: Option<(i32, i32)>,
+    /// Draw the hashing of the inputs on a terminal.
+    pub progress: bool,
 }
 
 fn plan_path(work: &Path) -> PathBuf {
@@ -215,7 +217,7 @@ pub fn plan(options: &PlanOptions) -> Result<Plan, TaskError> {
 /// refusing inputs that overlap the output.
 pub fn new_plan(options: &PlanOptions) -> Result<(Plan, Vec<InputFile>), TaskError> {
     ingest::check_inputs_apart_from_output(&options.inputs, &options.out)?;
-    let found = pipeline::find_inputs(&options.inputs)?;
+    let found = pipeline::find_inputs(&options.inputs, options.progress)?;
     let out = std::path::absolute(&options.out).map_err(|e| io(&options.out, e))?;
     let files: Vec<PlannedFile> = found
         .files
